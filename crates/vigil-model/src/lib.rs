@@ -1,0 +1,17 @@
+//! Vigil's canonical data model: what a trace and a span are, whatever instrumentation produced them.
+//!
+//! Architecture invariant: this crate does no IO. Everything here is plain data and pure functions,
+//! so the ingest, store, API and later the gateway and evaluators can share it without cycles.
+
+mod ids;
+pub mod keys;
+mod price;
+mod span;
+mod time_fmt;
+
+pub use ids::{IdError, ProjectId, SpanId, TraceId};
+pub use price::{ModelPrice, PriceTable, PriceTableError};
+pub use span::{
+    Flag, FlagKind, Message, Span, SpanEvent, SpanKind, SpanLink, SpanStatus, ToolCall, Usage,
+};
+pub use time_fmt::{format_rfc3339_nanos, parse_rfc3339_nanos};

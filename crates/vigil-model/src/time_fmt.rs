@@ -1,0 +1,35 @@
+//! RFC 3339 timestamps with nanosecond precision, the form every API field uses.
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+pub fn format_rfc3339_nanos(unix_nanos: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_nanos))
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| unix_nanos.to_string())
+}
+
+/// Parses RFC 3339 (`2026-11-23T10:00:00Z`) or a plain integer of Unix nanoseconds.
+pub fn parse_rfc3339_nanos(s: &str) -> Option<i64> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n);
+    }
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_nanoseconds() {
+        let n = 1_795_386_941_801_850_575;
+        let s = format_rfc3339_nanos(n);
+        assert_eq!(s, "2026-11-22T22:35:41.801850575Z");
+        assert_eq!(parse_rfc3339_nanos(&s), Some(n));
+        assert_eq!(parse_rfc3339_nanos("12"), Some(12));
+        assert_eq!(parse_rfc3339_nanos("yesterday"), None);
+    }
+}
