@@ -313,6 +313,20 @@ fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     }
 }
 
+/// An OTLP log record, kept whole; GenAI events among them are merged into their span when read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogEvent {
+    pub trace_id: Option<TraceId>,
+    pub span_id: Option<SpanId>,
+    pub name: String,
+    pub time: i64,
+    pub severity: Option<String>,
+    pub body: Value,
+    pub attributes: Map<String, Value>,
+    #[serde(default)]
+    pub resource_attributes: Map<String, Value>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,3 +353,4 @@ mod tests {
         assert_eq!(back.flag_mask(), 1);
     }
 }
+

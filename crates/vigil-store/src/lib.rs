@@ -1,1 +1,26 @@
+//! Storage: the interface every backend implements, and the embedded SQLite backend.
+//!
+//! The API, ingest pipeline and CLI talk only to the traits in `traces` and `projects`, so a
+//! PostgreSQL backend can be added beside `sqlite/` without touching them.
 
+mod error;
+pub mod keys;
+pub mod projects;
+pub mod query;
+pub mod rollup;
+pub mod sqlite;
+pub mod summary;
+pub mod traces;
+
+#[cfg(test)]
+mod conformance;
+
+pub use error::{Error, Result};
+pub use projects::{ApiKeyInfo, NewApiKey, ProjectRow, ProjectStore, Scope};
+pub use query::*;
+pub use sqlite::{Durability, SqliteSettings, SqliteStore};
+pub use traces::TraceStore;
+
+/// Everything a node needs from storage, as one object.
+pub trait Store: TraceStore + ProjectStore {}
+impl<T: TraceStore + ProjectStore> Store for T {}

@@ -3,27 +3,12 @@
 //! to a span by trace and span id. They fill a span's messages when its attributes did not.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use vigil_model::keys::{genai as g, otel};
-use vigil_model::{Message, Span, SpanId, SpanKind, TraceId};
+use vigil_model::{LogEvent, Message, Span, SpanId, SpanKind, TraceId};
 
 use super::attrs::{self, as_text, parse_if_json, Attrs};
 use super::messages;
-
-/// An OTLP log record, kept whole; GenAI events among them are merged into their span when read.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LogEvent {
-    pub trace_id: Option<TraceId>,
-    pub span_id: Option<SpanId>,
-    pub name: String,
-    pub time: i64,
-    pub severity: Option<String>,
-    pub body: Value,
-    pub attributes: Map<String, Value>,
-    #[serde(default)]
-    pub resource_attributes: Map<String, Value>,
-}
 
 pub fn from_logs(request: &ExportLogsServiceRequest) -> Vec<LogEvent> {
     let mut out = Vec::new();

@@ -23,7 +23,7 @@ use vigil_model::keys::{genai as g, otel};
 use vigil_model::{PriceTable, ProjectId, Span, SpanEvent, SpanId, SpanKind, SpanLink, SpanStatus, TraceId};
 
 pub use attrs::{to_json, Attrs};
-pub use events::LogEvent;
+pub use vigil_model::LogEvent;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RejectedSpan {

@@ -1,0 +1,123 @@
+-- Vigil's embedded store. Every row belongs to a project.
+
+CREATE TABLE projects (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL
+);
+
+-- API keys are stored only as SHA-256 of the secret; `display` is a prefix and the last 4 characters.
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    project_id  TEXT NOT NULL REFERENCES projects(id),
+    name        TEXT NOT NULL,
+    key_hash    BLOB NOT NULL UNIQUE,
+    display     TEXT NOT NULL,
+    scopes      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+
+-- One row per span; `body` is the canonical span as JSON, the other columns are what queries filter on.
+CREATE TABLE spans (
+    id                  INTEGER PRIMARY KEY,
+    project_id          TEXT NOT NULL,
+    trace_id            BLOB NOT NULL,
+    span_id             BLOB NOT NULL,
+    parent_span_id      BLOB,
+    kind                TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    service_name        TEXT,
+    service_version     TEXT,
+    environment         TEXT,
+    session_id          TEXT,
+    user_id             TEXT,
+    agent_name          TEXT,
+    model               TEXT,
+    provider            TEXT,
+    input_tokens        INTEGER,
+    output_tokens       INTEGER,
+    cost_usd            REAL,
+    start_ns            INTEGER NOT NULL,
+    end_ns              INTEGER NOT NULL,
+    duration_ms         REAL NOT NULL,
+    status              TEXT NOT NULL,
+    tool_name           TEXT,
+    flags               INTEGER NOT NULL DEFAULT 0,
+    body                BLOB NOT NULL,
+    UNIQUE (project_id, trace_id, span_id)
+);
+CREATE INDEX spans_by_time     ON spans (project_id, start_ns);
+CREATE INDEX spans_by_model    ON spans (project_id, model, start_ns) WHERE model IS NOT NULL;
+CREATE INDEX spans_by_provider ON spans (project_id, provider, start_ns) WHERE provider IS NOT NULL;
+CREATE INDEX spans_by_tool     ON spans (project_id, tool_name, start_ns) WHERE tool_name IS NOT NULL;
+
+-- Full-text index over span content (names, messages, tool arguments and results); rowid = spans.id.
+CREATE VIRTUAL TABLE spans_fts USING fts5 (text, content = '', contentless_delete = 1, tokenize = 'unicode61');
+
+-- One row per trace, recomputed from its spans whenever a span of it is written.
+CREATE TABLE traces (
+    project_id      TEXT NOT NULL,
+    trace_id        BLOB NOT NULL,
+    root_name       TEXT NOT NULL,
+    service_name    TEXT,
+    service_version TEXT,
+    environment     TEXT,
+    agent_name      TEXT,
+    session_id      TEXT,
+    user_id         TEXT,
+    start_ns        INTEGER NOT NULL,
+    end_ns          INTEGER NOT NULL,
+    duration_ms     REAL NOT NULL,
+    span_count      INTEGER NOT NULL,
+    llm_count       INTEGER NOT NULL,
+    tool_count      INTEGER NOT NULL,
+    error_count     INTEGER NOT NULL,
+    input_tokens    INTEGER NOT NULL,
+    output_tokens   INTEGER NOT NULL,
+    cost_usd        REAL,
+    status          TEXT NOT NULL,
+    flags           INTEGER NOT NULL,
+    models          TEXT NOT NULL,
+    providers       TEXT NOT NULL,
+    PRIMARY KEY (project_id, trace_id)
+) WITHOUT ROWID;
+CREATE INDEX traces_by_time    ON traces (project_id, start_ns);
+CREATE INDEX traces_by_session ON traces (project_id, session_id, start_ns) WHERE session_id IS NOT NULL;
+CREATE INDEX traces_by_user    ON traces (project_id, user_id, start_ns) WHERE user_id IS NOT NULL;
+
+-- OTLP log records (GenAI events among them), merged into their span when it is read.
+CREATE TABLE log_records (
+    id          INTEGER PRIMARY KEY,
+    project_id  TEXT NOT NULL,
+    trace_id    BLOB,
+    span_id     BLOB,
+    time_ns     INTEGER NOT NULL,
+    digest      BLOB NOT NULL,
+    body        BLOB NOT NULL,
+    UNIQUE (project_id, digest)
+);
+CREATE INDEX log_records_by_span ON log_records (project_id, trace_id, span_id);
+CREATE INDEX log_records_by_time ON log_records (project_id, time_ns);
+
+-- Per-minute rollups of spans for the metrics API: sums plus a log-scale latency histogram.
+CREATE TABLE span_rollups (
+    project_id      TEXT NOT NULL,
+    minute          INTEGER NOT NULL,
+    kind            TEXT NOT NULL,
+    model           TEXT NOT NULL,
+    provider        TEXT NOT NULL,
+    agent_name      TEXT NOT NULL,
+    environment     TEXT NOT NULL,
+    service_name    TEXT NOT NULL,
+    count           INTEGER NOT NULL,
+    error_count     INTEGER NOT NULL,
+    flagged_count   INTEGER NOT NULL,
+    input_tokens    INTEGER NOT NULL,
+    output_tokens   INTEGER NOT NULL,
+    cost_usd        REAL NOT NULL,
+    priced_count    INTEGER NOT NULL,
+    unpriced_count  INTEGER NOT NULL,
+    latency_hist    TEXT NOT NULL,
+    PRIMARY KEY (project_id, minute, kind, model, provider, agent_name, environment, service_name)
+) WITHOUT ROWID;

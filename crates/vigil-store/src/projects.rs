@@ -1,0 +1,77 @@
+//! Projects and API keys.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use vigil_model::ProjectId;
+
+use crate::Result;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProjectRow {
+    pub id: ProjectId,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Ingest,
+    Read,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+        }
+    }
+
+    pub fn parse_list(s: &str) -> Vec<Scope> {
+        s.split(',')
+            .filter_map(|p| match p.trim() {
+                "ingest" => Some(Scope::Ingest),
+                "read" => Some(Scope::Read),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// What an authenticated key may do, and for which project.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub project_id: ProjectId,
+    pub name: String,
+    pub display: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: i64,
+    pub revoked: bool,
+}
+
+impl ApiKeyInfo {
+    pub fn allows(&self, scope: Scope) -> bool {
+        !self.revoked && self.scopes.contains(&scope)
+    }
+}
+
+/// A freshly minted key: the only time its secret exists outside the caller's hands.
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    pub secret: String,
+    pub info: ApiKeyInfo,
+}
+
+#[async_trait]
+pub trait ProjectStore: Send + Sync {
+    async fn create_project(&self, name: &str) -> Result<ProjectRow>;
+    async fn list_projects(&self) -> Result<Vec<ProjectRow>>;
+    async fn get_project_by_name(&self, name: &str) -> Result<Option<ProjectRow>>;
+    async fn create_api_key(&self, project: &ProjectId, name: &str, scopes: &[Scope]) -> Result<NewApiKey>;
+    async fn list_api_keys(&self, project: &ProjectId) -> Result<Vec<ApiKeyInfo>>;
+    async fn revoke_api_key(&self, project: &ProjectId, key_id: &str) -> Result<()>;
+    /// Looks a presented secret up by its hash; `None` for unknown or revoked keys.
+    async fn authenticate(&self, secret: &str) -> Result<Option<ApiKeyInfo>>;
+}

@@ -1,0 +1,187 @@
+//! The embedded SQLite backend: one file in WAL mode, one writer thread that group-commits
+//! batches in transactions, and a small pool of read-only connections.
+//!
+//! Durability: with `Durability::Full` (the default) every commit syncs the WAL, so a write that
+//! returned is on disk even after power loss. `Durability::Normal` syncs only at checkpoints: a
+//! crash of the process loses nothing, but a power cut or OS crash may roll back the last commits.
+
+mod migrations;
+mod projects;
+mod read;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
+use vigil_model::{LogEvent, ProjectId, Span, TraceId};
+
+use crate::query::*;
+use crate::traces::TraceStore;
+use crate::{Error, Result};
+
+pub use writer::WriterHandle;
+
+pub const DB_FILE: &str = "vigil.db";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    #[default]
+    Full,
+    Normal,
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteSettings {
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// Spans accepted but not yet committed; beyond this, writes fail with `Error::Overloaded`.
+    pub max_pending_spans: usize,
+    pub read_connections: usize,
+    /// SQLite page cache per connection, in KiB.
+    pub cache_kib: i64,
+}
+
+impl SqliteSettings {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self { data_dir: data_dir.into(), durability: Durability::Full, max_pending_spans: 200_000, read_connections: 4, cache_kib: 32 * 1024 }
+    }
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: WriterHandle,
+    readers: Mutex<Vec<Connection>>,
+    reader_permits: Semaphore,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `settings.data_dir` and applies migrations.
+    pub fn open(settings: &SqliteSettings) -> Result<Self> {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| Error::DataDir { path: settings.data_dir.clone(), source })?;
+        let path = settings.data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)?;
+        // Must precede the first table so deleted pages can be returned to the OS after `gc`.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        configure(&conn, settings, false)?;
+        migrations::apply(&mut conn)?;
+        let readers = (0..settings.read_connections.max(1))
+            .map(|_| {
+                let c = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+                configure(&c, settings, true)?;
+                Ok(c)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let writer = writer::spawn(conn, settings.max_pending_spans)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer,
+                reader_permits: Semaphore::new(readers.len()),
+                readers: Mutex::new(readers),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn pending_spans(&self) -> usize {
+        self.inner.writer.pending()
+    }
+
+    /// Runs a read on a pooled read-only connection, off the async runtime.
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        let _permit = self.inner.reader_permits.acquire().await.map_err(|_| Error::ShuttingDown)?;
+        let conn = self.inner.readers.lock().map_err(|_| Error::Task("reader pool poisoned".into()))?.pop().ok_or(Error::ShuttingDown)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock() {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+}
+
+fn configure(conn: &Connection, settings: &SqliteSettings, read_only: bool) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "cache_size", -settings.cache_kib)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let sync = match settings.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl TraceStore for SqliteStore {
+    async fn write_spans(&self, spans: Vec<Span>) -> Result<WriteReceipt> {
+        if spans.is_empty() {
+            return Ok(WriteReceipt::default());
+        }
+        self.inner.writer.write_spans(spans).await
+    }
+
+    async fn write_log_events(&self, project: &ProjectId, events: Vec<LogEvent>) -> Result<usize> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        self.inner.writer.write_logs(project.clone(), events).await
+    }
+
+    async fn find_traces(&self, query: &TraceQuery) -> Result<TracePage> {
+        let q = query.clone();
+        self.read(move |c| read::find_traces(c, &q)).await
+    }
+
+    async fn get_trace(&self, project: &ProjectId, trace_id: TraceId) -> Result<Option<TraceDetail>> {
+        let p = project.clone();
+        self.read(move |c| read::get_trace(c, &p, trace_id)).await
+    }
+
+    async fn find_sessions(&self, query: &SessionQuery) -> Result<SessionPage> {
+        let q = query.clone();
+        self.read(move |c| read::find_sessions(c, &q)).await
+    }
+
+    async fn get_session(&self, project: &ProjectId, session_id: &str) -> Result<Option<SessionDetail>> {
+        let (p, s) = (project.clone(), session_id.to_string());
+        self.read(move |c| read::get_session(c, &p, &s)).await
+    }
+
+    async fn metrics(&self, query: &MetricsQuery) -> Result<MetricsResult> {
+        let q = query.clone();
+        self.read(move |c| read::metrics(c, &q)).await
+    }
+
+    async fn model_usage(&self, project: Option<&ProjectId>, since: i64) -> Result<Vec<ModelUsageRow>> {
+        let p = project.cloned();
+        self.read(move |c| read::model_usage(c, p.as_ref(), since)).await
+    }
+
+    async fn gc(&self, retention: &Retention) -> Result<GcReport> {
+        self.inner.writer.gc(*retention).await
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        self.read(read::stats).await
+    }
+}

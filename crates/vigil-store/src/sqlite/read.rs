@@ -1,0 +1,505 @@
+//! Queries. SQL text is fixed; every user value is bound as a parameter.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use vigil_model::{FlagKind, LogEvent, ProjectId, Span, SpanId, SpanKind, SpanStatus, TraceId};
+
+use crate::query::*;
+use crate::rollup::Histogram;
+use crate::summary::SpanFacts;
+use crate::{Error, Result};
+
+const TRACE_COLUMNS: &str = "t.project_id, t.trace_id, t.root_name, t.service_name, t.service_version, t.environment,
+    t.agent_name, t.session_id, t.user_id, t.start_ns, t.end_ns, t.duration_ms, t.span_count, t.llm_count, t.tool_count,
+    t.error_count, t.input_tokens, t.output_tokens, t.cost_usd, t.status, t.flags, t.models, t.providers";
+
+fn trace_id_col(row: &Row, idx: usize) -> rusqlite::Result<TraceId> {
+    let bytes: Vec<u8> = row.get(idx)?;
+    TraceId::from_bytes(&bytes).map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Blob, Box::new(e)))
+}
+
+fn split_list(s: String) -> Vec<String> {
+    s.split('\n').filter(|p| !p.is_empty()).map(str::to_string).collect()
+}
+
+fn trace_row(r: &Row) -> rusqlite::Result<TraceRow> {
+    let input: i64 = r.get(16)?;
+    let output: i64 = r.get(17)?;
+    let status: String = r.get(19)?;
+    let flags: i64 = r.get(20)?;
+    Ok(TraceRow {
+        project_id: ProjectId(r.get(0)?),
+        trace_id: trace_id_col(r, 1)?,
+        root_name: r.get(2)?,
+        service_name: r.get(3)?,
+        service_version: r.get(4)?,
+        environment: r.get(5)?,
+        agent_name: r.get(6)?,
+        session_id: r.get(7)?,
+        user_id: r.get(8)?,
+        start_time: r.get(9)?,
+        end_time: r.get(10)?,
+        duration_ms: r.get(11)?,
+        span_count: r.get(12)?,
+        llm_count: r.get(13)?,
+        tool_count: r.get(14)?,
+        error_count: r.get(15)?,
+        input_tokens: input,
+        output_tokens: output,
+        total_tokens: input + output,
+        cost_usd: r.get(18)?,
+        status: SpanStatus::parse(&status).unwrap_or_default(),
+        flags: FlagKind::ALL.into_iter().filter(|k| flags & k.bit() != 0).collect(),
+        models: split_list(r.get(21)?),
+        providers: split_list(r.get(22)?),
+    })
+}
+
+pub(super) fn write_trace_row(conn: &Connection, t: &TraceRow) -> Result<()> {
+    let flags = t.flags.iter().fold(0, |m, f| m | f.bit());
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO traces (project_id, trace_id, root_name, service_name, service_version, environment,
+            agent_name, session_id, user_id, start_ns, end_ns, duration_ms, span_count, llm_count, tool_count,
+            error_count, input_tokens, output_tokens, cost_usd, status, flags, models, providers)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+    )?
+    .execute(params![
+        t.project_id.as_str(),
+        t.trace_id.as_bytes(),
+        t.root_name,
+        t.service_name,
+        t.service_version,
+        t.environment,
+        t.agent_name,
+        t.session_id,
+        t.user_id,
+        t.start_time,
+        t.end_time,
+        t.duration_ms,
+        t.span_count,
+        t.llm_count,
+        t.tool_count,
+        t.error_count,
+        t.input_tokens,
+        t.output_tokens,
+        t.cost_usd,
+        t.status.as_str(),
+        flags,
+        t.models.join("\n"),
+        t.providers.join("\n"),
+    ])?;
+    Ok(())
+}
+
+pub(super) fn span_facts(conn: &Connection, project: &ProjectId, trace_id: TraceId) -> Result<Vec<SpanFacts>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT span_id, parent_span_id, kind, name, service_name, service_version, environment, agent_name, session_id,
+                user_id, model, provider, input_tokens, output_tokens, cost_usd, start_ns, end_ns, status, flags
+         FROM spans WHERE project_id = ?1 AND trace_id = ?2",
+    )?;
+    let rows = stmt.query_map(params![project.as_str(), trace_id.as_bytes()], |r| {
+        let span_id: Vec<u8> = r.get(0)?;
+        let parent: Option<Vec<u8>> = r.get(1)?;
+        let kind: String = r.get(2)?;
+        let status: String = r.get(17)?;
+        Ok(SpanFacts {
+            span_id: SpanId::from_bytes(&span_id).unwrap_or_default(),
+            parent_span_id: parent.and_then(|p| SpanId::from_bytes(&p).ok()),
+            kind: SpanKind::parse(&kind).unwrap_or_default(),
+            name: r.get(3)?,
+            service_name: r.get(4)?,
+            service_version: r.get(5)?,
+            environment: r.get(6)?,
+            agent_name: r.get(7)?,
+            session_id: r.get(8)?,
+            user_id: r.get(9)?,
+            model: r.get(10)?,
+            provider: r.get(11)?,
+            input_tokens: r.get(12)?,
+            output_tokens: r.get(13)?,
+            cost_usd: r.get(14)?,
+            start_ns: r.get(15)?,
+            end_ns: r.get(16)?,
+            status: SpanStatus::parse(&status).unwrap_or_default(),
+            flags: r.get(18)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A dynamic `WHERE` clause built from fixed fragments and bound values.
+#[derive(Default)]
+struct Filter {
+    sql: String,
+    args: Vec<Sql>,
+}
+
+impl Filter {
+    fn and(&mut self, fragment: &str, values: impl IntoIterator<Item = Sql>) {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(fragment);
+        self.args.extend(values);
+    }
+
+    fn opt_text(&mut self, fragment: &str, v: &Option<String>) {
+        if let Some(v) = v {
+            self.and(fragment, [Sql::Text(v.clone())]);
+        }
+    }
+}
+
+/// Each search word becomes a quoted FTS5 phrase, so user input cannot inject query syntax.
+pub(super) fn fts_query(text: &str) -> Option<String> {
+    let terms: Vec<String> = text
+        .split_whitespace()
+        .take(16)
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" "))
+}
+
+fn sort_expr(field: TraceSortField) -> &'static str {
+    match field {
+        TraceSortField::StartTime => "t.start_ns",
+        TraceSortField::Duration => "t.duration_ms",
+        TraceSortField::Cost => "COALESCE(t.cost_usd, -1.0)",
+        TraceSortField::Tokens => "(t.input_tokens + t.output_tokens)",
+        TraceSortField::Spans => "t.span_count",
+    }
+}
+
+fn cursor_value(field: TraceSortField, t: &TraceRow) -> CursorValue {
+    match field {
+        TraceSortField::StartTime => CursorValue::Int(t.start_time),
+        TraceSortField::Duration => CursorValue::Float(t.duration_ms),
+        TraceSortField::Cost => CursorValue::Float(t.cost_usd.unwrap_or(-1.0)),
+        TraceSortField::Tokens => CursorValue::Int(t.total_tokens),
+        TraceSortField::Spans => CursorValue::Int(t.span_count),
+    }
+}
+
+pub(super) fn find_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage> {
+    let limit = q.limit.clamp(1, MAX_PAGE_SIZE);
+    let mut f = Filter::default();
+    f.args.push(Sql::Text(q.project_id.0.clone()));
+    if let Some(v) = q.start_time_min {
+        f.and("t.start_ns >= ?", [Sql::Integer(v)]);
+    }
+    if let Some(v) = q.start_time_max {
+        f.and("t.start_ns <= ?", [Sql::Integer(v)]);
+    }
+    f.opt_text("t.service_name = ?", &q.service_name);
+    f.opt_text("t.environment = ?", &q.environment);
+    f.opt_text("t.agent_name = ?", &q.agent_name);
+    f.opt_text("t.session_id = ?", &q.session_id);
+    f.opt_text("t.user_id = ?", &q.user_id);
+    if let Some(s) = q.status {
+        f.and("t.status = ?", [Sql::Text(s.as_str().into())]);
+    }
+    if !q.flags.is_empty() {
+        let mask = q.flags.iter().fold(0, |m, k| m | k.bit());
+        f.and("(t.flags & ?) = ?", [Sql::Integer(mask), Sql::Integer(mask)]);
+    }
+    if let Some(v) = q.duration_min_ms {
+        f.and("t.duration_ms >= ?", [Sql::Real(v)]);
+    }
+    if let Some(v) = q.cost_min_usd {
+        f.and("t.cost_usd >= ?", [Sql::Real(v)]);
+    }
+    let exists = |col: &str| -> String { format!("EXISTS (SELECT 1 FROM spans s WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id AND s.{col} = ?)") };
+    if let Some(m) = &q.model {
+        f.and(&exists("model"), [Sql::Text(m.clone())]);
+    }
+    if let Some(p) = &q.provider {
+        f.and(&exists("provider"), [Sql::Text(p.clone())]);
+    }
+    if let Some(p) = &q.tool_name {
+        f.and(&exists("tool_name"), [Sql::Text(p.clone())]);
+    }
+    if let Some(m) = q.text.as_deref().and_then(fts_query) {
+        f.and(
+            "t.trace_id IN (SELECT s.trace_id FROM spans_fts JOIN spans s ON s.id = spans_fts.rowid WHERE spans_fts MATCH ? AND s.project_id = t.project_id)",
+            [Sql::Text(m)],
+        );
+    }
+    let expr = sort_expr(q.sort);
+    let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+    if let Some(c) = &q.cursor {
+        let v = match c.value {
+            CursorValue::Int(i) => Sql::Integer(i),
+            CursorValue::Float(x) => Sql::Real(x),
+        };
+        let id = Sql::Blob(c.trace_id.0.to_vec());
+        f.and(&format!("({expr} {cmp} ? OR ({expr} = ? AND t.trace_id {cmp} ?))"), [v.clone(), v, id]);
+    }
+    let sql = format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?{} ORDER BY {expr} {dir}, t.trace_id {dir} LIMIT {}", f.sql, limit + 1);
+    let mut stmt = conn.prepare(&sql)?;
+    let mut traces: Vec<TraceRow> = stmt.query_map(params_from_iter(f.args.iter()), trace_row)?.collect::<rusqlite::Result<_>>()?;
+    let next_cursor = if traces.len() > limit {
+        traces.truncate(limit);
+        traces.last().map(|t| Cursor { value: cursor_value(q.sort, t), trace_id: t.trace_id }.encode())
+    } else {
+        None
+    };
+    Ok(TracePage { traces, next_cursor })
+}
+
+fn get_trace_row(conn: &Connection, project: &ProjectId, trace_id: TraceId) -> Result<Option<TraceRow>> {
+    let sql = format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?1 AND t.trace_id = ?2");
+    Ok(conn.prepare_cached(&sql)?.query_row(params![project.as_str(), trace_id.as_bytes()], trace_row).optional()?)
+}
+
+pub(super) fn get_trace(conn: &Connection, project: &ProjectId, trace_id: TraceId) -> Result<Option<TraceDetail>> {
+    let Some(trace) = get_trace_row(conn, project, trace_id)? else { return Ok(None) };
+    let mut stmt = conn.prepare_cached("SELECT body FROM spans WHERE project_id = ?1 AND trace_id = ?2 ORDER BY start_ns")?;
+    let spans: Vec<Span> = stmt
+        .query_map(params![project.as_str(), trace_id.as_bytes()], |r| r.get::<_, Vec<u8>>(0))?
+        .map(|b| -> Result<Span> { serde_json::from_slice(&b?).map_err(|e| Error::Corrupt(e.to_string())) })
+        .collect::<Result<_>>()?;
+    let mut stmt = conn.prepare_cached("SELECT body FROM log_records WHERE project_id = ?1 AND trace_id = ?2 ORDER BY time_ns")?;
+    let log_events: Vec<LogEvent> = stmt
+        .query_map(params![project.as_str(), trace_id.as_bytes()], |r| r.get::<_, Vec<u8>>(0))?
+        .map(|b| -> Result<LogEvent> { serde_json::from_slice(&b?).map_err(|e| Error::Corrupt(e.to_string())) })
+        .collect::<Result<_>>()?;
+    Ok(Some(TraceDetail { trace, spans: tree_order(spans), log_events }))
+}
+
+/// Parents before children, siblings by start time; iterative, so deep traces cannot overflow.
+pub fn tree_order(mut spans: Vec<Span>) -> Vec<Span> {
+    spans.sort_by_key(|s| s.start_time);
+    let ids: std::collections::HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
+    let mut children: HashMap<Option<SpanId>, Vec<usize>> = HashMap::new();
+    for (i, s) in spans.iter().enumerate() {
+        let parent = s.parent_span_id.filter(|p| ids.contains(p) && *p != s.span_id);
+        children.entry(parent).or_default().push(i);
+    }
+    let mut order = Vec::with_capacity(spans.len());
+    let mut visited = vec![false; spans.len()];
+    let mut stack: Vec<usize> = children.get(&None).map(|v| v.iter().rev().copied().collect()).unwrap_or_default();
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut visited[i], true) {
+            continue;
+        }
+        order.push(i);
+        if let Some(kids) = children.get(&Some(spans[i].span_id)) {
+            stack.extend(kids.iter().rev().copied());
+        }
+    }
+    // Cycles (a span that is its own ancestor) are appended rather than lost.
+    order.extend((0..spans.len()).filter(|i| !visited[*i]));
+    let mut slots: Vec<Option<Span>> = spans.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+const SESSION_SELECT: &str = "SELECT t.session_id, MAX(t.user_id), MAX(t.environment), group_concat(DISTINCT t.agent_name), COUNT(*),
+    SUM(t.span_count), MIN(t.start_ns), MAX(t.end_ns), SUM(t.input_tokens), SUM(t.output_tokens), SUM(t.cost_usd),
+    SUM(t.error_count > 0), SUM(t.flags != 0) FROM traces t";
+
+fn session_row(r: &Row) -> rusqlite::Result<SessionRow> {
+    let agents: Option<String> = r.get(3)?;
+    let start: i64 = r.get(6)?;
+    let end: i64 = r.get(7)?;
+    let input: i64 = r.get(8)?;
+    let output: i64 = r.get(9)?;
+    Ok(SessionRow {
+        session_id: r.get(0)?,
+        user_id: r.get(1)?,
+        environment: r.get(2)?,
+        agent_names: agents.map(|a| a.split(',').map(str::to_string).collect()).unwrap_or_default(),
+        turns: r.get(4)?,
+        span_count: r.get(5)?,
+        start_time: start,
+        end_time: end,
+        duration_ms: (end - start) as f64 / 1e6,
+        input_tokens: input,
+        output_tokens: output,
+        total_tokens: input + output,
+        cost_usd: r.get(10)?,
+        error_count: r.get(11)?,
+        flagged_count: r.get(12)?,
+    })
+}
+
+pub(super) fn find_sessions(conn: &Connection, q: &SessionQuery) -> Result<SessionPage> {
+    let limit = q.limit.clamp(1, MAX_PAGE_SIZE);
+    let mut f = Filter::default();
+    f.args.push(Sql::Text(q.project_id.0.clone()));
+    if let Some(v) = q.start_time_min {
+        f.and("t.start_ns >= ?", [Sql::Integer(v)]);
+    }
+    if let Some(v) = q.start_time_max {
+        f.and("t.start_ns <= ?", [Sql::Integer(v)]);
+    }
+    f.opt_text("t.user_id = ?", &q.user_id);
+    f.opt_text("t.environment = ?", &q.environment);
+    f.opt_text("t.agent_name = ?", &q.agent_name);
+    let sql = format!(
+        "{SESSION_SELECT} WHERE t.project_id = ? AND t.session_id IS NOT NULL{} GROUP BY t.session_id ORDER BY MAX(t.end_ns) DESC, t.session_id LIMIT {} OFFSET {}",
+        f.sql,
+        limit + 1,
+        q.offset
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut sessions: Vec<SessionRow> = stmt.query_map(params_from_iter(f.args.iter()), session_row)?.collect::<rusqlite::Result<_>>()?;
+    let next_cursor = (sessions.len() > limit).then(|| (q.offset + limit).to_string());
+    sessions.truncate(limit);
+    Ok(SessionPage { sessions, next_cursor })
+}
+
+pub(super) fn get_session(conn: &Connection, project: &ProjectId, session_id: &str) -> Result<Option<SessionDetail>> {
+    let sql = format!("{SESSION_SELECT} WHERE t.project_id = ?1 AND t.session_id = ?2 GROUP BY t.session_id");
+    let Some(session) = conn.prepare_cached(&sql)?.query_row(params![project.as_str(), session_id], session_row).optional()? else {
+        return Ok(None);
+    };
+    let sql = format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?1 AND t.session_id = ?2 ORDER BY t.start_ns LIMIT 10000");
+    let traces = conn.prepare_cached(&sql)?.query_map(params![project.as_str(), session_id], trace_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(Some(SessionDetail { session, traces }))
+}
+
+#[derive(Default)]
+struct MetricsAcc {
+    count: i64,
+    errors: i64,
+    flagged: i64,
+    input: i64,
+    output: i64,
+    cost: f64,
+    priced: i64,
+    unpriced: i64,
+    hist: Histogram,
+}
+
+impl MetricsAcc {
+    fn point(&self, bucket_start: Option<i64>, group: Option<String>) -> MetricsPoint {
+        let rate = |n: i64| if self.count > 0 { n as f64 / self.count as f64 } else { 0.0 };
+        MetricsPoint {
+            bucket_start,
+            group,
+            count: self.count,
+            error_count: self.errors,
+            error_rate: rate(self.errors),
+            flagged_count: self.flagged,
+            flagged_rate: rate(self.flagged),
+            input_tokens: self.input,
+            output_tokens: self.output,
+            cost_usd: (self.priced > 0).then_some(self.cost),
+            unpriced_count: self.unpriced,
+            latency_p50_ms: self.hist.percentile(50.0),
+            latency_p95_ms: self.hist.percentile(95.0),
+            latency_p99_ms: self.hist.percentile(99.0),
+        }
+    }
+
+    fn add(&mut self, o: &MetricsAcc) {
+        self.count += o.count;
+        self.errors += o.errors;
+        self.flagged += o.flagged;
+        self.input += o.input;
+        self.output += o.output;
+        self.cost += o.cost;
+        self.priced += o.priced;
+        self.unpriced += o.unpriced;
+        self.hist.merge(&o.hist);
+    }
+}
+
+pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResult> {
+    if q.bucket_seconds < 60 || q.bucket_seconds % 60 != 0 {
+        return Err(Error::InvalidQuery("`bucket` must be a whole number of minutes".into()));
+    }
+    if q.start_time_max < q.start_time_min {
+        return Err(Error::InvalidQuery("`to` is before `from`".into()));
+    }
+    let minute_min = q.start_time_min.div_euclid(60_000_000_000);
+    let minute_max = q.start_time_max.div_euclid(60_000_000_000);
+    let buckets = (minute_max - minute_min) * 60 / q.bucket_seconds;
+    if buckets > 10_000 {
+        return Err(Error::InvalidQuery(format!("{buckets} buckets requested; widen `bucket` or narrow the range (max 10000)")));
+    }
+    let group_col = match q.group_by {
+        None => "''",
+        Some(MetricsDimension::Model) => "model",
+        Some(MetricsDimension::Provider) => "provider",
+        Some(MetricsDimension::Agent) => "agent_name",
+        Some(MetricsDimension::Environment) => "environment",
+        Some(MetricsDimension::Service) => "service_name",
+        Some(MetricsDimension::Kind) => "kind",
+    };
+    let mut f = Filter::default();
+    f.args.extend([Sql::Text(q.project_id.0.clone()), Sql::Integer(minute_min), Sql::Integer(minute_max)]);
+    if let Some(k) = q.kind {
+        f.and("kind = ?", [Sql::Text(k.as_str().into())]);
+    }
+    f.opt_text("model = ?", &q.model);
+    f.opt_text("provider = ?", &q.provider);
+    f.opt_text("agent_name = ?", &q.agent_name);
+    f.opt_text("environment = ?", &q.environment);
+    f.opt_text("service_name = ?", &q.service_name);
+    let sql = format!(
+        "SELECT minute, {group_col}, count, error_count, flagged_count, input_tokens, output_tokens, cost_usd, priced_count,
+                unpriced_count, latency_hist
+         FROM span_rollups WHERE project_id = ? AND minute >= ? AND minute <= ?{}",
+        f.sql
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut series: BTreeMap<(i64, String), MetricsAcc> = BTreeMap::new();
+    let bucket_minutes = q.bucket_seconds / 60;
+    let mut rows = stmt.query(params_from_iter(f.args.iter()))?;
+    while let Some(r) = rows.next()? {
+        let minute: i64 = r.get(0)?;
+        let group: String = r.get(1)?;
+        let bucket = minute_min + (minute - minute_min).div_euclid(bucket_minutes) * bucket_minutes;
+        let acc = series.entry((bucket, group)).or_default();
+        acc.add(&MetricsAcc {
+            count: r.get(2)?,
+            errors: r.get(3)?,
+            flagged: r.get(4)?,
+            input: r.get(5)?,
+            output: r.get(6)?,
+            cost: r.get(7)?,
+            priced: r.get(8)?,
+            unpriced: r.get(9)?,
+            hist: Histogram::decode(&r.get::<_, String>(10)?),
+        });
+    }
+    let grouped = q.group_by.is_some();
+    let mut totals: BTreeMap<String, MetricsAcc> = BTreeMap::new();
+    let mut points = Vec::with_capacity(series.len());
+    for ((bucket, group), acc) in &series {
+        totals.entry(group.clone()).or_default().add(acc);
+        points.push(acc.point(Some(bucket * 60_000_000_000), grouped.then(|| group.clone())));
+    }
+    let mut totals: Vec<MetricsPoint> = totals.iter().map(|(g, acc)| acc.point(None, grouped.then(|| g.clone()))).collect();
+    totals.sort_by(|a, b| b.cost_usd.unwrap_or(0.0).total_cmp(&a.cost_usd.unwrap_or(0.0)).then(b.count.cmp(&a.count)));
+    Ok(MetricsResult { bucket_seconds: q.bucket_seconds, group_by: q.group_by, series: points, totals })
+}
+
+pub(super) fn model_usage(conn: &Connection, project: Option<&ProjectId>, since: i64) -> Result<Vec<ModelUsageRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT model, provider, SUM(count), SUM(unpriced_count), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), SUM(priced_count)
+         FROM span_rollups WHERE model != '' AND minute >= ?1 AND (?2 IS NULL OR project_id = ?2)
+         GROUP BY model, provider ORDER BY SUM(cost_usd) DESC, SUM(count) DESC",
+    )?;
+    let rows = stmt.query_map(params![since.div_euclid(60_000_000_000), project.map(|p| p.as_str())], |r| {
+        let provider: String = r.get(1)?;
+        let priced: i64 = r.get(7)?;
+        Ok(ModelUsageRow {
+            model: r.get(0)?,
+            provider: (!provider.is_empty()).then_some(provider),
+            span_count: r.get(2)?,
+            unpriced_count: r.get(3)?,
+            input_tokens: r.get(4)?,
+            output_tokens: r.get(5)?,
+            cost_usd: (priced > 0).then_some(r.get(6)?),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn stats(conn: &Connection) -> Result<StoreStats> {
+    let spans: i64 = conn.query_row("SELECT COUNT(*) FROM spans", [], |r| r.get(0))?;
+    let traces: i64 = conn.query_row("SELECT COUNT(*) FROM traces", [], |r| r.get(0))?;
+    Ok(StoreStats { spans: spans as u64, traces: traces as u64, bytes: super::writer::used_bytes(conn)? })
+}

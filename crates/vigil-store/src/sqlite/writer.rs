@@ -1,0 +1,488 @@
+//! The single writer. Callers hand it batches through a bounded queue and wait for the commit;
+//! it drains whatever is queued into one transaction (group commit), so many small OTLP exports
+//! share one WAL sync. Acknowledgements go out only after `COMMIT` returned.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+use vigil_model::{LogEvent, ProjectId, Span, SpanKind, TraceId};
+
+use crate::query::{GcReport, Retention, WriteReceipt};
+use crate::rollup::Histogram;
+use crate::summary::{summarize, SpanFacts};
+use crate::{Error, Result};
+
+use super::read::{span_facts, write_trace_row};
+
+/// Jobs drained into one transaction stop growing past this many spans.
+const GROUP_COMMIT_SPANS: usize = 20_000;
+const QUEUE_JOBS: usize = 4096;
+/// Full-text indexing keeps the first 64 KiB of a span's text.
+const FTS_TEXT_LIMIT: usize = 64 * 1024;
+
+type Exec = Box<dyn FnOnce(&mut Connection) + Send>;
+
+enum Job {
+    Spans { spans: Vec<Span>, ack: oneshot::Sender<Result<WriteReceipt>> },
+    Logs { project: ProjectId, events: Vec<LogEvent>, ack: oneshot::Sender<Result<usize>> },
+    Exec(Exec),
+}
+
+impl Job {
+    fn span_count(&self) -> usize {
+        match self {
+            Job::Spans { spans, .. } => spans.len(),
+            Job::Logs { events, .. } => events.len(),
+            Job::Exec(_) => 0,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: SyncSender<Job>,
+    pending: Arc<AtomicUsize>,
+    max_pending: usize,
+}
+
+pub fn spawn(conn: Connection, max_pending: usize) -> Result<WriterHandle> {
+    let (tx, rx) = sync_channel(QUEUE_JOBS);
+    let pending = Arc::new(AtomicUsize::new(0));
+    let p = pending.clone();
+    std::thread::Builder::new()
+        .name("vigil-sqlite-writer".into())
+        .spawn(move || run(conn, rx, p))
+        .map_err(|e| Error::Task(format!("cannot start the writer thread: {e}")))?;
+    Ok(WriterHandle { tx, pending, max_pending })
+}
+
+impl WriterHandle {
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Reserves room for `n` items or refuses: the queue is bounded by items, not requests.
+    fn reserve(&self, n: usize) -> Result<()> {
+        let before = self.pending.fetch_add(n, Ordering::AcqRel);
+        // A single batch larger than the whole budget is still accepted when nothing is queued.
+        if before > 0 && before + n > self.max_pending {
+            self.pending.fetch_sub(n, Ordering::AcqRel);
+            return Err(Error::Overloaded { pending: before });
+        }
+        Ok(())
+    }
+
+    fn submit(&self, job: Job) -> Result<()> {
+        let n = job.span_count();
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.pending.fetch_sub(n, Ordering::AcqRel);
+                Err(Error::Overloaded { pending: self.pending() })
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.pending.fetch_sub(n, Ordering::AcqRel);
+                Err(Error::ShuttingDown)
+            }
+        }
+    }
+
+    pub async fn write_spans(&self, spans: Vec<Span>) -> Result<WriteReceipt> {
+        self.reserve(spans.len())?;
+        let (ack, rx) = oneshot::channel();
+        self.submit(Job::Spans { spans, ack })?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    pub async fn write_logs(&self, project: ProjectId, events: Vec<LogEvent>) -> Result<usize> {
+        self.reserve(events.len())?;
+        let (ack, rx) = oneshot::channel();
+        self.submit(Job::Logs { project, events, ack })?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Runs `f` on the writer's connection, serialised with all other writes.
+    pub async fn exec<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        let (ack, rx) = oneshot::channel();
+        let job: Exec = Box::new(move |conn| {
+            let _ = ack.send(f(conn));
+        });
+        // Administrative writes wait for room instead of failing: they are rare and small.
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || tx.send(Job::Exec(job)))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+            .map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    pub async fn gc(&self, retention: Retention) -> Result<GcReport> {
+        self.exec(move |conn| gc(conn, &retention)).await
+    }
+}
+
+fn run(mut conn: Connection, rx: Receiver<Job>, pending: Arc<AtomicUsize>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = Vec::new();
+        let mut size = 0;
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Exec(f) => {
+                    // Flush what was gathered so far, then run the exec alone.
+                    flush(&mut conn, std::mem::take(&mut batch), &pending);
+                    size = 0;
+                    f(&mut conn);
+                }
+                other => {
+                    size += other.span_count();
+                    batch.push(other);
+                }
+            }
+            if size < GROUP_COMMIT_SPANS {
+                next = rx.try_recv().ok();
+            }
+        }
+        flush(&mut conn, batch, &pending);
+    }
+    tracing::debug!("sqlite writer stopped");
+}
+
+fn flush(conn: &mut Connection, batch: Vec<Job>, pending: &AtomicUsize) {
+    if batch.is_empty() {
+        return;
+    }
+    let total: usize = batch.iter().map(Job::span_count).sum();
+    let result = write_batch(conn, &batch);
+    pending.fetch_sub(total, Ordering::AcqRel);
+    match result {
+        Ok(outcomes) => {
+            for (job, outcome) in batch.into_iter().zip(outcomes) {
+                match job {
+                    Job::Spans { ack, .. } => {
+                        let _ = ack.send(Ok(outcome));
+                    }
+                    Job::Logs { ack, .. } => {
+                        let _ = ack.send(Ok(outcome.inserted));
+                    }
+                    Job::Exec(_) => {}
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, spans = total, "write batch failed, nothing of it was committed");
+            let msg = e.to_string();
+            for job in batch {
+                let err = || Error::Task(format!("write failed: {msg}"));
+                match job {
+                    Job::Spans { ack, .. } => {
+                        let _ = ack.send(Err(err()));
+                    }
+                    Job::Logs { ack, .. } => {
+                        let _ = ack.send(Err(err()));
+                    }
+                    Job::Exec(_) => {}
+                }
+            }
+        }
+    }
+}
+
+#[derive(Hash, PartialEq, Eq, Clone)]
+struct RollupKey {
+    project: String,
+    minute: i64,
+    kind: &'static str,
+    model: String,
+    provider: String,
+    agent: String,
+    environment: String,
+    service: String,
+}
+
+#[derive(Default)]
+struct RollupAcc {
+    count: i64,
+    errors: i64,
+    flagged: i64,
+    input: i64,
+    output: i64,
+    cost: f64,
+    priced: i64,
+    unpriced: i64,
+    hist: Histogram,
+}
+
+fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut touched: HashSet<(ProjectId, TraceId)> = HashSet::new();
+    let mut rollups: HashMap<RollupKey, RollupAcc> = HashMap::new();
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO spans (project_id, trace_id, span_id, parent_span_id, kind, name, service_name, service_version,
+                environment, session_id, user_id, agent_name, model, provider, input_tokens, output_tokens, cost_usd,
+                start_ns, end_ns, duration_ms, status, tool_name, flags, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
+             ON CONFLICT (project_id, trace_id, span_id) DO NOTHING",
+        )?;
+        let mut fts = tx.prepare_cached("INSERT INTO spans_fts (rowid, text) VALUES (?1, ?2)")?;
+        let mut log = tx.prepare_cached(
+            "INSERT INTO log_records (project_id, trace_id, span_id, time_ns, digest, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (project_id, digest) DO NOTHING",
+        )?;
+        for job in batch {
+            let mut receipt = WriteReceipt::default();
+            match job {
+                Job::Spans { spans, .. } => {
+                    for s in spans {
+                        let body = serde_json::to_vec(s).map_err(|e| Error::Corrupt(e.to_string()))?;
+                        let changed = insert.execute(params![
+                            s.project_id.as_str(),
+                            s.trace_id.as_bytes(),
+                            s.span_id.as_bytes(),
+                            s.parent_span_id.as_ref().map(|p| p.as_bytes()),
+                            s.kind.as_str(),
+                            s.name,
+                            s.service_name,
+                            s.service_version,
+                            s.environment,
+                            s.session_id,
+                            s.user_id,
+                            s.agent_name,
+                            s.model,
+                            s.provider,
+                            s.input_tokens,
+                            s.output_tokens,
+                            s.cost_usd,
+                            s.start_time,
+                            s.end_time,
+                            s.duration_ms,
+                            s.status.as_str(),
+                            s.tool_name,
+                            s.flag_mask(),
+                            body,
+                        ])?;
+                        if changed == 0 {
+                            receipt.duplicates += 1;
+                            continue;
+                        }
+                        receipt.inserted += 1;
+                        let mut text = s.search_text();
+                        truncate_utf8(&mut text, FTS_TEXT_LIMIT);
+                        fts.execute(params![tx.last_insert_rowid(), text])?;
+                        touched.insert((s.project_id.clone(), s.trace_id));
+                        add_rollup(&mut rollups, s);
+                    }
+                }
+                Job::Logs { project, events, .. } => {
+                    for e in events {
+                        let body = serde_json::to_vec(e).map_err(|e| Error::Corrupt(e.to_string()))?;
+                        let digest = Sha256::digest(&body).to_vec();
+                        let changed = log.execute(params![
+                            project.as_str(),
+                            e.trace_id.as_ref().map(|t| t.as_bytes()),
+                            e.span_id.as_ref().map(|s| s.as_bytes()),
+                            e.time,
+                            digest,
+                            body
+                        ])?;
+                        if changed == 0 {
+                            receipt.duplicates += 1;
+                        } else {
+                            receipt.inserted += 1;
+                        }
+                    }
+                }
+                Job::Exec(_) => {}
+            }
+            outcomes.push(receipt);
+        }
+    }
+    for (project, trace_id) in &touched {
+        let facts: Vec<SpanFacts> = span_facts(&tx, project, *trace_id)?;
+        if let Some(row) = summarize(project, *trace_id, &facts) {
+            write_trace_row(&tx, &row)?;
+        }
+    }
+    merge_rollups(&tx, rollups)?;
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+fn add_rollup(rollups: &mut HashMap<RollupKey, RollupAcc>, s: &Span) {
+    let key = RollupKey {
+        project: s.project_id.0.clone(),
+        minute: s.start_time.div_euclid(60_000_000_000),
+        kind: s.kind.as_str(),
+        model: s.model.clone().unwrap_or_default(),
+        provider: s.provider.clone().unwrap_or_default(),
+        agent: s.agent_name.clone().unwrap_or_default(),
+        environment: s.environment.clone().unwrap_or_default(),
+        service: s.service_name.clone().unwrap_or_default(),
+    };
+    let acc = rollups.entry(key).or_default();
+    acc.count += 1;
+    acc.errors += i64::from(s.status == vigil_model::SpanStatus::Error);
+    acc.flagged += i64::from(!s.flags.is_empty());
+    acc.input += s.input_tokens.unwrap_or(0);
+    acc.output += s.output_tokens.unwrap_or(0);
+    match s.cost_usd {
+        Some(c) => {
+            acc.cost += c;
+            acc.priced += 1;
+        }
+        None if matches!(s.kind, SpanKind::Llm | SpanKind::Embedding) && s.model.is_some() => acc.unpriced += 1,
+        None => {}
+    }
+    acc.hist.record(s.duration_ms);
+}
+
+fn merge_rollups(tx: &rusqlite::Transaction, rollups: HashMap<RollupKey, RollupAcc>) -> Result<()> {
+    let mut get = tx.prepare_cached(
+        "SELECT count, error_count, flagged_count, input_tokens, output_tokens, cost_usd, priced_count, unpriced_count, latency_hist
+         FROM span_rollups WHERE project_id = ?1 AND minute = ?2 AND kind = ?3 AND model = ?4 AND provider = ?5
+           AND agent_name = ?6 AND environment = ?7 AND service_name = ?8",
+    )?;
+    let mut put = tx.prepare_cached(
+        "INSERT OR REPLACE INTO span_rollups (project_id, minute, kind, model, provider, agent_name, environment, service_name,
+            count, error_count, flagged_count, input_tokens, output_tokens, cost_usd, priced_count, unpriced_count, latency_hist)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )?;
+    for (k, mut acc) in rollups {
+        let key = params![k.project, k.minute, k.kind, k.model, k.provider, k.agent, k.environment, k.service];
+        let existing = get
+            .query_row(key, |r| {
+                Ok(RollupAcc {
+                    count: r.get(0)?,
+                    errors: r.get(1)?,
+                    flagged: r.get(2)?,
+                    input: r.get(3)?,
+                    output: r.get(4)?,
+                    cost: r.get(5)?,
+                    priced: r.get(6)?,
+                    unpriced: r.get(7)?,
+                    hist: Histogram::decode(&r.get::<_, String>(8)?),
+                })
+            })
+            .optional()?;
+        if let Some(e) = existing {
+            acc.count += e.count;
+            acc.errors += e.errors;
+            acc.flagged += e.flagged;
+            acc.input += e.input;
+            acc.output += e.output;
+            acc.cost += e.cost;
+            acc.priced += e.priced;
+            acc.unpriced += e.unpriced;
+            acc.hist.merge(&e.hist);
+        }
+        put.execute(params![
+            k.project,
+            k.minute,
+            k.kind,
+            k.model,
+            k.provider,
+            k.agent,
+            k.environment,
+            k.service,
+            acc.count,
+            acc.errors,
+            acc.flagged,
+            acc.input,
+            acc.output,
+            acc.cost,
+            acc.priced,
+            acc.unpriced,
+            acc.hist.encode()
+        ])?;
+    }
+    Ok(())
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+const GC_CHUNK: usize = 1000;
+
+fn gc(conn: &mut Connection, retention: &Retention) -> Result<GcReport> {
+    let mut report = GcReport { bytes_before: used_bytes(conn)?, ..GcReport::default() };
+    if let Some(age) = retention.max_age_seconds {
+        let now = time_now_ns();
+        let cutoff = now.saturating_sub(i64::try_from(age).unwrap_or(i64::MAX / 1_000_000_000).saturating_mul(1_000_000_000));
+        loop {
+            let n = delete_traces(conn, "SELECT project_id, trace_id FROM traces WHERE start_ns < ?1 LIMIT ?2", cutoff, &mut report)?;
+            if n == 0 {
+                break;
+            }
+        }
+        conn.execute("DELETE FROM log_records WHERE time_ns < ?1", [cutoff])?;
+        conn.execute("DELETE FROM span_rollups WHERE minute < ?1", [cutoff.div_euclid(60_000_000_000)])?;
+    }
+    if let Some(max) = retention.max_size_bytes {
+        while used_bytes(conn)? > max {
+            let n = delete_traces(conn, "SELECT project_id, trace_id FROM traces WHERE start_ns < ?1 ORDER BY start_ns LIMIT ?2", i64::MAX, &mut report)?;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    if report.traces_deleted > 0 {
+        conn.pragma_update(None, "incremental_vacuum", 0)?;
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
+    report.bytes_after = used_bytes(conn)?;
+    Ok(report)
+}
+
+/// Deletes one chunk of whole traces selected by `select` (bound to `?1` = cutoff, `?2` = limit).
+fn delete_traces(conn: &mut Connection, select: &str, cutoff: i64, report: &mut GcReport) -> Result<usize> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let victims: Vec<(String, Vec<u8>)> = {
+        let mut stmt = tx.prepare(select)?;
+        let rows = stmt.query_map(params![cutoff, GC_CHUNK as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (project, trace) in &victims {
+        let ids: Vec<i64> = {
+            let mut stmt = tx.prepare_cached("SELECT id FROM spans WHERE project_id = ?1 AND trace_id = ?2")?;
+            let rows = stmt.query_map(params![project, trace], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for id in &ids {
+            tx.execute("DELETE FROM spans_fts WHERE rowid = ?1", [id])?;
+        }
+        report.spans_deleted += tx.execute("DELETE FROM spans WHERE project_id = ?1 AND trace_id = ?2", params![project, trace])? as u64;
+        tx.execute("DELETE FROM log_records WHERE project_id = ?1 AND trace_id = ?2", params![project, trace])?;
+        tx.execute("DELETE FROM traces WHERE project_id = ?1 AND trace_id = ?2", params![project, trace])?;
+        report.traces_deleted += 1;
+    }
+    tx.commit()?;
+    Ok(victims.len())
+}
+
+pub(crate) fn used_bytes(conn: &Connection) -> Result<u64> {
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok(((pages - free).max(0) * size) as u64)
+}
+
+pub(crate) fn time_now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

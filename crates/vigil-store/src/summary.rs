@@ -1,0 +1,140 @@
+//! A trace's list row, computed from its spans. Pure, so every backend summarises alike.
+
+use std::collections::{BTreeSet, HashSet};
+
+use vigil_model::{FlagKind, ProjectId, SpanId, SpanKind, SpanStatus, TraceId};
+
+use crate::query::TraceRow;
+
+/// The columns of a span that a summary needs.
+#[derive(Clone, Debug, Default)]
+pub struct SpanFacts {
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    pub kind: SpanKind,
+    pub name: String,
+    pub service_name: Option<String>,
+    pub service_version: Option<String>,
+    pub environment: Option<String>,
+    pub agent_name: Option<String>,
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub status: SpanStatus,
+    pub flags: i64,
+}
+
+pub fn summarize(project_id: &ProjectId, trace_id: TraceId, spans: &[SpanFacts]) -> Option<TraceRow> {
+    let ids: HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
+    let root = spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_none_or(|p| !ids.contains(&p)))
+        .min_by_key(|s| (s.parent_span_id.is_some(), s.start_ns))
+        .or_else(|| spans.iter().min_by_key(|s| s.start_ns))?;
+    let llm_ids: HashSet<SpanId> = spans.iter().filter(|s| s.kind == SpanKind::Llm).map(|s| s.span_id).collect();
+    // An LLM span directly under another LLM span is the same call seen by two instrumentations
+    // (e.g. OpenInference around the provider SDK's own span): count its usage once.
+    let counted = |s: &&SpanFacts| !(s.kind == SpanKind::Llm && s.parent_span_id.is_some_and(|p| llm_ids.contains(&p)));
+    let first = |f: fn(&SpanFacts) -> Option<&String>| f(root).or_else(|| spans.iter().find_map(f)).cloned();
+
+    let start = spans.iter().map(|s| s.start_ns).min().unwrap_or(root.start_ns);
+    let end = spans.iter().map(|s| s.end_ns).max().unwrap_or(root.end_ns).max(start);
+    let mut cost: Option<f64> = None;
+    let (mut input, mut output) = (0i64, 0i64);
+    for s in spans.iter().filter(counted) {
+        input += s.input_tokens.unwrap_or(0);
+        output += s.output_tokens.unwrap_or(0);
+        if let Some(c) = s.cost_usd {
+            *cost.get_or_insert(0.0) += c;
+        }
+    }
+    let error_count = spans.iter().filter(|s| s.status == SpanStatus::Error).count() as i64;
+    let flags = spans.iter().fold(0, |m, s| m | s.flags);
+    let models: BTreeSet<String> = spans.iter().filter_map(|s| s.model.clone()).collect();
+    let providers: BTreeSet<String> = spans.iter().filter_map(|s| s.provider.clone()).collect();
+    let status = if error_count > 0 {
+        SpanStatus::Error
+    } else if spans.iter().any(|s| s.status == SpanStatus::Ok) || root.status == SpanStatus::Unset {
+        SpanStatus::Ok
+    } else {
+        SpanStatus::Unset
+    };
+    Some(TraceRow {
+        trace_id,
+        project_id: project_id.clone(),
+        root_name: root.name.clone(),
+        service_name: first(|s| s.service_name.as_ref()),
+        service_version: first(|s| s.service_version.as_ref()),
+        environment: first(|s| s.environment.as_ref()),
+        agent_name: first(|s| s.agent_name.as_ref()),
+        session_id: first(|s| s.session_id.as_ref()),
+        user_id: first(|s| s.user_id.as_ref()),
+        start_time: start,
+        end_time: end,
+        duration_ms: (end - start) as f64 / 1e6,
+        span_count: spans.len() as i64,
+        llm_count: spans.iter().filter(counted).filter(|s| s.kind == SpanKind::Llm).count() as i64,
+        tool_count: spans.iter().filter(|s| s.kind == SpanKind::Tool).count() as i64,
+        error_count,
+        input_tokens: input,
+        output_tokens: output,
+        total_tokens: input + output,
+        cost_usd: cost,
+        status,
+        flags: FlagKind::ALL.into_iter().filter(|k| flags & k.bit() != 0).collect(),
+        models: models.into_iter().collect(),
+        providers: providers.into_iter().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(id: u8, parent: Option<u8>, kind: SpanKind, tokens: i64, cost: Option<f64>) -> SpanFacts {
+        SpanFacts {
+            span_id: SpanId([id; 8]),
+            parent_span_id: parent.map(|p| SpanId([p; 8])),
+            kind,
+            name: format!("s{id}"),
+            input_tokens: Some(tokens),
+            output_tokens: Some(1),
+            cost_usd: cost,
+            start_ns: i64::from(id) * 10,
+            end_ns: i64::from(id) * 10 + 5,
+            ..SpanFacts::default()
+        }
+    }
+
+    #[test]
+    fn nested_duplicate_llm_spans_are_counted_once_and_root_is_found() {
+        let spans = vec![
+            span(3, Some(2), SpanKind::Llm, 100, Some(0.5)),
+            span(1, None, SpanKind::Agent, 0, None),
+            span(2, Some(1), SpanKind::Llm, 100, Some(0.5)),
+            span(4, Some(1), SpanKind::Llm, 10, None),
+        ];
+        let row = summarize(&ProjectId::new("p"), TraceId([1; 16]), &spans).unwrap();
+        assert_eq!(row.root_name, "s1");
+        assert_eq!(row.input_tokens, 110);
+        assert_eq!(row.output_tokens, 3);
+        assert_eq!(row.llm_count, 2);
+        assert_eq!(row.cost_usd, Some(0.5));
+        assert_eq!((row.start_time, row.end_time), (10, 45));
+    }
+
+    #[test]
+    fn unpriced_traces_have_no_cost_and_orphans_still_summarise() {
+        let spans = vec![span(5, Some(9), SpanKind::Tool, 0, None)];
+        let row = summarize(&ProjectId::new("p"), TraceId([1; 16]), &spans).unwrap();
+        assert_eq!(row.cost_usd, None);
+        assert_eq!(row.root_name, "s5");
+        assert!(summarize(&ProjectId::new("p"), TraceId([1; 16]), &[]).is_none());
+    }
+}

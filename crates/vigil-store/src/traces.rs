@@ -1,0 +1,38 @@
+//! The trace store: the one interface ingest, API and CLI use for spans and traces.
+
+use async_trait::async_trait;
+use vigil_model::{LogEvent, ProjectId, Span, TraceId};
+
+use crate::query::*;
+use crate::Result;
+
+#[async_trait]
+pub trait TraceStore: Send + Sync {
+    /// Writes spans (of any projects). Idempotent on `(project_id, trace_id, span_id)`: a span
+    /// delivered twice is stored once. Returns only once the spans are durable, so an OTLP
+    /// success sent after it is a promise kept across a crash. Fails with `Error::Overloaded`
+    /// instead of queueing without bound.
+    async fn write_spans(&self, spans: Vec<Span>) -> Result<WriteReceipt>;
+
+    /// Writes OTLP log records of one project; durable on return, like `write_spans`.
+    async fn write_log_events(&self, project: &ProjectId, events: Vec<LogEvent>) -> Result<usize>;
+
+    async fn find_traces(&self, query: &TraceQuery) -> Result<TracePage>;
+
+    /// `None` when the trace does not exist *in this project*.
+    async fn get_trace(&self, project: &ProjectId, trace_id: TraceId) -> Result<Option<TraceDetail>>;
+
+    async fn find_sessions(&self, query: &SessionQuery) -> Result<SessionPage>;
+
+    async fn get_session(&self, project: &ProjectId, session_id: &str) -> Result<Option<SessionDetail>>;
+
+    async fn metrics(&self, query: &MetricsQuery) -> Result<MetricsResult>;
+
+    /// Models seen since `since` (Unix ns), with usage and whether they were priced.
+    async fn model_usage(&self, project: Option<&ProjectId>, since: i64) -> Result<Vec<ModelUsageRow>>;
+
+    /// Applies retention: deletes whole traces that are too old, then the oldest until the size fits.
+    async fn gc(&self, retention: &Retention) -> Result<GcReport>;
+
+    async fn stats(&self) -> Result<StoreStats>;
+}
