@@ -450,7 +450,8 @@ pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResu
     while let Some(r) = rows.next()? {
         let minute: i64 = r.get(0)?;
         let group: String = r.get(1)?;
-        let bucket = minute_min + (minute - minute_min).div_euclid(bucket_minutes) * bucket_minutes;
+        // Buckets align to the Unix epoch (UTC), so hourly and daily buckets start on the hour and day.
+        let bucket = minute.div_euclid(bucket_minutes) * bucket_minutes;
         let acc = series.entry((bucket, group)).or_default();
         acc.add(&MetricsAcc {
             count: r.get(2)?,

@@ -1,0 +1,60 @@
+//! Parsing of query-string values shared by the API routes: times, durations, lists.
+
+use vigil_model::parse_rfc3339_nanos;
+
+use crate::error::ApiError;
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `90s`, `15m`, `24h`, `7d` → seconds.
+pub fn parse_duration_secs(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// A point in time: RFC 3339, Unix nanoseconds, or a duration meaning "that long ago" (`24h`).
+pub fn parse_time(name: &str, s: &str) -> Result<i64, ApiError> {
+    if let Some(secs) = parse_duration_secs(s) {
+        return Ok(now_ns() - secs.saturating_mul(1_000_000_000));
+    }
+    parse_rfc3339_nanos(s).ok_or_else(|| ApiError::bad_request(format!("`{name}` must be RFC 3339, Unix nanoseconds or a duration like `24h`, got `{s}`")))
+}
+
+pub fn opt_time(name: &str, s: &Option<String>) -> Result<Option<i64>, ApiError> {
+    s.as_deref().filter(|v| !v.is_empty()).map(|v| parse_time(name, v)).transpose()
+}
+
+pub fn non_empty(s: &Option<String>) -> Option<String> {
+    s.as_ref().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times_parse() {
+        assert_eq!(parse_duration_secs("24h"), Some(86_400));
+        assert_eq!(parse_duration_secs("5m"), Some(300));
+        assert_eq!(parse_duration_secs("h"), None);
+        assert_eq!(parse_duration_secs("10x"), None);
+        assert_eq!(parse_time("from", "2026-01-01T00:00:00Z").unwrap(), 1_767_225_600_000_000_000);
+        assert!(parse_time("from", "yesterday").is_err());
+        assert!(parse_time("from", "1h").unwrap() < now_ns());
+    }
+}

@@ -1,0 +1,86 @@
+//! The HTTP routers: the API port (query API, OTLP/HTTP, later UI and gateway) and the OTLP port.
+
+use std::time::Duration;
+
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::otlp::http::{export_logs, export_traces};
+use crate::query_api;
+use crate::state::AppState;
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route of the API port, for the OpenAPI completeness test.
+pub const API_ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/traces"),
+    ("get", "/api/v1/traces/{trace_id}"),
+    ("get", "/api/v1/sessions"),
+    ("get", "/api/v1/sessions/{session_id}"),
+    ("get", "/api/v1/metrics"),
+    ("get", "/api/v1/models"),
+    ("get", "/api/v1/whoami"),
+    ("get", "/api/v1/openapi.json"),
+    ("post", "/v1/traces"),
+    ("post", "/v1/logs"),
+    ("get", "/healthz"),
+];
+
+fn otlp_routes() -> Router<AppState> {
+    Router::new().route("/v1/traces", post(export_traces)).route("/v1/logs", post(export_logs))
+}
+
+/// The API port (7070 by default): query API, OTLP/HTTP for single-port setups, health.
+pub fn api_router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/traces", get(query_api::list_traces))
+        .route("/api/v1/traces/{trace_id}", get(query_api::get_trace))
+        .route("/api/v1/sessions", get(query_api::list_sessions))
+        .route("/api/v1/sessions/{session_id}", get(query_api::get_session))
+        .route("/api/v1/metrics", get(query_api::metrics))
+        .route("/api/v1/models", get(query_api::models))
+        .route("/api/v1/whoami", get(query_api::whoami))
+        .route("/api/v1/openapi.json", get(openapi))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)));
+    Router::new()
+        .merge(api)
+        .merge(otlp_routes())
+        .route("/healthz", get(healthz))
+        .route("/", get(index))
+        .fallback(not_found)
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| ApiError::new(ErrorCode::Internal, "internal error").into_response()))
+        .with_state(state)
+}
+
+/// The OTLP/HTTP port (4318 by default).
+pub fn otlp_router(state: AppState) -> Router {
+    otlp_routes()
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| ApiError::new(ErrorCode::Internal, "internal error").into_response()))
+        .with_state(state)
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route; see /api/v1/openapi.json")
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}

@@ -1,0 +1,43 @@
+//! Shared state of the HTTP and gRPC servers.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use vigil_ingest::Normalizer;
+use vigil_store::Store;
+
+use crate::auth::Authenticator;
+
+/// Limits applied at the network edge.
+#[derive(Clone, Debug)]
+pub struct EdgeLimits {
+    /// Largest OTLP body accepted, after decompression (bytes).
+    pub max_body_bytes: usize,
+    /// Bytes of request bodies held in memory at once across all ingest requests.
+    pub max_inflight_bytes: usize,
+    /// Largest gRPC message (bytes).
+    pub max_grpc_message_bytes: usize,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        Self { max_body_bytes: 20 * 1024 * 1024, max_inflight_bytes: 256 * 1024 * 1024, max_grpc_message_bytes: 4 * 1024 * 1024 }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub normalizer: Normalizer,
+    pub auth: Authenticator,
+    pub limits: EdgeLimits,
+    /// One permit per KiB of request body in memory; exhausted permits mean back-pressure.
+    pub inflight: Arc<Semaphore>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, normalizer: Normalizer, auth: Authenticator, limits: EdgeLimits) -> Self {
+        let permits = (limits.max_inflight_bytes / 1024).max(1);
+        Self { store, normalizer, auth, inflight: Arc::new(Semaphore::new(permits)), limits }
+    }
+}

@@ -1,0 +1,256 @@
+//! Command-line interface definitions (clap structs only; behaviour lives in `commands/`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about = "See, judge and control what your AI agents do in production.", long_about = None)]
+pub struct Cli {
+    /// Config file (TOML). Default: ./vigil.toml when it exists. Env: VIGIL_CONFIG.
+    #[arg(long, global = true, env = crate::config::env_vars::VIGIL_CONFIG, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Data directory holding the SQLite store. Default: ./vigil-data. Env: VIGIL_STORAGE__DATA_DIR.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: OTLP/HTTP (4318), OTLP/gRPC (4317), API and UI (7070).
+    Serve(ServeArgs),
+    /// Fill the store with a realistic agent workload, then serve it.
+    Demo(DemoArgs),
+    /// List traces, newest first, with the same filters as `GET /api/v1/traces`.
+    Traces(TracesArgs),
+    /// Show one trace as a span tree with per-step latency bars, tokens and cost.
+    Trace(TraceArgs),
+    /// Import OTLP export files (protobuf `.pb` or JSON `.json`, optionally gzip).
+    Import(ImportArgs),
+    /// Apply retention now: delete traces past the age or size limits.
+    Gc(GcArgs),
+    /// Models seen, their usage and spend; `--unpriced` lists the models Vigil cannot price.
+    Models(ModelsArgs),
+    /// Manage projects.
+    #[command(subcommand)]
+    Projects(ProjectsCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Validate the configuration and print the resolved settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct ServeArgs {
+    /// Address of the API, UI and gateway. Default 127.0.0.1:7070. Env: VIGIL_SERVER__API_ADDR.
+    #[arg(long, value_name = "ADDR")]
+    pub api_addr: Option<String>,
+    /// Address of the OTLP/HTTP receiver. Default 127.0.0.1:4318. Env: VIGIL_SERVER__OTLP_HTTP_ADDR.
+    #[arg(long, value_name = "ADDR")]
+    pub otlp_http_addr: Option<String>,
+    /// Address of the OTLP/gRPC receiver. Default 127.0.0.1:4317. Env: VIGIL_SERVER__OTLP_GRPC_ADDR.
+    #[arg(long, value_name = "ADDR")]
+    pub otlp_grpc_addr: Option<String>,
+    /// Disable API keys: every request acts on the default project. For local play only.
+    /// Env: VIGIL_SERVER__INSECURE_LOCAL=true.
+    #[arg(long)]
+    pub insecure_local: bool,
+    /// Storage durability: `full` (acknowledged = survives power loss) or `normal` (survives a
+    /// process crash). Env: VIGIL_STORAGE__DURABILITY.
+    #[arg(long, value_name = "MODE")]
+    pub durability: Option<String>,
+    /// Largest OTLP body after decompression, e.g. 20MiB. Env: VIGIL_INGEST__MAX_BODY_SIZE.
+    #[arg(long, value_name = "SIZE")]
+    pub max_body_size: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of agent runs (traces) to generate.
+    #[arg(long, default_value_t = 400)]
+    pub traces: usize,
+    /// Only fill the store; do not start the server afterwards.
+    #[arg(long)]
+    pub no_serve: bool,
+    /// Seed of the generator, for reproducible data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct TracesArgs {
+    /// Project name or id (default: `default`).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Earliest start: RFC 3339, Unix ns, or a duration ago such as `24h`.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Latest start.
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long)]
+    pub service: Option<String>,
+    #[arg(long)]
+    pub environment: Option<String>,
+    #[arg(long)]
+    pub agent: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub provider: Option<String>,
+    #[arg(long)]
+    pub tool: Option<String>,
+    /// ok, error or unset.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Comma-separated: silent_tool_failure, hallucinated_tool.
+    #[arg(long)]
+    pub flags: Option<String>,
+    #[arg(long)]
+    pub min_duration_ms: Option<f64>,
+    #[arg(long)]
+    pub min_cost_usd: Option<f64>,
+    #[arg(long)]
+    pub session: Option<String>,
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Full-text search over inputs, outputs, tool arguments and results.
+    #[arg(long, short)]
+    pub q: Option<String>,
+    /// start_time, duration, cost, tokens or spans.
+    #[arg(long)]
+    pub sort: Option<String>,
+    /// asc or desc.
+    #[arg(long)]
+    pub order: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Trace id (32 hex characters).
+    pub trace_id: String,
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Print the full trace as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// OTLP export files: `.pb` (protobuf) or `.json`; `.gz` suffix for gzip.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(long)]
+    pub project: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Override `retention.max_age`, e.g. 30d.
+    #[arg(long)]
+    pub max_age: Option<String>,
+    /// Override `retention.max_size`, e.g. 10GiB.
+    #[arg(long)]
+    pub max_size: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Only models with spans Vigil could not price.
+    #[arg(long)]
+    pub unpriced: bool,
+    #[arg(long)]
+    pub project: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectsCommand {
+    /// List projects.
+    List,
+    /// Create a project and print an API key for it.
+    Create { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key (shown once).
+    Create {
+        #[arg(long, default_value = "default")]
+        project: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Comma-separated scopes: ingest, read.
+        #[arg(long, default_value = "ingest,read")]
+        scopes: String,
+    },
+    /// List the keys of a project (never their secrets).
+    List {
+        #[arg(long, default_value = "default")]
+        project: String,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        key_id: String,
+        #[arg(long, default_value = "default")]
+        project: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print the resolved settings.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Replay realistic LLM spans over OTLP/HTTP protobuf and report spans/s, ingest-to-queryable lag and RSS.
+    Ingest(BenchIngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// OTLP/HTTP base URL of the server under test.
+    #[arg(long, default_value = "http://127.0.0.1:4318")]
+    pub target: String,
+    /// Query API base URL, for the ingest-to-queryable lag.
+    #[arg(long, default_value = "http://127.0.0.1:7070")]
+    pub api: String,
+    /// API key (ingest and read scopes).
+    #[arg(long, env = "VIGIL_API_KEY")]
+    pub api_key: Option<String>,
+    /// Total spans to send.
+    #[arg(long, default_value_t = 500_000)]
+    pub spans: usize,
+    /// Spans per export request.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    /// Concurrent exporters.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Process id of the server, to report its peak RSS.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Stop after this many seconds even if not all spans were sent.
+    #[arg(long, default_value_t = 300)]
+    pub max_seconds: u64,
+}

@@ -1,0 +1,85 @@
+//! `vigil projects`, `vigil keys`, `vigil config check`, `vigil gc`.
+
+use vigil_store::{ProjectStore, Scope, TraceStore};
+
+use crate::cli::{GcArgs, KeysCommand, ProjectsCommand};
+use crate::config::{Config, Settings};
+
+pub async fn projects(settings: Settings, cmd: ProjectsCommand) -> anyhow::Result<()> {
+    let store = super::open_store(&settings)?;
+    match cmd {
+        ProjectsCommand::List => {
+            for p in store.list_projects().await? {
+                println!("{:<16}  {}", p.id, p.name);
+            }
+        }
+        ProjectsCommand::Create { name } => {
+            let p = store.create_project(&name).await?;
+            let key = store.create_api_key(&p.id, "first key", &[Scope::Ingest, Scope::Read]).await?;
+            println!("created project `{}` (id {})", p.name, p.id);
+            println!("API key (shown once): {}", key.secret);
+        }
+    }
+    Ok(())
+}
+
+pub async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<()> {
+    let store = super::open_store(&settings)?;
+    match cmd {
+        KeysCommand::Create { project, name, scopes } => {
+            let id = super::project_id(&store, Some(&project)).await?;
+            let scopes = Scope::parse_list(&scopes);
+            anyhow::ensure!(!scopes.is_empty(), "`--scopes` must list ingest and/or read");
+            let key = store.create_api_key(&id, &name, &scopes).await?;
+            // The secret alone on stdout, so scripts can capture it.
+            println!("{}", key.secret);
+            eprintln!("created key {} ({}) for project `{project}`; it is not shown again", key.info.id, key.info.display);
+        }
+        KeysCommand::List { project } => {
+            let id = super::project_id(&store, Some(&project)).await?;
+            for k in store.list_api_keys(&id).await? {
+                let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+                println!("{:<18}  {:<10}  {:<14}  {:<12}  {}", k.id, k.display, k.name, scopes.join(","), if k.revoked { "revoked" } else { "active" });
+            }
+        }
+        KeysCommand::Revoke { key_id, project } => {
+            let id = super::project_id(&store, Some(&project)).await?;
+            store.revoke_api_key(&id, &key_id).await?;
+            println!("revoked {key_id}; servers stop accepting it within 5 seconds");
+        }
+    }
+    Ok(())
+}
+
+pub fn config_check(config: &Config) -> anyhow::Result<()> {
+    let s = config.resolve()?;
+    println!("configuration is valid");
+    println!("  server.api_addr          {}", s.api_addr);
+    println!("  server.otlp_http_addr    {}", s.otlp_http_addr);
+    println!("  server.otlp_grpc_addr    {}", s.otlp_grpc_addr);
+    println!("  server.insecure_local    {}", s.insecure_local);
+    println!("  storage.data_dir         {}", s.data_dir.display());
+    println!("  storage.durability       {:?}", s.durability);
+    println!("  ingest.max_body_size     {} bytes", s.max_body_bytes);
+    println!("  retention.max_age        {:?} s", s.retention.max_age_seconds);
+    println!("  retention.max_size       {:?} bytes", s.retention.max_size_bytes);
+    println!("  prices                   {} overrides", s.prices.len());
+    Ok(())
+}
+
+pub async fn gc(mut config: Config, args: GcArgs) -> anyhow::Result<()> {
+    if let Some(v) = args.max_age {
+        config.retention.max_age = v;
+    }
+    if let Some(v) = args.max_size {
+        config.retention.max_size = v;
+    }
+    let settings = config.resolve()?;
+    let store = super::open_store(&settings)?;
+    let r = store.gc(&settings.retention).await?;
+    println!(
+        "deleted {} traces ({} spans); live data {} → {} bytes",
+        r.traces_deleted, r.spans_deleted, r.bytes_before, r.bytes_after
+    );
+    Ok(())
+}

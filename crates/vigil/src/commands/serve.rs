@@ -1,0 +1,159 @@
+//! `vigil serve`: the three listeners, background retention, graceful shutdown.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use vigil_api::{api_router, otlp_router, AppState, Authenticator, EdgeLimits};
+use vigil_ingest::Normalizer;
+use vigil_model::ProjectId;
+use vigil_store::{ProjectStore, Scope, SqliteStore, Store, TraceStore};
+
+use crate::cli::ServeArgs;
+use crate::config::{Config, Settings};
+
+pub fn apply_flags(config: &mut Config, args: &ServeArgs) {
+    if let Some(v) = &args.api_addr {
+        config.server.api_addr = v.clone();
+    }
+    if let Some(v) = &args.otlp_http_addr {
+        config.server.otlp_http_addr = v.clone();
+    }
+    if let Some(v) = &args.otlp_grpc_addr {
+        config.server.otlp_grpc_addr = v.clone();
+    }
+    if args.insecure_local {
+        config.server.insecure_local = true;
+    }
+    if let Some(v) = &args.durability {
+        config.storage.durability = v.clone();
+    }
+    if let Some(v) = &args.max_body_size {
+        config.ingest.max_body_size = v.clone();
+    }
+}
+
+/// Makes sure the `default` project exists; on first start, mints its first key and prints it once.
+pub async fn bootstrap(store: &SqliteStore) -> anyhow::Result<ProjectId> {
+    if let Some(p) = store.get_project_by_name("default").await? {
+        return Ok(p.id);
+    }
+    let project = store.create_project("default").await?;
+    let key = store.create_api_key(&project.id, "first key", &[Scope::Ingest, Scope::Read]).await?;
+    eprintln!();
+    eprintln!("  Created project `default` and its first API key. It is shown only this once:");
+    eprintln!();
+    eprintln!("      {}", key.secret);
+    eprintln!();
+    eprintln!("  Send it as `Authorization: Bearer <key>` or `x-vigil-api-key: <key>`, e.g.");
+    eprintln!("      export OTEL_EXPORTER_OTLP_HEADERS=\"x-vigil-api-key={}\"", key.secret);
+    eprintln!("  More keys: `vigil keys create`.");
+    eprintln!();
+    Ok(project.id)
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let store = super::open_store(&settings)?;
+    serve_store(settings, store).await
+}
+
+pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Result<()> {
+    let default_project = bootstrap(&store).await?;
+    let prices = super::price_table(&settings)?;
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let auth = Authenticator::new(shared.clone(), settings.insecure_local.then(|| default_project.clone()));
+    let limits = EdgeLimits {
+        max_body_bytes: settings.max_body_bytes,
+        max_inflight_bytes: settings.max_inflight_bytes,
+        max_grpc_message_bytes: settings.max_grpc_message_bytes,
+    };
+    let state = AppState::new(shared.clone(), Normalizer::new(prices), auth, limits);
+
+    let api = bind(settings.api_addr, "API").await?;
+    let otlp_http = bind(settings.otlp_http_addr, "OTLP/HTTP").await?;
+    let otlp_grpc = bind(settings.otlp_grpc_addr, "OTLP/gRPC").await?;
+    let (api_addr, http_addr, grpc_addr) = (api.local_addr()?, otlp_http.local_addr()?, otlp_grpc.local_addr()?);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let api_task = tokio::spawn(axum::serve(api, api_router(state.clone())).with_graceful_shutdown(wait(shutdown_rx.clone())).into_future());
+    let http_task = tokio::spawn(axum::serve(otlp_http, otlp_router(state.clone())).with_graceful_shutdown(wait(shutdown_rx.clone())).into_future());
+    let grpc_task = tokio::spawn(
+        vigil_api::otlp::grpc::router(state.clone())
+            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(otlp_grpc), wait(shutdown_rx.clone())),
+    );
+    let gc_task = tokio::spawn(retention_loop(store.clone(), settings.clone(), shutdown_rx.clone()));
+
+    eprintln!("vigil {} ready", env!("CARGO_PKG_VERSION"));
+    eprintln!("  API + UI    http://{api_addr}");
+    eprintln!("  OTLP/HTTP   http://{http_addr}");
+    eprintln!("  OTLP/gRPC   http://{grpc_addr}");
+    eprintln!("  data        {}", store.path().display());
+    if settings.insecure_local {
+        eprintln!("  auth        OFF (--insecure-local): every request acts on project `default`");
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = shutdown_tx.send(true);
+    let drain = async {
+        let _ = api_task.await;
+        let _ = http_task.await;
+        let _ = grpc_task.await;
+        let _ = gc_task.await;
+    };
+    if tokio::time::timeout(Duration::from_secs(25), drain).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within 25 s");
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen for {what} on {addr} (is another Vigil running? use --help for the address flags)"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+async fn retention_loop(store: SqliteStore, settings: Settings, mut stop: watch::Receiver<bool>) {
+    if settings.retention.max_age_seconds.is_none() && settings.retention.max_size_bytes.is_none() {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(settings.gc_interval_secs));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match store.gc(&settings.retention).await {
+                    Ok(r) if r.traces_deleted > 0 => tracing::info!(traces = r.traces_deleted, spans = r.spans_deleted, "retention deleted old traces"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
