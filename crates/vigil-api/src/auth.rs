@@ -16,6 +16,9 @@ use crate::error::{ApiError, ErrorCode};
 const CACHE_TTL: Duration = Duration::from_secs(5);
 const CACHE_MAX: usize = 10_000;
 
+/// Key hash → what the key may do, and when that was looked up.
+type KeyCache = HashMap<Vec<u8>, (ApiKeyInfo, Instant)>;
+
 /// Who is calling: the project every read and write is scoped to.
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -28,12 +31,16 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     /// `Some(project)` when auth is disabled (`--insecure-local`): everything maps to it.
     insecure_project: Option<ProjectId>,
-    cache: Arc<Mutex<HashMap<Vec<u8>, (ApiKeyInfo, Instant)>>>,
+    cache: Arc<Mutex<KeyCache>>,
 }
 
 impl Authenticator {
     pub fn new(store: Arc<dyn Store>, insecure_project: Option<ProjectId>) -> Self {
-        Self { store, insecure_project, cache: Arc::new(Mutex::new(HashMap::new())) }
+        Self {
+            store,
+            insecure_project,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
     pub fn is_insecure(&self) -> bool {
@@ -46,21 +53,40 @@ impl Authenticator {
         if let Some(v) = headers.get("x-vigil-api-key").and_then(|v| v.to_str().ok()) {
             return Some(v.trim().to_string());
         }
-        let auth = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+        let auth = headers
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?;
         let (scheme, token) = auth.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string())
     }
 
     pub async fn authenticate(&self, key: Option<&str>, scope: Scope) -> Result<Caller, ApiError> {
         if let Some(project) = &self.insecure_project {
-            return Ok(Caller { project_id: project.clone(), key: None });
+            return Ok(Caller {
+                project_id: project.clone(),
+                key: None,
+            });
         }
-        let key = key.filter(|k| keys::is_well_formed(k)).ok_or_else(ApiError::unauthenticated)?;
-        let info = self.lookup(key).await?.ok_or_else(ApiError::unauthenticated)?;
+        let key = key
+            .filter(|k| keys::is_well_formed(k))
+            .ok_or_else(ApiError::unauthenticated)?;
+        let info = self
+            .lookup(key)
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?;
         if !info.allows(scope) {
-            return Err(ApiError::new(ErrorCode::Forbidden, format!("this API key lacks the `{}` scope", scope.as_str())));
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this API key lacks the `{}` scope", scope.as_str()),
+            ));
         }
-        Ok(Caller { project_id: info.project_id.clone(), key: Some(info) })
+        Ok(Caller {
+            project_id: info.project_id.clone(),
+            key: Some(info),
+        })
     }
 
     async fn lookup(&self, key: &str) -> Result<Option<ApiKeyInfo>, ApiError> {

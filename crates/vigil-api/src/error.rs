@@ -70,7 +70,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), retry_after: None }
+        Self {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
@@ -79,10 +83,17 @@ impl ApiError {
         Self::new(ErrorCode::NotFound, format!("{what} not found"))
     }
     pub fn unauthenticated() -> Self {
-        Self::new(ErrorCode::Unauthenticated, "missing or invalid API key: send `Authorization: Bearer <key>` or `x-vigil-api-key`")
+        Self::new(
+            ErrorCode::Unauthenticated,
+            "missing or invalid API key: send `Authorization: Bearer <key>` or `x-vigil-api-key`",
+        )
     }
     pub fn unavailable(message: impl Into<String>, retry_after: u64) -> Self {
-        Self { code: ErrorCode::Unavailable, message: message.into(), retry_after: Some(retry_after) }
+        Self {
+            code: ErrorCode::Unavailable,
+            message: message.into(),
+            retry_after: Some(retry_after),
+        }
     }
 
     pub fn to_grpc(&self) -> tonic::Status {
@@ -102,7 +113,9 @@ impl From<vigil_store::Error> for ApiError {
     fn from(e: vigil_store::Error) -> Self {
         use vigil_store::Error as E;
         match &e {
-            E::Overloaded { .. } => ApiError::unavailable("ingest pipeline is full, retry later", 1),
+            E::Overloaded { .. } => {
+                ApiError::unavailable("ingest pipeline is full, retry later", 1)
+            }
             E::InvalidQuery(m) => ApiError::bad_request(m.clone()),
             E::NotFound(what) => ApiError::not_found(format!("`{what}`")),
             E::AlreadyExists { .. } => ApiError::bad_request(e.to_string()),

@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use vigil_ingest::normalize::events::merge_log_events;
 use vigil_model::{FlagKind, SpanKind, SpanStatus, TraceId};
 use vigil_store::{
-    Cursor, MetricsDimension, MetricsQuery, Scope, SessionQuery, TraceQuery, TraceSortField, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
+    Cursor, MetricsDimension, MetricsQuery, Scope, SessionQuery, TraceQuery, TraceSortField,
+    DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
 
 use crate::auth::{Authenticator, Caller};
@@ -24,14 +25,17 @@ async fn reader(state: &AppState, headers: &HeaderMap) -> ApiResult<Caller> {
 }
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
-    q.map(|Query(v)| v).map_err(|e| ApiError::bad_request(e.body_text()))
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
 fn limit(v: Option<usize>) -> ApiResult<usize> {
     match v {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(format!("`limit` must be between 1 and {MAX_PAGE_SIZE}, got {n}"))),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "`limit` must be between 1 and {MAX_PAGE_SIZE}, got {n}"
+        ))),
     }
 }
 
@@ -78,22 +82,35 @@ impl TraceListParams {
         q.duration_min_ms = self.min_duration_ms;
         q.cost_min_usd = self.min_cost_usd;
         if let Some(s) = non_empty(&self.status) {
-            q.status = Some(SpanStatus::parse(&s).ok_or_else(|| ApiError::bad_request(format!("`status` must be ok, error or unset, got `{s}`")))?);
+            q.status = Some(SpanStatus::parse(&s).ok_or_else(|| {
+                ApiError::bad_request(format!("`status` must be ok, error or unset, got `{s}`"))
+            })?);
         }
         if let Some(f) = non_empty(&self.flags) {
             q.flags = f
                 .split(',')
-                .map(|name| FlagKind::parse(name.trim()).ok_or_else(|| ApiError::bad_request(format!("unknown flag `{}`", name.trim()))))
+                .map(|name| {
+                    FlagKind::parse(name.trim()).ok_or_else(|| {
+                        ApiError::bad_request(format!("unknown flag `{}`", name.trim()))
+                    })
+                })
                 .collect::<ApiResult<_>>()?;
         }
         if let Some(s) = non_empty(&self.sort) {
-            q.sort = TraceSortField::parse(&s)
-                .ok_or_else(|| ApiError::bad_request(format!("`sort` must be start_time, duration, cost, tokens or spans, got `{s}`")))?;
+            q.sort = TraceSortField::parse(&s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`sort` must be start_time, duration, cost, tokens or spans, got `{s}`"
+                ))
+            })?;
         }
         q.descending = match self.order.as_deref() {
             None | Some("desc") => true,
             Some("asc") => false,
-            Some(o) => return Err(ApiError::bad_request(format!("`order` must be asc or desc, got `{o}`"))),
+            Some(o) => {
+                return Err(ApiError::bad_request(format!(
+                    "`order` must be asc or desc, got `{o}`"
+                )))
+            }
         };
         q.limit = limit(self.limit)?;
         if let Some(c) = non_empty(&self.cursor) {
@@ -103,7 +120,11 @@ impl TraceListParams {
     }
 }
 
-pub async fn list_traces(State(state): State<AppState>, headers: HeaderMap, q: Result<Query<TraceListParams>, QueryRejection>) -> ApiResult<Json<Value>> {
+pub async fn list_traces(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<TraceListParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
     let caller = reader(&state, &headers).await?;
     let query = query(q)?.into_query(&caller)?;
     let page = state.store.find_traces(&query).await?;
@@ -111,13 +132,22 @@ pub async fn list_traces(State(state): State<AppState>, headers: HeaderMap, q: R
 }
 
 pub fn parse_trace_id(s: &str) -> ApiResult<TraceId> {
-    TraceId::from_hex(s).map_err(|_| ApiError::bad_request(format!("`{s}` is not a trace id (32 hex characters)")))
+    TraceId::from_hex(s)
+        .map_err(|_| ApiError::bad_request(format!("`{s}` is not a trace id (32 hex characters)")))
 }
 
-pub async fn get_trace(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_trace(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let caller = reader(&state, &headers).await?;
     let trace_id = parse_trace_id(&id)?;
-    let mut detail = state.store.get_trace(&caller.project_id, trace_id).await?.ok_or_else(|| ApiError::not_found(format!("trace `{id}`")))?;
+    let mut detail = state
+        .store
+        .get_trace(&caller.project_id, trace_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("trace `{id}`")))?;
     for span in &mut detail.spans {
         merge_log_events(span, &detail.log_events);
     }
@@ -136,11 +166,17 @@ pub struct SessionListParams {
     pub cursor: Option<String>,
 }
 
-pub async fn list_sessions(State(state): State<AppState>, headers: HeaderMap, q: Result<Query<SessionListParams>, QueryRejection>) -> ApiResult<Json<Value>> {
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<SessionListParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
     let caller = reader(&state, &headers).await?;
     let p = query(q)?;
     let offset = match non_empty(&p.cursor) {
-        Some(c) => c.parse().map_err(|_| ApiError::bad_request("`cursor` is not a cursor this API returned"))?,
+        Some(c) => c
+            .parse()
+            .map_err(|_| ApiError::bad_request("`cursor` is not a cursor this API returned"))?,
         None => 0,
     };
     let sq = SessionQuery {
@@ -156,9 +192,17 @@ pub async fn list_sessions(State(state): State<AppState>, headers: HeaderMap, q:
     Ok(Json(json!(state.store.find_sessions(&sq).await?)))
 }
 
-pub async fn get_session(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let caller = reader(&state, &headers).await?;
-    let detail = state.store.get_session(&caller.project_id, &id).await?.ok_or_else(|| ApiError::not_found(format!("session `{id}`")))?;
+    let detail = state
+        .store
+        .get_session(&caller.project_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("session `{id}`")))?;
     Ok(Json(json!(detail)))
 }
 
@@ -178,7 +222,11 @@ pub struct MetricsParams {
     pub service: Option<String>,
 }
 
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap, q: Result<Query<MetricsParams>, QueryRejection>) -> ApiResult<Json<Value>> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<MetricsParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
     let caller = reader(&state, &headers).await?;
     let p = query(q)?;
     let to = match non_empty(&p.to) {
@@ -190,7 +238,9 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap, q: Resul
         None => to - 24 * 3_600_000_000_000,
     };
     let bucket_seconds = match non_empty(&p.bucket) {
-        Some(b) => parse_duration_secs(&b).ok_or_else(|| ApiError::bad_request(format!("`bucket` must look like 1m, 1h or 1d, got `{b}`")))?,
+        Some(b) => parse_duration_secs(&b).ok_or_else(|| {
+            ApiError::bad_request(format!("`bucket` must look like 1m, 1h or 1d, got `{b}`"))
+        })?,
         // About 48 points whatever the range, in whole minutes.
         None => (((to - from) / 1_000_000_000 / 48) / 60).max(1) * 60,
     };
@@ -201,7 +251,10 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap, q: Resul
         None => None,
     };
     let kind = match non_empty(&p.kind) {
-        Some(k) => Some(SpanKind::parse(&k).ok_or_else(|| ApiError::bad_request(format!("unknown span kind `{k}`")))?),
+        Some(k) => Some(
+            SpanKind::parse(&k)
+                .ok_or_else(|| ApiError::bad_request(format!("unknown span kind `{k}`")))?,
+        ),
         None => None,
     };
     let mq = MetricsQuery {
@@ -228,11 +281,18 @@ pub struct ModelsParams {
 }
 
 /// Spend and usage per model, with the price used, and the models Vigil could not price.
-pub async fn models(State(state): State<AppState>, headers: HeaderMap, q: Result<Query<ModelsParams>, QueryRejection>) -> ApiResult<Json<Value>> {
+pub async fn models(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ModelsParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
     let caller = reader(&state, &headers).await?;
     let p = query(q)?;
     let since = opt_time("from", &p.from)?.unwrap_or(0);
-    let rows = state.store.model_usage(Some(&caller.project_id), since).await?;
+    let rows = state
+        .store
+        .model_usage(Some(&caller.project_id), since)
+        .await?;
     let prices = state.normalizer.prices();
     let models: Vec<Value> = rows
         .into_iter()
@@ -257,5 +317,7 @@ pub async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
     let caller = reader(&state, &headers).await?;
     let projects = state.store.list_projects().await?;
     let project = projects.into_iter().find(|p| p.id == caller.project_id);
-    Ok(Json(json!({"project": project, "key": caller.key, "auth": !state.auth.is_insecure()})))
+    Ok(Json(
+        json!({"project": project, "key": caller.key, "auth": !state.auth.is_insecure()}),
+    ))
 }

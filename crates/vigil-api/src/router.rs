@@ -33,7 +33,9 @@ pub const API_ROUTES: &[(&str, &str)] = &[
 ];
 
 fn otlp_routes() -> Router<AppState> {
-    Router::new().route("/v1/traces", post(export_traces)).route("/v1/logs", post(export_logs))
+    Router::new()
+        .route("/v1/traces", post(export_traces))
+        .route("/v1/logs", post(export_logs))
 }
 
 /// The API port (7070 by default): query API, OTLP/HTTP for single-port setups, health.
@@ -47,7 +49,10 @@ pub fn api_router(state: AppState) -> Router {
         .route("/api/v1/models", get(query_api::models))
         .route("/api/v1/whoami", get(query_api::whoami))
         .route("/api/v1/openapi.json", get(openapi))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)));
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ));
     Router::new()
         .merge(api)
         .merge(otlp_routes())
@@ -55,7 +60,9 @@ pub fn api_router(state: AppState) -> Router {
         .route("/", get(index))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::custom(|_| ApiError::new(ErrorCode::Internal, "internal error").into_response()))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(ErrorCode::Internal, "internal error").into_response()
+        }))
         .with_state(state)
 }
 
@@ -65,7 +72,9 @@ pub fn otlp_router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::custom(|_| ApiError::new(ErrorCode::Internal, "internal error").into_response()))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(ErrorCode::Internal, "internal error").into_response()
+        }))
         .with_state(state)
 }
 
@@ -78,7 +87,10 @@ async fn healthz() -> &'static str {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "no such route; see /api/v1/openapi.json")
+    ApiError::new(
+        ErrorCode::NotFound,
+        "no such route; see /api/v1/openapi.json",
+    )
 }
 
 async fn index() -> Html<&'static str> {

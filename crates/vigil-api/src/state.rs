@@ -21,7 +21,11 @@ pub struct EdgeLimits {
 
 impl Default for EdgeLimits {
     fn default() -> Self {
-        Self { max_body_bytes: 20 * 1024 * 1024, max_inflight_bytes: 256 * 1024 * 1024, max_grpc_message_bytes: 4 * 1024 * 1024 }
+        Self {
+            max_body_bytes: 20 * 1024 * 1024,
+            max_inflight_bytes: 256 * 1024 * 1024,
+            max_grpc_message_bytes: 4 * 1024 * 1024,
+        }
     }
 }
 
@@ -36,8 +40,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, normalizer: Normalizer, auth: Authenticator, limits: EdgeLimits) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        normalizer: Normalizer,
+        auth: Authenticator,
+        limits: EdgeLimits,
+    ) -> Self {
         let permits = (limits.max_inflight_bytes / 1024).max(1);
-        Self { store, normalizer, auth, inflight: Arc::new(Semaphore::new(permits)), limits }
+        Self {
+            store,
+            normalizer,
+            auth,
+            inflight: Arc::new(Semaphore::new(permits)),
+            limits,
+        }
     }
 }

@@ -7,7 +7,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdError {
     #[error("`{kind}` must be {expected} bytes, got {got}")]
-    WrongLength { kind: &'static str, expected: usize, got: usize },
+    WrongLength {
+        kind: &'static str,
+        expected: usize,
+        got: usize,
+    },
     #[error("`{kind}` must not be all zeros")]
     AllZero { kind: &'static str },
     #[error("`{kind}` is not valid hex")]
@@ -109,9 +113,19 @@ mod tests {
         assert_eq!(lower, upper);
         assert_eq!(
             TraceId::from_bytes(&[1; 8]),
-            Err(IdError::WrongLength { kind: "trace_id", expected: 16, got: 8 })
+            Err(IdError::WrongLength {
+                kind: "trace_id",
+                expected: 16,
+                got: 8
+            })
         );
-        assert_eq!(SpanId::from_bytes(&[0; 8]), Err(IdError::AllZero { kind: "span_id" }));
-        assert_eq!(SpanId::from_hex("zz"), Err(IdError::NotHex { kind: "span_id" }));
+        assert_eq!(
+            SpanId::from_bytes(&[0; 8]),
+            Err(IdError::AllZero { kind: "span_id" })
+        );
+        assert_eq!(
+            SpanId::from_hex("zz"),
+            Err(IdError::NotHex { kind: "span_id" })
+        );
     }
 }

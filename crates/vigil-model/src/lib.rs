@@ -12,6 +12,7 @@ mod time_fmt;
 pub use ids::{IdError, ProjectId, SpanId, TraceId};
 pub use price::{ModelPrice, PriceTable, PriceTableError};
 pub use span::{
-    Flag, FlagKind, LogEvent, Message, Span, SpanEvent, SpanKind, SpanLink, SpanStatus, ToolCall, Usage,
+    Flag, FlagKind, LogEvent, Message, Span, SpanEvent, SpanKind, SpanLink, SpanStatus, ToolCall,
+    Usage,
 };
 pub use time_fmt::{format_rfc3339_nanos, parse_rfc3339_nanos};

@@ -28,7 +28,10 @@ pub enum PriceTableError {
     #[error("price table: {0}")]
     Parse(#[from] toml::de::Error),
     #[error("price for `{model}`: {problem}")]
-    Invalid { model: String, problem: &'static str },
+    Invalid {
+        model: String,
+        problem: &'static str,
+    },
 }
 
 #[derive(Deserialize)]
@@ -53,7 +56,10 @@ impl PriceTable {
 
     pub fn from_toml(text: &str) -> Result<Self, PriceTableError> {
         let file: PriceFile = toml::from_str(text)?;
-        let mut table = PriceTable { as_of: file.as_of, entries: Vec::new() };
+        let mut table = PriceTable {
+            as_of: file.as_of,
+            entries: Vec::new(),
+        };
         table.extend(file.model)?;
         Ok(table)
     }
@@ -75,7 +81,8 @@ impl PriceTable {
                 self.entries.push((name, p.clone()));
             }
         }
-        self.entries.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        self.entries
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         Ok(())
     }
 
@@ -132,7 +139,21 @@ fn is_boundary(rest: &str) -> bool {
 /// Strips provider prefixes and dated snapshot suffixes: `openai/gpt-4o-mini-2024-07-18` → `gpt-4o-mini`.
 pub fn canonical_model_name(model: &str) -> String {
     let mut name = model.trim().to_ascii_lowercase();
-    for prefix in ["openai/", "anthropic/", "google/", "models/", "mistralai/", "deepseek/", "x-ai/", "xai/", "azure/", "bedrock/", "vertex_ai/", "gemini/", "groq/"] {
+    for prefix in [
+        "openai/",
+        "anthropic/",
+        "google/",
+        "models/",
+        "mistralai/",
+        "deepseek/",
+        "x-ai/",
+        "xai/",
+        "azure/",
+        "bedrock/",
+        "vertex_ai/",
+        "gemini/",
+        "groq/",
+    ] {
         if let Some(rest) = name.strip_prefix(prefix) {
             name = rest.to_string();
         }
@@ -161,10 +182,21 @@ pub fn canonical_model_name(model: &str) -> String {
 
 fn strip_date_suffix(name: &mut String) {
     let bytes = name.as_bytes();
-    let digits_at = |start: usize, n: usize| bytes.get(start..start + n).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let digits_at = |start: usize, n: usize| {
+        bytes
+            .get(start..start + n)
+            .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+    };
     let len = bytes.len();
     // -YYYY-MM-DD
-    if len > 11 && bytes[len - 11] == b'-' && digits_at(len - 10, 4) && bytes[len - 6] == b'-' && digits_at(len - 5, 2) && bytes[len - 3] == b'-' && digits_at(len - 2, 2) {
+    if len > 11
+        && bytes[len - 11] == b'-'
+        && digits_at(len - 10, 4)
+        && bytes[len - 6] == b'-'
+        && digits_at(len - 5, 2)
+        && bytes[len - 3] == b'-'
+        && digits_at(len - 2, 2)
+    {
         name.truncate(len - 11);
         return;
     }
@@ -188,7 +220,12 @@ mod tests {
     use crate::Usage;
 
     fn usage(i: i64, o: i64, c: Option<i64>) -> Usage {
-        Usage { input_tokens: Some(i), output_tokens: Some(o), cached_input_tokens: c, reasoning_tokens: None }
+        Usage {
+            input_tokens: Some(i),
+            output_tokens: Some(o),
+            cached_input_tokens: c,
+            reasoning_tokens: None,
+        }
     }
 
     #[test]
@@ -201,12 +238,26 @@ mod tests {
     #[test]
     fn snapshots_and_provider_prefixes_match_their_base_model() {
         let t = PriceTable::builtin().unwrap();
-        assert_eq!(t.lookup("gpt-4o-mini-2024-07-18").unwrap().name, "gpt-4o-mini");
+        assert_eq!(
+            t.lookup("gpt-4o-mini-2024-07-18").unwrap().name,
+            "gpt-4o-mini"
+        );
         assert_eq!(t.lookup("openai/gpt-4o-mini").unwrap().name, "gpt-4o-mini");
         assert_eq!(t.lookup("gpt-4o-2024-08-06").unwrap().name, "gpt-4o");
-        assert_eq!(t.lookup("anthropic/claude-3-5-sonnet-20241022").unwrap().name, "claude-3-5-sonnet");
-        assert_eq!(t.lookup("claude-sonnet-4-5").unwrap().name, "claude-sonnet-4-5");
-        assert_eq!(t.lookup("claude-sonnet-4-5@20250929").unwrap().name, "claude-sonnet-4-5");
+        assert_eq!(
+            t.lookup("anthropic/claude-3-5-sonnet-20241022")
+                .unwrap()
+                .name,
+            "claude-3-5-sonnet"
+        );
+        assert_eq!(
+            t.lookup("claude-sonnet-4-5").unwrap().name,
+            "claude-sonnet-4-5"
+        );
+        assert_eq!(
+            t.lookup("claude-sonnet-4-5@20250929").unwrap().name,
+            "claude-sonnet-4-5"
+        );
         assert!(t.lookup("my-private-finetune").is_none());
         assert!(t.lookup("mock-fail500").is_none());
         assert!(t.lookup("").is_none());
@@ -218,8 +269,13 @@ mod tests {
             "as_of = \"2026-01-01\"\n[[model]]\nname = \"m\"\ninput = 2.0\noutput = 8.0\ncached_input = 0.5\n",
         )
         .unwrap();
-        let c = t.cost("m", usage(1_000_000, 500_000, Some(400_000))).unwrap();
-        assert!((c - (0.6 * 2.0 + 0.4 * 0.5 + 0.5 * 8.0)).abs() < 1e-9, "{c}");
+        let c = t
+            .cost("m", usage(1_000_000, 500_000, Some(400_000)))
+            .unwrap();
+        assert!(
+            (c - (0.6 * 2.0 + 0.4 * 0.5 + 0.5 * 8.0)).abs() < 1e-9,
+            "{c}"
+        );
         assert_eq!(t.cost("unknown", usage(1, 1, None)), None);
         assert_eq!(t.cost("m", Usage::default()), None);
     }
@@ -227,10 +283,24 @@ mod tests {
     #[test]
     fn overrides_replace_builtin_prices_and_reject_negative_ones() {
         let mut t = PriceTable::builtin().unwrap();
-        t.extend(vec![ModelPrice { name: "gpt-4o-mini".into(), provider: "openai".into(), input: 1.0, output: 1.0, cached_input: None, aliases: vec![] }])
-            .unwrap();
+        t.extend(vec![ModelPrice {
+            name: "gpt-4o-mini".into(),
+            provider: "openai".into(),
+            input: 1.0,
+            output: 1.0,
+            cached_input: None,
+            aliases: vec![],
+        }])
+        .unwrap();
         assert_eq!(t.lookup("gpt-4o-mini-2024-07-18").unwrap().input, 1.0);
-        let bad = ModelPrice { name: "x".into(), provider: String::new(), input: -1.0, output: 1.0, cached_input: None, aliases: vec![] };
+        let bad = ModelPrice {
+            name: "x".into(),
+            provider: String::new(),
+            input: -1.0,
+            output: 1.0,
+            cached_input: None,
+            aliases: vec![],
+        };
         assert!(t.extend(vec![bad]).is_err());
     }
 }

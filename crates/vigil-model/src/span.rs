@@ -114,7 +114,11 @@ impl FlagKind {
     }
 
     pub fn mask_to_names(mask: i64) -> Vec<&'static str> {
-        Self::ALL.into_iter().filter(|k| mask & k.bit() != 0).map(|k| k.as_str()).collect()
+        Self::ALL
+            .into_iter()
+            .filter(|k| mask & k.bit() != 0)
+            .map(|k| k.as_str())
+            .collect()
     }
 }
 
@@ -305,7 +309,9 @@ fn ser_time<S: Serializer>(n: &i64, s: S) -> Result<S::Ok, S::Error> {
 fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     let v = Value::deserialize(d)?;
     match &v {
-        Value::Number(n) => n.as_i64().ok_or_else(|| serde::de::Error::custom("time out of range")),
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| serde::de::Error::custom("time out of range")),
         Value::String(s) => {
             parse_rfc3339_nanos(s).ok_or_else(|| serde::de::Error::custom("invalid timestamp"))
         }
@@ -341,7 +347,10 @@ mod tests {
             start_time: 1_700_000_000_123_456_789,
             end_time: 1_700_000_001_000_000_000,
             tool_result: Some(Value::String(String::new())),
-            flags: vec![Flag { name: FlagKind::SilentToolFailure, reason: "empty".into() }],
+            flags: vec![Flag {
+                name: FlagKind::SilentToolFailure,
+                reason: "empty".into(),
+            }],
             ..Span::default()
         };
         let json = serde_json::to_value(&span).unwrap();
@@ -353,4 +362,3 @@ mod tests {
         assert_eq!(back.flag_mask(), 1);
     }
 }
-

@@ -11,36 +11,67 @@ use crate::query::*;
 use crate::{Scope, Store};
 
 fn fixture_spans(project: &ProjectId, name: &str) -> Vec<Span> {
-    let path = format!("{}/../../../shared/fixtures/otlp/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../../shared/fixtures/otlp/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let body = std::fs::read(path).unwrap();
     let req = decode_traces(&body, Encoding::Protobuf).unwrap();
-    Normalizer::new(Arc::new(PriceTable::builtin().unwrap())).traces(project, &req).spans
+    Normalizer::new(Arc::new(PriceTable::builtin().unwrap()))
+        .traces(project, &req)
+        .spans
 }
 
 async fn seed(store: &dyn Store) -> (ProjectId, ProjectId) {
     let a = store.create_project("default").await.unwrap().id;
     let b = store.create_project("other").await.unwrap().id;
-    for f in ["otel-genai-openai.pb", "openinference-openai.pb", "openinference-anthropic.pb"] {
+    for f in [
+        "otel-genai-openai.pb",
+        "openinference-openai.pb",
+        "openinference-anthropic.pb",
+    ] {
         let r = store.write_spans(fixture_spans(&a, f)).await.unwrap();
         assert!(r.inserted > 0 && r.duplicates == 0);
     }
-    store.write_spans(fixture_spans(&b, "otel-genai-openai.pb")).await.unwrap();
+    store
+        .write_spans(fixture_spans(&b, "otel-genai-openai.pb"))
+        .await
+        .unwrap();
     (a, b)
 }
 
 pub async fn writes_are_idempotent(store: &dyn Store) {
     let (a, _) = seed(store).await;
-    let again = store.write_spans(fixture_spans(&a, "otel-genai-openai.pb")).await.unwrap();
-    assert_eq!(again, WriteReceipt { inserted: 0, duplicates: 4 });
-    let page = store.find_traces(&TraceQuery::new(a.clone())).await.unwrap();
+    let again = store
+        .write_spans(fixture_spans(&a, "otel-genai-openai.pb"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        WriteReceipt {
+            inserted: 0,
+            duplicates: 4
+        }
+    );
+    let page = store
+        .find_traces(&TraceQuery::new(a.clone()))
+        .await
+        .unwrap();
     assert_eq!(page.traces.len(), 3);
     assert!(page.traces.iter().all(|t| t.span_count >= 4));
 }
 
 pub async fn traces_are_summarised_and_filtered(store: &dyn Store) {
     let (a, _) = seed(store).await;
-    let all = store.find_traces(&TraceQuery::new(a.clone())).await.unwrap().traces;
-    let anthropic = all.iter().find(|t| t.providers.contains(&"anthropic".to_string())).unwrap();
+    let all = store
+        .find_traces(&TraceQuery::new(a.clone()))
+        .await
+        .unwrap()
+        .traces;
+    let anthropic = all
+        .iter()
+        .find(|t| t.providers.contains(&"anthropic".to_string()))
+        .unwrap();
     assert_eq!(anthropic.root_name, "invoke_agent support-agent");
     // Two calls, each seen by OpenInference and by the SDK's own span: counted once.
     assert_eq!(anthropic.llm_count, 2);
@@ -53,7 +84,11 @@ pub async fn traces_are_summarised_and_filtered(store: &dyn Store) {
     assert_eq!(store.find_traces(&q).await.unwrap().traces.len(), 1);
     let mut q = TraceQuery::new(a.clone());
     q.text = Some("A-1001 \"pending".into());
-    assert_eq!(store.find_traces(&q).await.unwrap().traces.len(), 3, "full-text search over tool results and messages");
+    assert_eq!(
+        store.find_traces(&q).await.unwrap().traces.len(),
+        3,
+        "full-text search over tool results and messages"
+    );
     let mut q = TraceQuery::new(a.clone());
     q.text = Some("nonexistentword".into());
     assert!(store.find_traces(&q).await.unwrap().traces.is_empty());
@@ -68,52 +103,98 @@ pub async fn traces_are_summarised_and_filtered(store: &dyn Store) {
     let p2 = store.find_traces(&q).await.unwrap();
     assert_eq!(p2.traces.len(), 1);
     assert!(p2.next_cursor.is_none());
-    assert!(!p1.traces.iter().any(|t| t.trace_id == p2.traces[0].trace_id));
+    assert!(!p1
+        .traces
+        .iter()
+        .any(|t| t.trace_id == p2.traces[0].trace_id));
     let mut q = TraceQuery::new(a.clone());
     q.sort = TraceSortField::Cost;
     let by_cost = store.find_traces(&q).await.unwrap().traces;
-    assert!(by_cost.windows(2).all(|w| w[0].cost_usd.unwrap_or(-1.0) >= w[1].cost_usd.unwrap_or(-1.0)));
+    assert!(by_cost
+        .windows(2)
+        .all(|w| w[0].cost_usd.unwrap_or(-1.0) >= w[1].cost_usd.unwrap_or(-1.0)));
 }
 
 pub async fn projects_are_isolated(store: &dyn Store) {
     let (a, b) = seed(store).await;
-    let b_traces = store.find_traces(&TraceQuery::new(b.clone())).await.unwrap().traces;
+    let b_traces = store
+        .find_traces(&TraceQuery::new(b.clone()))
+        .await
+        .unwrap()
+        .traces;
     assert_eq!(b_traces.len(), 1);
-    let a_traces = store.find_traces(&TraceQuery::new(a.clone())).await.unwrap().traces;
+    let a_traces = store
+        .find_traces(&TraceQuery::new(a.clone()))
+        .await
+        .unwrap()
+        .traces;
     // The same trace id exists in both projects; each project sees only its own copy.
     let shared = b_traces[0].trace_id;
     assert!(a_traces.iter().any(|t| t.trace_id == shared));
-    let other = store.get_trace(&ProjectId::new("nope"), shared).await.unwrap();
+    let other = store
+        .get_trace(&ProjectId::new("nope"), shared)
+        .await
+        .unwrap();
     assert!(other.is_none());
     let detail = store.get_trace(&b, shared).await.unwrap().unwrap();
     assert!(detail.spans.iter().all(|s| s.project_id == b));
-    assert!(store.get_session(&b, "sess-42").await.unwrap().unwrap().session.turns == 1);
+    assert!(
+        store
+            .get_session(&b, "sess-42")
+            .await
+            .unwrap()
+            .unwrap()
+            .session
+            .turns
+            == 1
+    );
 }
 
 pub async fn trace_detail_is_in_tree_order(store: &dyn Store) {
     let (a, _) = seed(store).await;
-    let t = store.find_traces(&TraceQuery::new(a.clone())).await.unwrap().traces;
+    let t = store
+        .find_traces(&TraceQuery::new(a.clone()))
+        .await
+        .unwrap()
+        .traces;
     for row in t {
         let d = store.get_trace(&a, row.trace_id).await.unwrap().unwrap();
         assert_eq!(d.spans[0].parent_span_id, None);
         for (i, s) in d.spans.iter().enumerate() {
             if let Some(p) = s.parent_span_id {
-                assert!(d.spans[..i].iter().any(|x| x.span_id == p), "parent before child");
+                assert!(
+                    d.spans[..i].iter().any(|x| x.span_id == p),
+                    "parent before child"
+                );
             }
         }
     }
-    assert!(store.get_trace(&a, TraceId([9; 16])).await.unwrap().is_none());
+    assert!(store
+        .get_trace(&a, TraceId([9; 16]))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 pub async fn sessions_and_metrics(store: &dyn Store) {
     let (a, _) = seed(store).await;
-    let sessions = store.find_sessions(&SessionQuery { project_id: a.clone(), limit: 10, ..Default::default() }).await.unwrap();
+    let sessions = store
+        .find_sessions(&SessionQuery {
+            project_id: a.clone(),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(sessions.sessions.len(), 1);
     let s = &sessions.sessions[0];
     assert_eq!((s.session_id.as_str(), s.turns), ("sess-42", 3));
     let detail = store.get_session(&a, "sess-42").await.unwrap().unwrap();
     assert_eq!(detail.traces.len(), 3);
-    assert!(detail.traces.windows(2).all(|w| w[0].start_time <= w[1].start_time));
+    assert!(detail
+        .traces
+        .windows(2)
+        .all(|w| w[0].start_time <= w[1].start_time));
 
     let start = detail.traces[0].start_time - 3_600_000_000_000;
     let m = store
@@ -128,22 +209,35 @@ pub async fn sessions_and_metrics(store: &dyn Store) {
         })
         .await
         .unwrap();
-    let claude = m.totals.iter().find(|p| p.group.as_deref() == Some("claude-sonnet-4-5")).unwrap();
+    let claude = m
+        .totals
+        .iter()
+        .find(|p| p.group.as_deref() == Some("claude-sonnet-4-5"))
+        .unwrap();
     assert_eq!(claude.count, 4);
     assert!(claude.cost_usd.unwrap() > 0.0);
     assert!(claude.latency_p50_ms.is_some());
     let usage = store.model_usage(Some(&a), 0).await.unwrap();
-    assert!(usage.iter().any(|u| u.model == "gpt-4o-mini" && u.unpriced_count == 0));
+    assert!(usage
+        .iter()
+        .any(|u| u.model == "gpt-4o-mini" && u.unpriced_count == 0));
 }
 
 pub async fn api_keys_authenticate_by_hash(store: &dyn Store) {
     let p = store.create_project("default").await.unwrap();
     assert!(store.create_project("default").await.is_err());
-    let key = store.create_api_key(&p.id, "ci", &[Scope::Ingest, Scope::Read]).await.unwrap();
+    let key = store
+        .create_api_key(&p.id, "ci", &[Scope::Ingest, Scope::Read])
+        .await
+        .unwrap();
     let info = store.authenticate(&key.secret).await.unwrap().unwrap();
     assert_eq!(info.project_id, p.id);
     assert!(info.allows(Scope::Read));
-    assert!(store.authenticate("vk_' OR '1'='1").await.unwrap().is_none());
+    assert!(store
+        .authenticate("vk_' OR '1'='1")
+        .await
+        .unwrap()
+        .is_none());
     store.revoke_api_key(&p.id, &key.info.id).await.unwrap();
     assert!(store.authenticate(&key.secret).await.unwrap().is_none());
 }
@@ -153,12 +247,26 @@ pub async fn gc_deletes_whole_old_traces(store: &dyn Store) {
     // The fixtures were recorded in 2026-11; a one-day retention run now keeps them only if recent,
     // so use an explicit size-based pass instead, which must delete oldest first.
     let before = store.stats().await.unwrap();
-    let report = store.gc(&Retention { max_age_seconds: None, max_size_bytes: Some(1) }).await.unwrap();
+    let report = store
+        .gc(&Retention {
+            max_age_seconds: None,
+            max_size_bytes: Some(1),
+        })
+        .await
+        .unwrap();
     assert_eq!(report.traces_deleted, before.traces);
-    assert!(store.find_traces(&TraceQuery::new(a.clone())).await.unwrap().traces.is_empty());
+    assert!(store
+        .find_traces(&TraceQuery::new(a.clone()))
+        .await
+        .unwrap()
+        .traces
+        .is_empty());
     let mut q = TraceQuery::new(a);
     q.text = Some("A-1001".into());
-    assert!(store.find_traces(&q).await.unwrap().traces.is_empty(), "search index entries are deleted too");
+    assert!(
+        store.find_traces(&q).await.unwrap().traces.is_empty(),
+        "search index entries are deleted too"
+    );
 }
 
 /// Runs every conformance test against fresh stores made by `$make`.

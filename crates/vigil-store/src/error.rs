@@ -14,9 +14,15 @@ pub enum Error {
     #[error("`{name}` already exists")]
     AlreadyExists { name: String },
     #[error("cannot open data directory `{path}`: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("database migration {version} failed: {source}")]
-    Migration { version: u32, source: rusqlite::Error },
+    Migration {
+        version: u32,
+        source: rusqlite::Error,
+    },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("stored row is corrupt: {0}")]

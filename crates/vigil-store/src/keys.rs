@@ -10,7 +10,9 @@ const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 
 pub fn generate() -> String {
     let mut rng = rand::rng();
-    let body: String = (0..KEY_BODY_LEN).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    let body: String = (0..KEY_BODY_LEN)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("{KEY_PREFIX}{body}")
 }
 
@@ -18,7 +20,9 @@ pub fn generate() -> String {
 pub fn is_well_formed(key: &str) -> bool {
     key.len() == KEY_PREFIX.len() + KEY_BODY_LEN
         && key.starts_with(KEY_PREFIX)
-        && key[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric())
+        && key[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric())
 }
 
 pub fn hash(key: &str) -> Vec<u8> {

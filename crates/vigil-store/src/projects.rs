@@ -69,7 +69,12 @@ pub trait ProjectStore: Send + Sync {
     async fn create_project(&self, name: &str) -> Result<ProjectRow>;
     async fn list_projects(&self) -> Result<Vec<ProjectRow>>;
     async fn get_project_by_name(&self, name: &str) -> Result<Option<ProjectRow>>;
-    async fn create_api_key(&self, project: &ProjectId, name: &str, scopes: &[Scope]) -> Result<NewApiKey>;
+    async fn create_api_key(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        scopes: &[Scope],
+    ) -> Result<NewApiKey>;
     async fn list_api_keys(&self, project: &ProjectId) -> Result<Vec<ApiKeyInfo>>;
     async fn revoke_api_key(&self, project: &ProjectId, key_id: &str) -> Result<()>;
     /// Looks a presented secret up by its hash; `None` for unknown or revoked keys.

@@ -1,7 +1,9 @@
 //! Query and result types shared by every backend. Field names are the API's JSON names.
 
 use serde::{Deserialize, Serialize, Serializer};
-use vigil_model::{format_rfc3339_nanos, FlagKind, LogEvent, ProjectId, Span, SpanKind, SpanStatus, TraceId};
+use vigil_model::{
+    format_rfc3339_nanos, FlagKind, LogEvent, ProjectId, Span, SpanKind, SpanStatus, TraceId,
+};
 
 use crate::{Error, Result};
 
@@ -60,7 +62,12 @@ pub struct TraceQuery {
 
 impl TraceQuery {
     pub fn new(project_id: ProjectId) -> Self {
-        Self { project_id, descending: true, limit: DEFAULT_PAGE_SIZE, ..Self::default() }
+        Self {
+            project_id,
+            descending: true,
+            limit: DEFAULT_PAGE_SIZE,
+            ..Self::default()
+        }
     }
 }
 
@@ -93,10 +100,18 @@ impl Cursor {
         let (v, id) = raw.split_once('|').ok_or_else(bad)?;
         let value = match v.split_at_checked(1) {
             Some(("i", n)) => CursorValue::Int(n.parse().map_err(|_| bad())?),
-            Some(("f", n)) => CursorValue::Float(n.parse::<f64>().ok().filter(|f| f.is_finite()).ok_or_else(bad)?),
+            Some(("f", n)) => CursorValue::Float(
+                n.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(bad)?,
+            ),
             _ => return Err(bad()),
         };
-        Ok(Cursor { value, trace_id: TraceId::from_hex(id).map_err(|_| bad())? })
+        Ok(Cursor {
+            value,
+            trace_id: TraceId::from_hex(id).map_err(|_| bad())?,
+        })
     }
 }
 
@@ -250,7 +265,10 @@ pub struct MetricsQuery {
 /// Aggregates of spans in one time bucket (or the whole range, for totals) and one group.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MetricsPoint {
-    #[serde(serialize_with = "ser_opt_time", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        serialize_with = "ser_opt_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bucket_start: Option<i64>,
     pub group: Option<String>,
     pub count: i64,

@@ -20,7 +20,9 @@ impl Histogram {
         if !ms.is_finite() || ms <= 0.01 {
             return 0;
         }
-        ((ms * 100.0).log2() * PER_DOUBLING).ceil().clamp(0.0, f64::from(MAX_BUCKET)) as u32
+        ((ms * 100.0).log2() * PER_DOUBLING)
+            .ceil()
+            .clamp(0.0, f64::from(MAX_BUCKET)) as u32
     }
 
     fn value_of(bucket: u32) -> f64 {
@@ -62,7 +64,11 @@ impl Histogram {
 
     /// Compact text form stored in the rollup row: `bucket:count,…`.
     pub fn encode(&self) -> String {
-        let parts: Vec<String> = self.buckets.iter().map(|(b, c)| format!("{b}:{c}")).collect();
+        let parts: Vec<String> = self
+            .buckets
+            .iter()
+            .map(|(b, c)| format!("{b}:{c}"))
+            .collect();
         parts.join(",")
     }
 

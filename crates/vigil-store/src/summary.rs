@@ -30,21 +30,42 @@ pub struct SpanFacts {
     pub flags: i64,
 }
 
-pub fn summarize(project_id: &ProjectId, trace_id: TraceId, spans: &[SpanFacts]) -> Option<TraceRow> {
+pub fn summarize(
+    project_id: &ProjectId,
+    trace_id: TraceId,
+    spans: &[SpanFacts],
+) -> Option<TraceRow> {
     let ids: HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
     let root = spans
         .iter()
         .filter(|s| s.parent_span_id.is_none_or(|p| !ids.contains(&p)))
         .min_by_key(|s| (s.parent_span_id.is_some(), s.start_ns))
         .or_else(|| spans.iter().min_by_key(|s| s.start_ns))?;
-    let llm_ids: HashSet<SpanId> = spans.iter().filter(|s| s.kind == SpanKind::Llm).map(|s| s.span_id).collect();
+    let llm_ids: HashSet<SpanId> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Llm)
+        .map(|s| s.span_id)
+        .collect();
     // An LLM span directly under another LLM span is the same call seen by two instrumentations
     // (e.g. OpenInference around the provider SDK's own span): count its usage once.
-    let counted = |s: &&SpanFacts| !(s.kind == SpanKind::Llm && s.parent_span_id.is_some_and(|p| llm_ids.contains(&p)));
-    let first = |f: fn(&SpanFacts) -> Option<&String>| f(root).or_else(|| spans.iter().find_map(f)).cloned();
+    let counted = |s: &&SpanFacts| {
+        !(s.kind == SpanKind::Llm && s.parent_span_id.is_some_and(|p| llm_ids.contains(&p)))
+    };
+    let first = |f: fn(&SpanFacts) -> Option<&String>| {
+        f(root).or_else(|| spans.iter().find_map(f)).cloned()
+    };
 
-    let start = spans.iter().map(|s| s.start_ns).min().unwrap_or(root.start_ns);
-    let end = spans.iter().map(|s| s.end_ns).max().unwrap_or(root.end_ns).max(start);
+    let start = spans
+        .iter()
+        .map(|s| s.start_ns)
+        .min()
+        .unwrap_or(root.start_ns);
+    let end = spans
+        .iter()
+        .map(|s| s.end_ns)
+        .max()
+        .unwrap_or(root.end_ns)
+        .max(start);
     let mut cost: Option<f64> = None;
     let (mut input, mut output) = (0i64, 0i64);
     for s in spans.iter().filter(counted) {
@@ -54,7 +75,10 @@ pub fn summarize(project_id: &ProjectId, trace_id: TraceId, spans: &[SpanFacts])
             *cost.get_or_insert(0.0) += c;
         }
     }
-    let error_count = spans.iter().filter(|s| s.status == SpanStatus::Error).count() as i64;
+    let error_count = spans
+        .iter()
+        .filter(|s| s.status == SpanStatus::Error)
+        .count() as i64;
     let flags = spans.iter().fold(0, |m, s| m | s.flags);
     let models: BTreeSet<String> = spans.iter().filter_map(|s| s.model.clone()).collect();
     let providers: BTreeSet<String> = spans.iter().filter_map(|s| s.provider.clone()).collect();
@@ -79,7 +103,11 @@ pub fn summarize(project_id: &ProjectId, trace_id: TraceId, spans: &[SpanFacts])
         end_time: end,
         duration_ms: (end - start) as f64 / 1e6,
         span_count: spans.len() as i64,
-        llm_count: spans.iter().filter(counted).filter(|s| s.kind == SpanKind::Llm).count() as i64,
+        llm_count: spans
+            .iter()
+            .filter(counted)
+            .filter(|s| s.kind == SpanKind::Llm)
+            .count() as i64,
         tool_count: spans.iter().filter(|s| s.kind == SpanKind::Tool).count() as i64,
         error_count,
         input_tokens: input,
@@ -87,7 +115,10 @@ pub fn summarize(project_id: &ProjectId, trace_id: TraceId, spans: &[SpanFacts])
         total_tokens: input + output,
         cost_usd: cost,
         status,
-        flags: FlagKind::ALL.into_iter().filter(|k| flags & k.bit() != 0).collect(),
+        flags: FlagKind::ALL
+            .into_iter()
+            .filter(|k| flags & k.bit() != 0)
+            .collect(),
         models: models.into_iter().collect(),
         providers: providers.into_iter().collect(),
     })
@@ -97,7 +128,13 @@ pub fn summarize(project_id: &ProjectId, trace_id: TraceId, spans: &[SpanFacts])
 mod tests {
     use super::*;
 
-    fn span(id: u8, parent: Option<u8>, kind: SpanKind, tokens: i64, cost: Option<f64>) -> SpanFacts {
+    fn span(
+        id: u8,
+        parent: Option<u8>,
+        kind: SpanKind,
+        tokens: i64,
+        cost: Option<f64>,
+    ) -> SpanFacts {
         SpanFacts {
             span_id: SpanId([id; 8]),
             parent_span_id: parent.map(|p| SpanId([p; 8])),

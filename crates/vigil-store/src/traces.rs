@@ -20,16 +20,28 @@ pub trait TraceStore: Send + Sync {
     async fn find_traces(&self, query: &TraceQuery) -> Result<TracePage>;
 
     /// `None` when the trace does not exist *in this project*.
-    async fn get_trace(&self, project: &ProjectId, trace_id: TraceId) -> Result<Option<TraceDetail>>;
+    async fn get_trace(
+        &self,
+        project: &ProjectId,
+        trace_id: TraceId,
+    ) -> Result<Option<TraceDetail>>;
 
     async fn find_sessions(&self, query: &SessionQuery) -> Result<SessionPage>;
 
-    async fn get_session(&self, project: &ProjectId, session_id: &str) -> Result<Option<SessionDetail>>;
+    async fn get_session(
+        &self,
+        project: &ProjectId,
+        session_id: &str,
+    ) -> Result<Option<SessionDetail>>;
 
     async fn metrics(&self, query: &MetricsQuery) -> Result<MetricsResult>;
 
     /// Models seen since `since` (Unix ns), with usage and whether they were priced.
-    async fn model_usage(&self, project: Option<&ProjectId>, since: i64) -> Result<Vec<ModelUsageRow>>;
+    async fn model_usage(
+        &self,
+        project: Option<&ProjectId>,
+        since: i64,
+    ) -> Result<Vec<ModelUsageRow>>;
 
     /// Applies retention: deletes whole traces that are too old, then the oldest until the size fits.
     async fn gc(&self, retention: &Retention) -> Result<GcReport>;

@@ -24,9 +24,9 @@ pub enum Command {
     /// Run the server: OTLP/HTTP (4318), OTLP/gRPC (4317), API and UI (7070).
     Serve(ServeArgs),
     /// Fill the store with a realistic agent workload, then serve it.
-    Demo(DemoArgs),
+    Demo(Box<DemoArgs>),
     /// List traces, newest first, with the same filters as `GET /api/v1/traces`.
-    Traces(TracesArgs),
+    Traces(Box<TracesArgs>),
     /// Show one trace as a span tree with per-step latency bars, tokens and cost.
     Trace(TraceArgs),
     /// Import OTLP export files (protobuf `.pb` or JSON `.json`, optionally gzip).

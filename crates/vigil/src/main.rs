@@ -15,10 +15,18 @@ use crate::config::{env_vars, Config};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_env(env_vars::VIGIL_LOG).unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,h2=warn,tonic=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let filter = EnvFilter::try_from_env(env_vars::VIGIL_LOG)
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,h2=warn,tonic=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -52,7 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::serve::apply_flags(&mut config, &args.serve);
             commands::demo::run(config.resolve()?, &args).await?;
         }
-        Command::Traces(args) => commands::query::traces(config.resolve()?, args).await?,
+        Command::Traces(args) => commands::query::traces(config.resolve()?, *args).await?,
         Command::Trace(args) => return commands::query::trace(config.resolve()?, args).await,
         Command::Import(args) => return commands::import::run(config.resolve()?, args).await,
         Command::Gc(args) => commands::admin::gc(config, args).await?,

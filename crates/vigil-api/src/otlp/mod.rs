@@ -3,7 +3,9 @@
 pub mod grpc;
 pub mod http;
 
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -14,7 +16,11 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// Normalises and stores an export; returns only after the accepted spans are durable.
-pub async fn ingest_traces(state: &AppState, caller: &Caller, request: ExportTraceServiceRequest) -> ApiResult<ExportTraceServiceResponse> {
+pub async fn ingest_traces(
+    state: &AppState,
+    caller: &Caller,
+    request: ExportTraceServiceRequest,
+) -> ApiResult<ExportTraceServiceResponse> {
     let outcome = state.normalizer.traces(&caller.project_id, &request);
     drop(request);
     let message = outcome.rejection_message();
@@ -23,13 +29,25 @@ pub async fn ingest_traces(state: &AppState, caller: &Caller, request: ExportTra
     state.store.write_spans(outcome.spans).await?;
     tracing::debug!(project = %caller.project_id, accepted, rejected, "ingested spans");
     // Per the OTLP spec, `partial_success` stays unset when everything was accepted.
-    let partial_success = message.map(|error_message| ExportTracePartialSuccess { rejected_spans: rejected, error_message });
+    let partial_success = message.map(|error_message| ExportTracePartialSuccess {
+        rejected_spans: rejected,
+        error_message,
+    });
     Ok(ExportTraceServiceResponse { partial_success })
 }
 
-pub async fn ingest_logs(state: &AppState, caller: &Caller, request: ExportLogsServiceRequest) -> ApiResult<ExportLogsServiceResponse> {
+pub async fn ingest_logs(
+    state: &AppState,
+    caller: &Caller,
+    request: ExportLogsServiceRequest,
+) -> ApiResult<ExportLogsServiceResponse> {
     let events: Vec<LogEvent> = state.normalizer.logs(&request);
     drop(request);
-    state.store.write_log_events(&caller.project_id, events).await?;
-    Ok(ExportLogsServiceResponse { partial_success: None::<ExportLogsPartialSuccess> })
+    state
+        .store
+        .write_log_events(&caller.project_id, events)
+        .await?;
+    Ok(ExportLogsServiceResponse {
+        partial_success: None::<ExportLogsPartialSuccess>,
+    })
 }

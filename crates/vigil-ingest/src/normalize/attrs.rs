@@ -19,13 +19,21 @@ fn convert(value: &AnyValue, depth: usize) -> Value {
         Some(Av::StringValue(s)) => Value::String(s.clone()),
         Some(Av::BoolValue(b)) => Value::Bool(*b),
         Some(Av::IntValue(i)) => Value::Number((*i).into()),
-        Some(Av::DoubleValue(d)) => Number::from_f64(*d).map(Value::Number).unwrap_or_else(|| Value::String(d.to_string())),
+        Some(Av::DoubleValue(d)) => Number::from_f64(*d)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(d.to_string())),
         Some(Av::BytesValue(b)) => Value::String(hex::encode(b)),
-        Some(Av::ArrayValue(a)) => Value::Array(a.values.iter().map(|v| convert(v, depth + 1)).collect()),
+        Some(Av::ArrayValue(a)) => {
+            Value::Array(a.values.iter().map(|v| convert(v, depth + 1)).collect())
+        }
         Some(Av::KvlistValue(kv)) => {
             let mut map = Map::new();
             for item in &kv.values {
-                let v = item.value.as_ref().map(|v| convert(v, depth + 1)).unwrap_or(Value::Null);
+                let v = item
+                    .value
+                    .as_ref()
+                    .map(|v| convert(v, depth + 1))
+                    .unwrap_or(Value::Null);
                 map.insert(item.key.clone(), v);
             }
             Value::Object(map)
@@ -71,8 +79,14 @@ impl<'a> Attrs<'a> {
 
     pub fn int(&self, key: &str) -> Option<i64> {
         match self.get(key)? {
-            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
-            Value::String(s) => s.trim().parse::<i64>().ok().or_else(|| s.trim().parse::<f64>().ok().map(|f| f as i64)),
+            Value::Number(n) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+            Value::String(s) => s
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .or_else(|| s.trim().parse::<f64>().ok().map(|f| f as i64)),
             _ => None,
         }
     }
@@ -105,7 +119,9 @@ impl<'a> Attrs<'a> {
         let dotted = format!("{prefix}.");
         let mut root = Map::new();
         for (key, value) in self.0.iter() {
-            let Some(rest) = key.strip_prefix(&dotted) else { continue };
+            let Some(rest) = key.strip_prefix(&dotted) else {
+                continue;
+            };
             let segments: Vec<&str> = rest.split('.').collect();
             // Real message keys are a handful of segments deep; recursion on input stays bounded.
             if segments.len() <= MAX_DEPTH {
@@ -117,7 +133,9 @@ impl<'a> Attrs<'a> {
 }
 
 fn insert_path(node: &mut Map<String, Value>, path: &[&str], value: Value) {
-    let Some((head, rest)) = path.split_first() else { return };
+    let Some((head, rest)) = path.split_first() else {
+        return;
+    };
     if rest.is_empty() {
         // A leaf never overwrites a subtree that other keys already built.
         if !node.get(*head).is_some_and(Value::is_object) {
@@ -125,7 +143,9 @@ fn insert_path(node: &mut Map<String, Value>, path: &[&str], value: Value) {
         }
         return;
     }
-    let child = node.entry(head.to_string()).or_insert_with(|| Value::Object(Map::new()));
+    let child = node
+        .entry(head.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
     if !child.is_object() {
         *child = Value::Object(Map::new());
     }
@@ -139,8 +159,10 @@ pub fn indexed(value: &Value) -> Vec<Value> {
     match value {
         Value::Array(a) => a.clone(),
         Value::Object(map) => {
-            let mut items: Vec<(usize, &Value)> =
-                map.iter().filter_map(|(k, v)| k.parse::<usize>().ok().map(|i| (i, v))).collect();
+            let mut items: Vec<(usize, &Value)> = map
+                .iter()
+                .filter_map(|(k, v)| k.parse::<usize>().ok().map(|i| (i, v)))
+                .collect();
             items.sort_by_key(|(i, _)| *i);
             items.into_iter().map(|(_, v)| v.clone()).collect()
         }
@@ -181,17 +203,26 @@ mod tests {
         m.insert("p.1.message.role".into(), json!("assistant"));
         m.insert("p.0.message.role".into(), json!("user"));
         m.insert("p.10.message.role".into(), json!("tool"));
-        m.insert("p.1.message.tool_calls.0.tool_call.function.name".into(), json!("f"));
+        m.insert(
+            "p.1.message.tool_calls.0.tool_call.function.name".into(),
+            json!("f"),
+        );
         let items = Attrs(&m).unflatten("p");
         assert_eq!(items.len(), 3);
         assert_eq!(items[0]["message"]["role"], "user");
-        assert_eq!(items[1]["message"]["tool_calls"]["0"]["tool_call"]["function"]["name"], "f");
+        assert_eq!(
+            items[1]["message"]["tool_calls"]["0"]["tool_call"]["function"]["name"],
+            "f"
+        );
         assert_eq!(items[2]["message"]["role"], "tool");
     }
 
     #[test]
     fn typed_reads_accept_the_shapes_sdks_send() {
-        let m: Map<String, Value> = serde_json::from_value(json!({"a": "37", "b": 12.0, "c": ["stop"], "d": "", "e": "{\"x\":1}"})).unwrap();
+        let m: Map<String, Value> = serde_json::from_value(
+            json!({"a": "37", "b": 12.0, "c": ["stop"], "d": "", "e": "{\"x\":1}"}),
+        )
+        .unwrap();
         let a = Attrs(&m);
         assert_eq!(a.int("a"), Some(37));
         assert_eq!(a.int("b"), Some(12));

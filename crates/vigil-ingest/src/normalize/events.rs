@@ -13,16 +13,26 @@ use super::messages;
 pub fn from_logs(request: &ExportLogsServiceRequest) -> Vec<LogEvent> {
     let mut out = Vec::new();
     for rl in &request.resource_logs {
-        let resource = rl.resource.as_ref().map(|r| attrs::flatten(&r.attributes)).unwrap_or_default();
+        let resource = rl
+            .resource
+            .as_ref()
+            .map(|r| attrs::flatten(&r.attributes))
+            .unwrap_or_default();
         for sl in &rl.scope_logs {
             for rec in &sl.log_records {
                 let attributes = attrs::flatten(&rec.attributes);
                 let name = if rec.event_name.is_empty() {
-                    Attrs(&attributes).text(otel::EVENT_NAME).unwrap_or_default()
+                    Attrs(&attributes)
+                        .text(otel::EVENT_NAME)
+                        .unwrap_or_default()
                 } else {
                     rec.event_name.clone()
                 };
-                let time = if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
+                let time = if rec.time_unix_nano != 0 {
+                    rec.time_unix_nano
+                } else {
+                    rec.observed_time_unix_nano
+                };
                 out.push(LogEvent {
                     trace_id: TraceId::from_bytes(&rec.trace_id).ok(),
                     span_id: SpanId::from_bytes(&rec.span_id).ok(),
@@ -49,15 +59,28 @@ struct GenAiEvent<'a> {
 
 /// Applies GenAI events found among the span's own events, and time to first token.
 pub fn apply_span_events(span: &mut Span) {
-    let events: Vec<(String, i64, Map<String, Value>)> =
-        span.events.iter().map(|e| (e.name.clone(), e.time, e.attributes.clone())).collect();
+    let events: Vec<(String, i64, Map<String, Value>)> = span
+        .events
+        .iter()
+        .map(|e| (e.name.clone(), e.time, e.attributes.clone()))
+        .collect();
     let items: Vec<GenAiEvent> = events
         .iter()
-        .map(|(name, time, attributes)| GenAiEvent { name, time: *time, body: Value::Null, attributes })
+        .map(|(name, time, attributes)| GenAiEvent {
+            name,
+            time: *time,
+            body: Value::Null,
+            attributes,
+        })
         .collect();
     apply(span, &items);
     if span.time_to_first_token_ms.is_none() {
-        let first = span.events.iter().filter(|e| is_first_token_event(&e.name)).map(|e| e.time).min();
+        let first = span
+            .events
+            .iter()
+            .filter(|e| is_first_token_event(&e.name))
+            .map(|e| e.time)
+            .min();
         if let Some(t) = first.filter(|t| *t >= span.start_time) {
             span.time_to_first_token_ms = Some((t - span.start_time) as f64 / 1e6);
         }
@@ -74,7 +97,12 @@ pub fn merge_log_events(span: &mut Span, events: &[LogEvent]) -> bool {
     let items: Vec<GenAiEvent> = events
         .iter()
         .filter(|e| e.span_id == Some(span.span_id))
-        .map(|e| GenAiEvent { name: &e.name, time: e.time, body: e.body.clone(), attributes: &e.attributes })
+        .map(|e| GenAiEvent {
+            name: &e.name,
+            time: e.time,
+            body: e.body.clone(),
+            attributes: &e.attributes,
+        })
         .collect();
     if items.is_empty() {
         return false;
@@ -96,7 +124,11 @@ fn apply(span: &mut Span, events: &[GenAiEvent]) {
     let mut sorted: Vec<&GenAiEvent> = events.iter().collect();
     sorted.sort_by_key(|e| e.time);
     for e in sorted {
-        let body = if e.body.is_null() { Value::Object(e.attributes.clone()) } else { parse_if_json(&e.body) };
+        let body = if e.body.is_null() {
+            Value::Object(e.attributes.clone())
+        } else {
+            parse_if_json(&e.body)
+        };
         let role = match e.name {
             g::EVENT_SYSTEM_MESSAGE => "system",
             g::EVENT_USER_MESSAGE => "user",
@@ -107,7 +139,10 @@ fn apply(span: &mut Span, events: &[GenAiEvent]) {
                 let mut m = event_message("assistant", &msg_obj);
                 if m.tool_calls.is_empty() {
                     if let Some(Value::Array(calls)) = body.get("tool_calls") {
-                        m.tool_calls = calls.iter().filter_map(messages::openai_tool_call).collect();
+                        m.tool_calls = calls
+                            .iter()
+                            .filter_map(messages::openai_tool_call)
+                            .collect();
                     }
                 }
                 if let Some(f) = body.get("finish_reason").and_then(Value::as_str) {
@@ -128,10 +163,18 @@ fn apply(span: &mut Span, events: &[GenAiEvent]) {
             }
             // Oldest span-event form: `gen_ai.content.prompt` with a `gen_ai.prompt` attribute.
             "gen_ai.content.prompt" | "gen_ai.content.completion" => {
-                let key = if e.name == "gen_ai.content.prompt" { "gen_ai.prompt" } else { "gen_ai.completion" };
+                let key = if e.name == "gen_ai.content.prompt" {
+                    "gen_ai.prompt"
+                } else {
+                    "gen_ai.completion"
+                };
                 if let Some(Value::Array(items)) = Attrs(e.attributes).json(key) {
                     let msgs = messages::from_openai_objects(&items);
-                    if key == "gen_ai.prompt" { input.extend(msgs) } else { output.extend(msgs) }
+                    if key == "gen_ai.prompt" {
+                        input.extend(msgs)
+                    } else {
+                        output.extend(msgs)
+                    }
                 }
                 continue;
             }
@@ -154,7 +197,10 @@ fn apply(span: &mut Span, events: &[GenAiEvent]) {
 }
 
 fn event_message(role: &str, body: &Value) -> Message {
-    let mut m = messages::from_openai_objects(std::slice::from_ref(body)).into_iter().next().unwrap_or_default();
+    let mut m = messages::from_openai_objects(std::slice::from_ref(body))
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     if m.role.is_empty() || body.get("role").is_none() {
         m.role = role.to_string();
     }

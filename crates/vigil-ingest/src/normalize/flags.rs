@@ -12,11 +12,17 @@ pub fn apply(span: &mut Span, raw_tool_result: Option<&Value>) {
     span.flags.clear();
     if span.kind == SpanKind::Tool {
         if let Some(reason) = raw_tool_result.and_then(silent_tool_failure) {
-            span.flags.push(Flag { name: FlagKind::SilentToolFailure, reason });
+            span.flags.push(Flag {
+                name: FlagKind::SilentToolFailure,
+                reason,
+            });
         }
     }
     if let Some(reason) = hallucinated_tool(span) {
-        span.flags.push(Flag { name: FlagKind::HallucinatedTool, reason });
+        span.flags.push(Flag {
+            name: FlagKind::HallucinatedTool,
+            reason,
+        });
     }
 }
 
@@ -43,7 +49,11 @@ fn text_failure(s: &str) -> Option<String> {
     if t.starts_with('{') || t.starts_with('[') {
         return match serde_json::from_str::<Value>(t) {
             Ok(v) => silent_tool_failure(&v),
-            Err(e) if e.is_eof() => Some(format!("tool result is truncated JSON ({} bytes, ends `{}`)", t.len(), tail(t))),
+            Err(e) if e.is_eof() => Some(format!(
+                "tool result is truncated JSON ({} bytes, ends `{}`)",
+                t.len(),
+                tail(t)
+            )),
             Err(e) => Some(format!("tool result is invalid JSON: {e}")),
         };
     }
@@ -51,15 +61,31 @@ fn text_failure(s: &str) -> Option<String> {
         return Some(format!("tool result looks truncated (ends `{}`)", tail(t)));
     }
     let head: String = t.chars().take(400).collect::<String>().to_ascii_lowercase();
-    let error_starts = ["error", "exception", "traceback (most recent call last)", "fatal", "failed", "failure", "permission denied", "access denied", "unauthorized", "forbidden", "not found"];
+    let error_starts = [
+        "error",
+        "exception",
+        "traceback (most recent call last)",
+        "fatal",
+        "failed",
+        "failure",
+        "permission denied",
+        "access denied",
+        "unauthorized",
+        "forbidden",
+        "not found",
+    ];
     if error_starts.iter().any(|p| head.starts_with(p)) {
         return Some(format!("tool result is an error message: `{}`", snippet(t)));
     }
-    if head.contains("timed out") || head.contains("timeout") || head.contains("deadline exceeded") {
+    if head.contains("timed out") || head.contains("timeout") || head.contains("deadline exceeded")
+    {
         return Some(format!("tool result reports a timeout: `{}`", snippet(t)));
     }
     if let Some(code) = http_error_status(&head) {
-        return Some(format!("tool result is an HTTP {code} error body: `{}`", snippet(t)));
+        return Some(format!(
+            "tool result is an HTTP {code} error body: `{}`",
+            snippet(t)
+        ));
     }
     None
 }
@@ -80,13 +106,20 @@ fn http_error_status(head: &str) -> Option<u16> {
         (503, "service unavailable"),
         (504, "504 gateway timeout"),
     ];
-    let looks_like_page = head.starts_with("<!doctype html") || head.starts_with("<html") || head.starts_with("http/1.") || head.starts_with("http/2");
+    let looks_like_page = head.starts_with("<!doctype html")
+        || head.starts_with("<html")
+        || head.starts_with("http/1.")
+        || head.starts_with("http/2");
     for (code, phrase) in phrases {
         if head.starts_with(phrase) || (looks_like_page && head.contains(phrase)) {
             return Some(code);
         }
     }
-    if let Some(rest) = head.strip_prefix("http/1.1 ").or_else(|| head.strip_prefix("http/1.0 ")).or_else(|| head.strip_prefix("http/2 ")) {
+    if let Some(rest) = head
+        .strip_prefix("http/1.1 ")
+        .or_else(|| head.strip_prefix("http/1.0 "))
+        .or_else(|| head.strip_prefix("http/2 "))
+    {
         let code: u16 = rest.get(..3)?.parse().ok()?;
         return (code >= 400).then_some(code);
     }
@@ -94,7 +127,14 @@ fn http_error_status(head: &str) -> Option<u16> {
 }
 
 fn object_failure(o: &serde_json::Map<String, Value>) -> Option<String> {
-    for key in ["error", "errors", "error_message", "errorMessage", "exception", "fault"] {
+    for key in [
+        "error",
+        "errors",
+        "error_message",
+        "errorMessage",
+        "exception",
+        "fault",
+    ] {
         if let Some(v) = o.get(key) {
             let present = match v {
                 Value::Null | Value::Bool(false) => false,
@@ -104,12 +144,18 @@ fn object_failure(o: &serde_json::Map<String, Value>) -> Option<String> {
                 _ => true,
             };
             if present {
-                return Some(format!("tool result is an error object: `{}`", snippet(&Value::Object(o.clone()).to_string())));
+                return Some(format!(
+                    "tool result is an error object: `{}`",
+                    snippet(&Value::Object(o.clone()).to_string())
+                ));
             }
         }
     }
     for key in ["status", "status_code", "statusCode", "code", "http_status"] {
-        if let Some(code) = o.get(key).and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))) {
+        if let Some(code) = o.get(key).and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        }) {
             if (400..600).contains(&code) {
                 return Some(format!("tool result carries HTTP status {code}"));
             }
@@ -120,8 +166,16 @@ fn object_failure(o: &serde_json::Map<String, Value>) -> Option<String> {
             return Some(format!("tool result says `{key}: false`"));
         }
     }
-    if o.get("status").and_then(Value::as_str).is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "error" | "failed" | "failure" | "timeout")) {
-        return Some(format!("tool result has status `{}`", o["status"].as_str().unwrap_or_default()));
+    if o.get("status").and_then(Value::as_str).is_some_and(|s| {
+        matches!(
+            s.to_ascii_lowercase().as_str(),
+            "error" | "failed" | "failure" | "timeout"
+        )
+    }) {
+        return Some(format!(
+            "tool result has status `{}`",
+            o["status"].as_str().unwrap_or_default()
+        ));
     }
     None
 }
@@ -138,7 +192,10 @@ fn hallucinated_tool(span: &Span) -> Option<String> {
         .filter(|name| !span.declared_tools.iter().any(|d| d == name))
         .collect();
     let first = undeclared.first()?;
-    Some(format!("model called `{first}`, which the request did not declare (declared: {})", span.declared_tools.join(", ")))
+    Some(format!(
+        "model called `{first}`, which the request did not declare (declared: {})",
+        span.declared_tools.join(", ")
+    ))
 }
 
 fn snippet(s: &str) -> String {
@@ -151,7 +208,10 @@ fn snippet(s: &str) -> String {
 
 fn tail(s: &str) -> String {
     let chars: Vec<char> = s.chars().collect();
-    chars[chars.len().saturating_sub(16)..].iter().collect::<String>().replace(['\n', '\r'], " ")
+    chars[chars.len().saturating_sub(16)..]
+        .iter()
+        .collect::<String>()
+        .replace(['\n', '\r'], " ")
 }
 
 #[cfg(test)]

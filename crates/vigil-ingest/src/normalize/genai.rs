@@ -10,7 +10,9 @@ use super::{fill, messages, normalize_provider};
 pub fn apply(a: &Attrs, span: &mut Span, raw_tool_result: &mut Option<Value>) {
     if let Some(op) = a.str(g::OPERATION_NAME) {
         let kind = match op {
-            "chat" | "text_completion" | "generate_content" | "responses" | "completion" => Some(SpanKind::Llm),
+            "chat" | "text_completion" | "generate_content" | "responses" | "completion" => {
+                Some(SpanKind::Llm)
+            }
             "embeddings" | "embedding" => Some(SpanKind::Embedding),
             "execute_tool" => Some(SpanKind::Tool),
             "invoke_agent" | "create_agent" => Some(SpanKind::Agent),
@@ -24,18 +26,31 @@ pub fn apply(a: &Attrs, span: &mut Span, raw_tool_result: &mut Option<Value>) {
     }
     fill(&mut span.model, || a.text(g::REQUEST_MODEL));
     fill(&mut span.response_model, || a.text(g::RESPONSE_MODEL));
-    fill(&mut span.provider, || a.first_str(&[g::PROVIDER_NAME, g::SYSTEM]).map(|p| normalize_provider(&p)));
+    fill(&mut span.provider, || {
+        a.first_str(&[g::PROVIDER_NAME, g::SYSTEM])
+            .map(|p| normalize_provider(&p))
+    });
     fill(&mut span.input_tokens, || a.int(g::USAGE_INPUT_TOKENS));
     fill(&mut span.output_tokens, || a.int(g::USAGE_OUTPUT_TOKENS));
-    fill(&mut span.cached_input_tokens, || a.int(g::USAGE_CACHE_READ_INPUT_TOKENS));
-    fill(&mut span.reasoning_tokens, || a.int(g::USAGE_REASONING_OUTPUT_TOKENS));
+    fill(&mut span.cached_input_tokens, || {
+        a.int(g::USAGE_CACHE_READ_INPUT_TOKENS)
+    });
+    fill(&mut span.reasoning_tokens, || {
+        a.int(g::USAGE_REASONING_OUTPUT_TOKENS)
+    });
     fill(&mut span.agent_name, || a.text(g::AGENT_NAME));
     fill(&mut span.session_id, || a.text(g::CONVERSATION_ID));
-    fill(&mut span.time_to_first_token_ms, || a.float("gen_ai.response.time_to_first_chunk").map(|s| s * 1000.0));
+    fill(&mut span.time_to_first_token_ms, || {
+        a.float("gen_ai.response.time_to_first_chunk")
+            .map(|s| s * 1000.0)
+    });
     if span.finish_reasons.is_empty() {
         if let Some(v) = a.get(g::RESPONSE_FINISH_REASONS) {
             span.finish_reasons = match v {
-                Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect(),
                 Value::String(s) => vec![s.clone()],
                 _ => Vec::new(),
             };
@@ -45,12 +60,19 @@ pub fn apply(a: &Attrs, span: &mut Span, raw_tool_result: &mut Option<Value>) {
         let mut input = Vec::new();
         if let Some(sys) = a.json(g::SYSTEM_INSTRUCTIONS) {
             let text: Vec<String> = match &sys {
-                Value::Array(parts) => parts.iter().filter_map(|p| p.get("content").and_then(Value::as_str).map(str::to_string)).collect(),
+                Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(|p| p.get("content").and_then(Value::as_str).map(str::to_string))
+                    .collect(),
                 Value::String(s) => vec![s.clone()],
                 _ => Vec::new(),
             };
             if !text.is_empty() {
-                input.push(Message { role: "system".into(), content: Some(text.join("\n")), ..Message::default() });
+                input.push(Message {
+                    role: "system".into(),
+                    content: Some(text.join("\n")),
+                    ..Message::default()
+                });
             }
         }
         if let Some(v) = a.get(g::INPUT_MESSAGES) {
@@ -63,7 +85,10 @@ pub fn apply(a: &Attrs, span: &mut Span, raw_tool_result: &mut Option<Value>) {
             span.output_messages = messages::from_genai(v);
             if span.finish_reasons.is_empty() {
                 if let Value::Array(items) = parse_if_json(v) {
-                    span.finish_reasons = items.iter().filter_map(|m| m.get("finish_reason")?.as_str().map(str::to_string)).collect();
+                    span.finish_reasons = items
+                        .iter()
+                        .filter_map(|m| m.get("finish_reason")?.as_str().map(str::to_string))
+                        .collect();
                 }
             }
         }

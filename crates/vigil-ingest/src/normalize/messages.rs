@@ -9,14 +9,20 @@ use super::attrs::{as_text, indexed, parse_if_json};
 /// Also accepts the older OpenAI-like `{role, content, tool_calls}` objects.
 pub fn from_genai(value: &Value) -> Vec<Message> {
     let value = parse_if_json(value);
-    let Value::Array(items) = value else { return Vec::new() };
+    let Value::Array(items) = value else {
+        return Vec::new();
+    };
     items.iter().filter_map(genai_message).collect()
 }
 
 fn genai_message(item: &Value) -> Option<Message> {
     let obj = item.as_object()?;
     let mut msg = Message {
-        role: obj.get("role").and_then(Value::as_str).unwrap_or("user").to_string(),
+        role: obj
+            .get("role")
+            .and_then(Value::as_str)
+            .unwrap_or("user")
+            .to_string(),
         name: obj.get("name").and_then(Value::as_str).map(str::to_string),
         ..Message::default()
     };
@@ -32,12 +38,23 @@ fn genai_message(item: &Value) -> Option<Message> {
                 }
                 "tool_call" => msg.tool_calls.push(ToolCall {
                     id: part.get("id").and_then(Value::as_str).map(str::to_string),
-                    name: part.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    arguments: part.get("arguments").map(parse_if_json).unwrap_or(Value::Null),
+                    name: part
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    arguments: part
+                        .get("arguments")
+                        .map(parse_if_json)
+                        .unwrap_or(Value::Null),
                 }),
                 "tool_call_response" => {
                     msg.tool_call_id = part.get("id").and_then(Value::as_str).map(str::to_string);
-                    if let Some(t) = part.get("response").or_else(|| part.get("result")).and_then(as_text) {
+                    if let Some(t) = part
+                        .get("response")
+                        .or_else(|| part.get("result"))
+                        .and_then(as_text)
+                    {
                         texts.push(t);
                     }
                 }
@@ -64,11 +81,18 @@ fn openai_style_fields(obj: &Map<String, Value>, msg: &mut Message, texts: &mut 
                 } else if p.get("type").and_then(Value::as_str) == Some("tool_use") {
                     msg.tool_calls.push(ToolCall {
                         id: p.get("id").and_then(Value::as_str).map(str::to_string),
-                        name: p.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        name: p
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
                         arguments: p.get("input").cloned().unwrap_or(Value::Null),
                     });
                 } else if p.get("type").and_then(Value::as_str) == Some("tool_result") {
-                    msg.tool_call_id = p.get("tool_use_id").and_then(Value::as_str).map(str::to_string);
+                    msg.tool_call_id = p
+                        .get("tool_use_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
                     if let Some(t) = p.get("content").and_then(as_text) {
                         texts.push(t);
                     }
@@ -83,10 +107,15 @@ fn openai_style_fields(obj: &Map<String, Value>, msg: &mut Message, texts: &mut 
         None => {}
     }
     if let Some(Value::Array(calls)) = obj.get("tool_calls") {
-        msg.tool_calls.extend(calls.iter().filter_map(openai_tool_call));
+        msg.tool_calls
+            .extend(calls.iter().filter_map(openai_tool_call));
     }
     if msg.tool_call_id.is_none() {
-        msg.tool_call_id = obj.get("tool_call_id").or_else(|| obj.get("id")).and_then(Value::as_str).map(str::to_string);
+        msg.tool_call_id = obj
+            .get("tool_call_id")
+            .or_else(|| obj.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if msg.role != "tool" && msg.tool_call_id.is_some() && obj.get("tool_call_id").is_none() {
             msg.tool_call_id = None;
         }
@@ -99,7 +128,11 @@ pub fn openai_tool_call(call: &Value) -> Option<ToolCall> {
     Some(ToolCall {
         id: call.get("id").and_then(Value::as_str).map(str::to_string),
         name: name.to_string(),
-        arguments: f.get("arguments").or_else(|| f.get("input")).map(parse_if_json).unwrap_or(Value::Null),
+        arguments: f
+            .get("arguments")
+            .or_else(|| f.get("input"))
+            .map(parse_if_json)
+            .unwrap_or(Value::Null),
     })
 }
 
@@ -110,7 +143,11 @@ pub fn from_openai_objects(items: &[Value]) -> Vec<Message> {
         .filter_map(|item| {
             let obj = item.as_object()?;
             let mut msg = Message {
-                role: obj.get("role").and_then(Value::as_str).unwrap_or("user").to_string(),
+                role: obj
+                    .get("role")
+                    .and_then(Value::as_str)
+                    .unwrap_or("user")
+                    .to_string(),
                 name: obj.get("name").and_then(Value::as_str).map(str::to_string),
                 ..Message::default()
             };
@@ -131,17 +168,34 @@ pub fn from_openinference(items: &[Value]) -> Vec<Message> {
         .filter_map(|item| {
             let m = item.get("message")?;
             let mut msg = Message {
-                role: m.get("role").and_then(Value::as_str).unwrap_or("user").to_string(),
+                role: m
+                    .get("role")
+                    .and_then(Value::as_str)
+                    .unwrap_or("user")
+                    .to_string(),
                 name: m.get("name").and_then(Value::as_str).map(str::to_string),
-                tool_call_id: m.get("tool_call_id").and_then(Value::as_str).map(str::to_string),
+                tool_call_id: m
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 ..Message::default()
             };
             let mut texts: Vec<String> = m.get("content").and_then(as_text).into_iter().collect();
             let contents = m.get("contents").map(indexed).unwrap_or_default();
             if texts.is_empty() {
-                texts.extend(contents.iter().filter_map(|c| c.get("message_content")?.get("text").and_then(as_text)));
+                texts.extend(
+                    contents
+                        .iter()
+                        .filter_map(|c| c.get("message_content")?.get("text").and_then(as_text)),
+                );
             }
-            msg.tool_calls = m.get("tool_calls").map(indexed).unwrap_or_default().iter().filter_map(oi_tool_call).collect();
+            msg.tool_calls = m
+                .get("tool_calls")
+                .map(indexed)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(oi_tool_call)
+                .collect();
             if msg.tool_calls.is_empty() {
                 msg.tool_calls = contents.iter().filter_map(oi_tool_call).collect();
             }
@@ -149,7 +203,10 @@ pub fn from_openinference(items: &[Value]) -> Vec<Message> {
                 msg.tool_calls.push(ToolCall {
                     id: None,
                     name: name.to_string(),
-                    arguments: m.get("function_call_arguments_json").map(parse_if_json).unwrap_or(Value::Null),
+                    arguments: m
+                        .get("function_call_arguments_json")
+                        .map(parse_if_json)
+                        .unwrap_or(Value::Null),
                 });
             }
             if !texts.is_empty() {
@@ -181,19 +238,37 @@ pub fn from_openllmetry(items: &[Value]) -> (Vec<Message>, Vec<String>) {
                 finish.push(f.to_string());
             }
             let mut msg = Message {
-                role: obj.get("role").and_then(Value::as_str).unwrap_or("user").to_string(),
-                tool_call_id: obj.get("tool_call_id").and_then(Value::as_str).map(str::to_string),
+                role: obj
+                    .get("role")
+                    .and_then(Value::as_str)
+                    .unwrap_or("user")
+                    .to_string(),
+                tool_call_id: obj
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 ..Message::default()
             };
             msg.content = obj.get("content").map(|c| match parse_if_json(c) {
                 Value::Array(parts) => parts
                     .iter()
-                    .filter_map(|p| p.get("text").and_then(Value::as_str).map(str::to_string).or_else(|| as_text(p)))
+                    .filter_map(|p| {
+                        p.get("text")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .or_else(|| as_text(p))
+                    })
                     .collect::<Vec<_>>()
                     .join("\n"),
                 other => as_text(&other).unwrap_or_default(),
             });
-            msg.tool_calls = obj.get("tool_calls").map(indexed).unwrap_or_default().iter().filter_map(openai_tool_call).collect();
+            msg.tool_calls = obj
+                .get("tool_calls")
+                .map(indexed)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(openai_tool_call)
+                .collect();
             if let Some(fc) = obj.get("function_call").and_then(openai_tool_call) {
                 msg.tool_calls.push(fc);
             }
@@ -225,7 +300,9 @@ mod tests {
 
     #[test]
     fn openllmetry_completions_carry_finish_reasons_and_tool_calls() {
-        let items = vec![json!({"role": "assistant", "finish_reason": "tool_calls", "tool_calls": {"0": {"id": "t", "name": "f", "arguments": "{\"a\":1}"}}})];
+        let items = vec![
+            json!({"role": "assistant", "finish_reason": "tool_calls", "tool_calls": {"0": {"id": "t", "name": "f", "arguments": "{\"a\":1}"}}}),
+        ];
         let (m, f) = from_openllmetry(&items);
         assert_eq!(f, vec!["tool_calls"]);
         assert_eq!(m[0].tool_calls[0].arguments, json!({"a": 1}));

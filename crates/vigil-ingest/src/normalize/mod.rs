@@ -17,10 +17,14 @@ use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind as OtlpKind, status::StatusCode, Span as OtlpSpan};
+use opentelemetry_proto::tonic::trace::v1::{
+    span::SpanKind as OtlpKind, status::StatusCode, Span as OtlpSpan,
+};
 use serde_json::{Map, Value};
 use vigil_model::keys::{genai as g, otel};
-use vigil_model::{PriceTable, ProjectId, Span, SpanEvent, SpanId, SpanKind, SpanLink, SpanStatus, TraceId};
+use vigil_model::{
+    PriceTable, ProjectId, Span, SpanEvent, SpanId, SpanKind, SpanLink, SpanStatus, TraceId,
+};
 
 pub use attrs::{to_json, Attrs};
 pub use vigil_model::LogEvent;
@@ -44,10 +48,24 @@ impl NormalizeOutcome {
         if self.rejected.is_empty() {
             return None;
         }
-        let shown: Vec<String> = self.rejected.iter().take(3).map(|r| format!("span `{}`: {}", r.span_id, r.reason)).collect();
+        let shown: Vec<String> = self
+            .rejected
+            .iter()
+            .take(3)
+            .map(|r| format!("span `{}`: {}", r.span_id, r.reason))
+            .collect();
         let more = self.rejected.len().saturating_sub(3);
-        let suffix = if more > 0 { format!(" (and {more} more)") } else { String::new() };
-        Some(format!("{} span(s) rejected: {}{}", self.rejected.len(), shown.join("; "), suffix))
+        let suffix = if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "{} span(s) rejected: {}{}",
+            self.rejected.len(),
+            shown.join("; "),
+            suffix
+        ))
     }
 }
 
@@ -65,7 +83,10 @@ impl ResourceContext {
         Self {
             service_name: a.text(otel::SERVICE_NAME),
             service_version: a.text(otel::SERVICE_VERSION),
-            environment: a.first_str(&[otel::DEPLOYMENT_ENVIRONMENT_NAME, otel::DEPLOYMENT_ENVIRONMENT]),
+            environment: a.first_str(&[
+                otel::DEPLOYMENT_ENVIRONMENT_NAME,
+                otel::DEPLOYMENT_ENVIRONMENT,
+            ]),
             attributes,
         }
     }
@@ -85,10 +106,19 @@ impl Normalizer {
         &self.prices
     }
 
-    pub fn traces(&self, project: &ProjectId, request: &ExportTraceServiceRequest) -> NormalizeOutcome {
+    pub fn traces(
+        &self,
+        project: &ProjectId,
+        request: &ExportTraceServiceRequest,
+    ) -> NormalizeOutcome {
         let mut out = NormalizeOutcome::default();
         for rs in &request.resource_spans {
-            let resource = ResourceContext::new(rs.resource.as_ref().map(|r| attrs::flatten(&r.attributes)).unwrap_or_default());
+            let resource = ResourceContext::new(
+                rs.resource
+                    .as_ref()
+                    .map(|r| attrs::flatten(&r.attributes))
+                    .unwrap_or_default(),
+            );
             for ss in &rs.scope_spans {
                 let (scope_name, scope_version) = ss
                     .scope
@@ -96,7 +126,13 @@ impl Normalizer {
                     .map(|s| (non_empty(&s.name), non_empty(&s.version)))
                     .unwrap_or((None, None));
                 for span in &ss.spans {
-                    match self.span(project, span, &resource, scope_name.clone(), scope_version.clone()) {
+                    match self.span(
+                        project,
+                        span,
+                        &resource,
+                        scope_name.clone(),
+                        scope_version.clone(),
+                    ) {
                         Ok(s) => out.spans.push(s),
                         Err(reason) => out.rejected.push(RejectedSpan {
                             trace_id: hex::encode(&span.trace_id),
@@ -132,8 +168,11 @@ impl Normalizer {
         if otlp.start_time_unix_nano == 0 {
             return Err("`start_time_unix_nano` is required".into());
         }
-        let start_time = i64::try_from(otlp.start_time_unix_nano).map_err(|_| "`start_time_unix_nano` is out of range".to_string())?;
-        let end_time = i64::try_from(otlp.end_time_unix_nano).unwrap_or(start_time).max(start_time);
+        let start_time = i64::try_from(otlp.start_time_unix_nano)
+            .map_err(|_| "`start_time_unix_nano` is out of range".to_string())?;
+        let end_time = i64::try_from(otlp.end_time_unix_nano)
+            .unwrap_or(start_time)
+            .max(start_time);
 
         let attributes = attrs::flatten(&otlp.attributes);
         let events: Vec<SpanEvent> = otlp
@@ -157,7 +196,9 @@ impl Normalizer {
             })
             .collect();
         let (status, status_message) = match otlp.status.as_ref() {
-            Some(s) if s.code == StatusCode::Error as i32 => (SpanStatus::Error, non_empty(&s.message)),
+            Some(s) if s.code == StatusCode::Error as i32 => {
+                (SpanStatus::Error, non_empty(&s.message))
+            }
             Some(s) if s.code == StatusCode::Ok as i32 => (SpanStatus::Ok, None),
             _ => (SpanStatus::Unset, None),
         };
@@ -200,9 +241,18 @@ impl Normalizer {
 
 /// Fields every convention shares or none of them sets.
 fn generic_fallbacks(a: &Attrs, span: &mut Span) {
-    fill(&mut span.session_id, || a.first_str(&[otel::SESSION_ID, g::CONVERSATION_ID]));
-    fill(&mut span.user_id, || a.first_str(&[otel::USER_ID, otel::ENDUSER_ID]));
-    fill(&mut span.environment, || a.first_str(&[otel::DEPLOYMENT_ENVIRONMENT_NAME, otel::DEPLOYMENT_ENVIRONMENT]));
+    fill(&mut span.session_id, || {
+        a.first_str(&[otel::SESSION_ID, g::CONVERSATION_ID])
+    });
+    fill(&mut span.user_id, || {
+        a.first_str(&[otel::USER_ID, otel::ENDUSER_ID])
+    });
+    fill(&mut span.environment, || {
+        a.first_str(&[
+            otel::DEPLOYMENT_ENVIRONMENT_NAME,
+            otel::DEPLOYMENT_ENVIRONMENT,
+        ])
+    });
     let resource = Attrs(&span.resource_attributes);
     let session = resource.first_str(&[otel::SESSION_ID]);
     let user = resource.first_str(&[otel::USER_ID]);
@@ -215,12 +265,18 @@ fn generic_fallbacks(a: &Attrs, span: &mut Span) {
             .find(|e| e.name == otel::EXCEPTION_EVENT)
             .and_then(|e| {
                 let ea = Attrs(&e.attributes);
-                match (ea.text(otel::EXCEPTION_TYPE), ea.text(otel::EXCEPTION_MESSAGE)) {
+                match (
+                    ea.text(otel::EXCEPTION_TYPE),
+                    ea.text(otel::EXCEPTION_MESSAGE),
+                ) {
                     (Some(t), Some(m)) => Some(format!("{t}: {m}")),
                     (t, m) => m.or(t),
                 }
             })
-            .or_else(|| a.text(otel::ERROR_TYPE).filter(|_| span.status == SpanStatus::Error));
+            .or_else(|| {
+                a.text(otel::ERROR_TYPE)
+                    .filter(|_| span.status == SpanStatus::Error)
+            });
     }
     // `error.type` is how GenAI instrumentations mark a failed call when they leave status unset.
     if span.status == SpanStatus::Unset {
@@ -229,7 +285,10 @@ fn generic_fallbacks(a: &Attrs, span: &mut Span) {
             span.error_message.get_or_insert(t);
         }
     }
-    if span.kind == SpanKind::Other && (span.model.is_some() && (span.input_tokens.is_some() || !span.output_messages.is_empty())) {
+    if span.kind == SpanKind::Other
+        && (span.model.is_some()
+            && (span.input_tokens.is_some() || !span.output_messages.is_empty()))
+    {
         span.kind = SpanKind::Llm;
     }
 }
@@ -238,17 +297,31 @@ fn generic_fallbacks(a: &Attrs, span: &mut Span) {
 fn finish(prices: &PriceTable, span: &mut Span, raw_tool_result: Option<&Value>) {
     if matches!(span.kind, SpanKind::Llm | SpanKind::Embedding) {
         if span.provider.is_none() {
-            span.provider = span.model.as_deref().or(span.response_model.as_deref()).and_then(guess_provider).map(str::to_string);
+            span.provider = span
+                .model
+                .as_deref()
+                .or(span.response_model.as_deref())
+                .and_then(guess_provider)
+                .map(str::to_string);
         }
         let usage = span.usage();
         span.cost_usd = span
             .model
             .as_deref()
             .and_then(|m| prices.cost(m, usage))
-            .or_else(|| span.response_model.as_deref().and_then(|m| prices.cost(m, usage)));
+            .or_else(|| {
+                span.response_model
+                    .as_deref()
+                    .and_then(|m| prices.cost(m, usage))
+            });
     }
     if span.kind == SpanKind::Tool && span.tool_name.is_none() {
-        let name = span.name.strip_prefix("execute_tool ").unwrap_or(&span.name).trim().to_string();
+        let name = span
+            .name
+            .strip_prefix("execute_tool ")
+            .unwrap_or(&span.name)
+            .trim()
+            .to_string();
         span.tool_name = Some(name);
     }
     span.finish_reasons.dedup();
@@ -273,15 +346,39 @@ fn guess_provider(model: &str) -> Option<&'static str> {
     let m = model.to_ascii_lowercase();
     let m = m.rsplit('/').next().unwrap_or(&m).to_string();
     let table: [(&[&str], &str); 7] = [
-        (&["gpt-", "o1", "o3", "o4", "text-embedding-", "chatgpt", "davinci"], "openai"),
+        (
+            &[
+                "gpt-",
+                "o1",
+                "o3",
+                "o4",
+                "text-embedding-",
+                "chatgpt",
+                "davinci",
+            ],
+            "openai",
+        ),
         (&["claude"], "anthropic"),
         (&["gemini", "gemma"], "gcp.gemini"),
-        (&["mistral", "mixtral", "codestral", "ministral", "magistral", "devstral"], "mistral_ai"),
+        (
+            &[
+                "mistral",
+                "mixtral",
+                "codestral",
+                "ministral",
+                "magistral",
+                "devstral",
+            ],
+            "mistral_ai",
+        ),
         (&["deepseek"], "deepseek"),
         (&["grok"], "x_ai"),
         (&["command"], "cohere"),
     ];
-    table.iter().find(|(prefixes, _)| prefixes.iter().any(|p| m.starts_with(p))).map(|(_, p)| *p)
+    table
+        .iter()
+        .find(|(prefixes, _)| prefixes.iter().any(|p| m.starts_with(p)))
+        .map(|(_, p)| *p)
 }
 
 fn otel_kind_name(kind: i32) -> Option<String> {

@@ -33,18 +33,35 @@ pub fn apply(a: &Attrs, span: &mut Span, raw_tool_result: &mut Option<Value>) {
     // `llm.model_name` is often the dated response model; the requested one is in the parameters.
     fill(&mut span.model, || {
         a.text(oi::LLM_REQUEST_MODEL_NAME)
-            .or_else(|| invocation.as_ref().and_then(|v| v.get("model")?.as_str().map(str::to_string)))
             .or_else(|| {
-                (span.kind == SpanKind::Llm).then_some(()).and_then(|_| input_value.as_ref()?.get("model")?.as_str().map(str::to_string))
+                invocation
+                    .as_ref()
+                    .and_then(|v| v.get("model")?.as_str().map(str::to_string))
+            })
+            .or_else(|| {
+                (span.kind == SpanKind::Llm).then_some(()).and_then(|_| {
+                    input_value
+                        .as_ref()?
+                        .get("model")?
+                        .as_str()
+                        .map(str::to_string)
+                })
             })
             .or_else(|| a.text(oi::LLM_MODEL_NAME))
             .or_else(|| a.text("embedding.model_name"))
     });
-    fill(&mut span.response_model, || a.first_str(&[oi::LLM_RESPONSE_MODEL_NAME, oi::LLM_MODEL_NAME]));
-    fill(&mut span.provider, || a.first_str(&[oi::LLM_PROVIDER, oi::LLM_SYSTEM]).map(|p| normalize_provider(&p)));
+    fill(&mut span.response_model, || {
+        a.first_str(&[oi::LLM_RESPONSE_MODEL_NAME, oi::LLM_MODEL_NAME])
+    });
+    fill(&mut span.provider, || {
+        a.first_str(&[oi::LLM_PROVIDER, oi::LLM_SYSTEM])
+            .map(|p| normalize_provider(&p))
+    });
     fill(&mut span.input_tokens, || a.int(oi::TOKEN_PROMPT));
     fill(&mut span.output_tokens, || a.int(oi::TOKEN_COMPLETION));
-    fill(&mut span.cached_input_tokens, || a.int(oi::TOKEN_CACHE_READ));
+    fill(&mut span.cached_input_tokens, || {
+        a.int(oi::TOKEN_CACHE_READ)
+    });
     fill(&mut span.reasoning_tokens, || a.int(oi::TOKEN_REASONING));
     fill(&mut span.agent_name, || a.text(oi::AGENT_NAME));
     if span.finish_reasons.is_empty() {
@@ -59,7 +76,11 @@ pub fn apply(a: &Attrs, span: &mut Span, raw_tool_result: &mut Option<Value>) {
         span.output_messages = messages::from_openinference(&a.unflatten(oi::OUTPUT_MESSAGES));
     }
     if span.declared_tools.is_empty() {
-        let tools: Vec<Value> = a.unflatten(oi::TOOLS).iter().filter_map(|t| t.get("tool")?.get("json_schema").map(parse_if_json)).collect();
+        let tools: Vec<Value> = a
+            .unflatten(oi::TOOLS)
+            .iter()
+            .filter_map(|t| t.get("tool")?.get("json_schema").map(parse_if_json))
+            .collect();
         span.declared_tools = tool_names(&Value::Array(tools));
     }
     if span.kind == SpanKind::Llm {
@@ -78,9 +99,16 @@ pub fn apply(a: &Attrs, span: &mut Span, raw_tool_result: &mut Option<Value>) {
         }
     }
     if span.kind == SpanKind::Tool {
-        fill(&mut span.tool_name, || a.first_str(&[oi::TOOL_NAME, oi::TOOL_CALL_FUNCTION_NAME]));
-        fill(&mut span.tool_call_id, || a.first_str(&[oi::TOOL_CALL_ID, "tool.id"]));
-        fill(&mut span.tool_arguments, || a.json(oi::TOOL_CALL_FUNCTION_ARGUMENTS).or_else(|| input_value.clone()));
+        fill(&mut span.tool_name, || {
+            a.first_str(&[oi::TOOL_NAME, oi::TOOL_CALL_FUNCTION_NAME])
+        });
+        fill(&mut span.tool_call_id, || {
+            a.first_str(&[oi::TOOL_CALL_ID, "tool.id"])
+        });
+        fill(&mut span.tool_arguments, || {
+            a.json(oi::TOOL_CALL_FUNCTION_ARGUMENTS)
+                .or_else(|| input_value.clone())
+        });
         if span.tool_result.is_none() {
             if let Some(raw) = a.get(oi::OUTPUT_VALUE) {
                 span.tool_result = Some(parse_if_json(raw));

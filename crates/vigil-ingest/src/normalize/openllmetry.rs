@@ -21,13 +21,30 @@ pub fn apply(a: &Attrs, span: &mut Span, raw_tool_result: &mut Option<Value>) {
             _ => SpanKind::Other,
         };
     }
-    fill(&mut span.input_tokens, || a.first_int(&[ol::USAGE_PROMPT_TOKENS, ol::LLM_USAGE_PROMPT_TOKENS]));
-    fill(&mut span.output_tokens, || a.first_int(&[ol::USAGE_COMPLETION_TOKENS, ol::LLM_USAGE_COMPLETION_TOKENS]));
-    fill(&mut span.cached_input_tokens, || a.int(ol::USAGE_CACHE_READ_INPUT_TOKENS));
-    fill(&mut span.reasoning_tokens, || a.first_int(&["gen_ai.usage.reasoning_tokens", ol::LLM_USAGE_REASONING_TOKENS]));
+    fill(&mut span.input_tokens, || {
+        a.first_int(&[ol::USAGE_PROMPT_TOKENS, ol::LLM_USAGE_PROMPT_TOKENS])
+    });
+    fill(&mut span.output_tokens, || {
+        a.first_int(&[ol::USAGE_COMPLETION_TOKENS, ol::LLM_USAGE_COMPLETION_TOKENS])
+    });
+    fill(&mut span.cached_input_tokens, || {
+        a.int(ol::USAGE_CACHE_READ_INPUT_TOKENS)
+    });
+    fill(&mut span.reasoning_tokens, || {
+        a.first_int(&[
+            "gen_ai.usage.reasoning_tokens",
+            ol::LLM_USAGE_REASONING_TOKENS,
+        ])
+    });
     let prop = |k: &str| a.text(&format!("{}{k}", ol::ASSOCIATION_PREFIX));
-    fill(&mut span.session_id, || prop("session_id").or_else(|| prop("session.id")).or_else(|| prop("conversation_id")));
-    fill(&mut span.user_id, || prop("user_id").or_else(|| prop("user.id")));
+    fill(&mut span.session_id, || {
+        prop("session_id")
+            .or_else(|| prop("session.id"))
+            .or_else(|| prop("conversation_id"))
+    });
+    fill(&mut span.user_id, || {
+        prop("user_id").or_else(|| prop("user.id"))
+    });
     if tl_kind == Some("agent") {
         fill(&mut span.agent_name, || a.text(ol::ENTITY_NAME));
     }
@@ -68,7 +85,11 @@ pub fn apply(a: &Attrs, span: &mut Span, raw_tool_result: &mut Option<Value>) {
         if let Some(p) = a.get("gen_ai.prompt").map(parse_if_json) {
             span.input_messages = match &p {
                 Value::Array(items) => messages::from_openai_objects(items),
-                other => vec![vigil_model::Message { role: "user".into(), content: super::attrs::as_text(other), ..Default::default() }],
+                other => vec![vigil_model::Message {
+                    role: "user".into(),
+                    content: super::attrs::as_text(other),
+                    ..Default::default()
+                }],
             };
         }
     }

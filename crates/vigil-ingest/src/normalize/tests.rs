@@ -66,18 +66,31 @@ fn otel_genai_openai_fixture() {
     let first = chats.iter().find(|s| s.input_tokens == Some(37)).unwrap();
     assert_eq!(first.kind, SpanKind::Llm);
     assert_eq!(first.model.as_deref(), Some("gpt-4o-mini"));
-    assert_eq!(first.response_model.as_deref(), Some("gpt-4o-mini-2026-01-01"));
+    assert_eq!(
+        first.response_model.as_deref(),
+        Some("gpt-4o-mini-2026-01-01")
+    );
     assert_eq!(first.provider.as_deref(), Some("openai"));
     assert_eq!(first.output_tokens, Some(10));
     assert_eq!(first.finish_reasons, vec!["tool_calls"]);
     // gpt-4o-mini: $0.15 in / $0.60 out per million.
     let cost = first.cost_usd.unwrap();
-    assert!((cost - (37.0 * 0.15 + 10.0 * 0.60) / 1e6).abs() < 1e-12, "{cost}");
+    assert!(
+        (cost - (37.0 * 0.15 + 10.0 * 0.60) / 1e6).abs() < 1e-12,
+        "{cost}"
+    );
     assert_eq!(first.input_messages[0].role, "system");
-    assert!(first.input_messages[1].content.as_deref().unwrap().contains("A-1001"));
+    assert!(first.input_messages[1]
+        .content
+        .as_deref()
+        .unwrap()
+        .contains("A-1001"));
     let call = &first.output_messages[0].tool_calls[0];
     assert_eq!(call.name, "lookup_order");
-    assert!(call.arguments["query"].as_str().unwrap().contains("Where is my order"));
+    assert!(call.arguments["query"]
+        .as_str()
+        .unwrap()
+        .contains("Where is my order"));
     assert!(first.flags.is_empty());
 
     let tool = &by_name(&spans, "execute_tool lookup_order")[0];
@@ -87,7 +100,10 @@ fn otel_genai_openai_fixture() {
     assert_eq!(tool.tool_result.as_ref().unwrap()["status"], "pending");
     assert!(tool.tool_arguments.as_ref().unwrap()["query"].is_string());
     assert!(tool.flags.is_empty());
-    assert!(tool.attributes.contains_key("gen_ai.tool.call.result"), "original attributes are kept");
+    assert!(
+        tool.attributes.contains_key("gen_ai.tool.call.result"),
+        "original attributes are kept"
+    );
 }
 
 #[test]
@@ -97,7 +113,11 @@ fn openinference_openai_fixture() {
     assert_eq!(chats.len(), 2);
     for c in &chats {
         assert_eq!(c.kind, SpanKind::Llm);
-        assert_eq!(c.model.as_deref(), Some("gpt-4o-mini"), "requested model comes from the invocation parameters");
+        assert_eq!(
+            c.model.as_deref(),
+            Some("gpt-4o-mini"),
+            "requested model comes from the invocation parameters"
+        );
         assert_eq!(c.response_model.as_deref(), Some("gpt-4o-mini-2026-01-01"));
         assert_eq!(c.provider.as_deref(), Some("openai"));
         assert_eq!(c.status, SpanStatus::Ok);
@@ -110,8 +130,14 @@ fn openinference_openai_fixture() {
     assert_eq!(second.input_messages.len(), 4);
     assert_eq!(second.input_messages[3].role, "tool");
     assert!(second.input_messages[3].tool_call_id.is_some());
-    assert!(second.output_messages[0].content.as_deref().unwrap().contains("Based on the tool result"));
-    let ttft = second.time_to_first_token_ms.expect("streaming call has a first-token event");
+    assert!(second.output_messages[0]
+        .content
+        .as_deref()
+        .unwrap()
+        .contains("Based on the tool result"));
+    let ttft = second
+        .time_to_first_token_ms
+        .expect("streaming call has a first-token event");
     assert!(ttft > 0.0 && ttft < second.duration_ms, "{ttft}");
 }
 
@@ -131,13 +157,28 @@ fn openinference_anthropic_fixture_with_nested_sdk_spans() {
     let first = oi.iter().find(|s| s.input_tokens == Some(22)).unwrap();
     assert_eq!(first.output_tokens, Some(36));
     assert_eq!(first.finish_reasons, vec!["tool_use"]);
-    assert_eq!(first.output_messages[0].tool_calls.len(), 1, "tool calls are not duplicated from `contents`");
-    assert_eq!(first.output_messages[0].tool_calls[0].id.as_deref(), Some("toolu_24"));
+    assert_eq!(
+        first.output_messages[0].tool_calls.len(),
+        1,
+        "tool calls are not duplicated from `contents`"
+    );
+    assert_eq!(
+        first.output_messages[0].tool_calls[0].id.as_deref(),
+        Some("toolu_24")
+    );
     let second = oi.iter().find(|s| s.input_tokens == Some(125)).unwrap();
-    assert!(second.output_messages[0].content.as_deref().unwrap().starts_with("Mock answer"));
+    assert!(second.output_messages[0]
+        .content
+        .as_deref()
+        .unwrap()
+        .starts_with("Mock answer"));
     assert_eq!(second.input_messages[2].role, "tool");
     let sdk_first = sdk.iter().find(|s| s.input_tokens == Some(22)).unwrap();
-    assert_eq!(sdk_first.finish_reasons.len(), 0, "stop reason stays an attribute on the SDK span");
+    assert_eq!(
+        sdk_first.finish_reasons.len(),
+        0,
+        "stop reason stays an attribute on the SDK span"
+    );
     assert_eq!(sdk_first.parent_span_id, Some(first.span_id));
     let agent = by_name(&spans, "invoke_agent support-agent")[0];
     assert_eq!(agent.session_id.as_deref(), Some("sess-42"));
@@ -190,15 +231,28 @@ fn openllmetry_legacy_attributes_are_normalised() {
     }));
     assert_eq!(s.kind, SpanKind::Llm);
     assert_eq!(s.provider.as_deref(), Some("openai"));
-    assert_eq!((s.input_tokens, s.output_tokens, s.cached_input_tokens), (Some(100), Some(20), Some(40)));
+    assert_eq!(
+        (s.input_tokens, s.output_tokens, s.cached_input_tokens),
+        (Some(100), Some(20), Some(40))
+    );
     assert_eq!(s.session_id.as_deref(), Some("s-9"));
     assert_eq!(s.user_id.as_deref(), Some("u-1"));
-    assert_eq!(s.input_messages[0].content.as_deref(), Some("book a flight"));
+    assert_eq!(
+        s.input_messages[0].content.as_deref(),
+        Some("book a flight")
+    );
     assert_eq!(s.finish_reasons, vec!["tool_calls"]);
-    assert_eq!(s.output_messages[0].tool_calls[0].arguments, json!({"id": 7}));
+    assert_eq!(
+        s.output_messages[0].tool_calls[0].arguments,
+        json!({"id": 7})
+    );
     // gpt-4o: 60 uncached at $2.50, 40 cached at $1.25, 20 out at $10.
     let expected = (60.0 * 2.5 + 40.0 * 1.25 + 20.0 * 10.0) / 1e6;
-    assert!((s.cost_usd.unwrap() - expected).abs() < 1e-12, "{:?}", s.cost_usd);
+    assert!(
+        (s.cost_usd.unwrap() - expected).abs() < 1e-12,
+        "{:?}",
+        s.cost_usd
+    );
     assert!(s.has_flag(FlagKind::HallucinatedTool));
     assert!(s.flags[0].reason.contains("delete_account"));
 }
@@ -229,8 +283,10 @@ fn unknown_conventions_are_other_with_every_attribute_kept() {
 
 #[test]
 fn unpriced_models_have_no_cost_rather_than_zero() {
-    let s = one_span(json!({"gen_ai.operation.name": "chat", "gen_ai.request.model": "acme-internal-7b",
-        "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5}));
+    let s = one_span(
+        json!({"gen_ai.operation.name": "chat", "gen_ai.request.model": "acme-internal-7b",
+        "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5}),
+    );
     assert_eq!(s.kind, SpanKind::Llm);
     assert_eq!(s.cost_usd, None);
     assert_eq!(s.input_tokens, Some(10));
@@ -254,8 +310,10 @@ fn invalid_spans_are_rejected_individually() {
 
 #[test]
 fn genai_log_events_fill_messages_of_their_span() {
-    let mut span = one_span(json!({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
-        "gen_ai.tool.definitions": "[{\"type\":\"function\",\"name\":\"lookup\"}]"}));
+    let mut span = one_span(
+        json!({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.tool.definitions": "[{\"type\":\"function\",\"name\":\"lookup\"}]"}),
+    );
     assert!(span.input_messages.is_empty());
     let ev = |name: &str, body: serde_json::Value, t: i64| LogEvent {
         trace_id: Some(span.trace_id),
@@ -268,12 +326,22 @@ fn genai_log_events_fill_messages_of_their_span() {
         resource_attributes: Default::default(),
     };
     let events = vec![
-        ev("gen_ai.choice", json!({"index": 0, "finish_reason": "tool_calls", "message": {"tool_calls": [{"id": "c", "type": "function", "function": {"name": "refund", "arguments": "{}"}}]}}), 3),
+        ev(
+            "gen_ai.choice",
+            json!({"index": 0, "finish_reason": "tool_calls", "message": {"tool_calls": [{"id": "c", "type": "function", "function": {"name": "refund", "arguments": "{}"}}]}}),
+            3,
+        ),
         ev("gen_ai.user.message", json!({"content": "hello"}), 1),
         ev("gen_ai.system.message", json!({"content": "be nice"}), 0),
     ];
     assert!(events::merge_log_events(&mut span, &events));
-    assert_eq!(span.input_messages.iter().map(|m| m.role.as_str()).collect::<Vec<_>>(), vec!["system", "user"]);
+    assert_eq!(
+        span.input_messages
+            .iter()
+            .map(|m| m.role.as_str())
+            .collect::<Vec<_>>(),
+        vec!["system", "user"]
+    );
     assert_eq!(span.output_messages[0].tool_calls[0].name, "refund");
     assert_eq!(span.finish_reasons, vec!["tool_calls"]);
     assert!(span.has_flag(FlagKind::HallucinatedTool));

@@ -38,7 +38,13 @@ mod tests {
         assert_eq!(gunzip_capped(&gzip(b"hello"), 5).unwrap(), b"hello");
         let bomb = gzip(&vec![0u8; 10 * 1024 * 1024]);
         assert!(bomb.len() < 20 * 1024);
-        assert!(matches!(gunzip_capped(&bomb, 1024 * 1024), Err(DecompressError::TooLarge { .. })));
-        assert!(matches!(gunzip_capped(b"not gzip", 100), Err(DecompressError::Invalid(_))));
+        assert!(matches!(
+            gunzip_capped(&bomb, 1024 * 1024),
+            Err(DecompressError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            gunzip_capped(b"not gzip", 100),
+            Err(DecompressError::Invalid(_))
+        ));
     }
 }

@@ -10,15 +10,34 @@ const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../../migrations/sqlite/0
 pub fn apply(conn: &mut Connection) -> Result<()> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
     for (version, sql) in MIGRATIONS {
-        let done: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)", [version], |r| r.get(0))?;
+        let done: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            [version],
+            |r| r.get(0),
+        )?;
         if done {
             continue;
         }
-        let tx = conn.transaction().map_err(|source| Error::Migration { version: *version, source })?;
-        tx.execute_batch(sql).map_err(|source| Error::Migration { version: *version, source })?;
-        tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch())", [version])
-            .map_err(|source| Error::Migration { version: *version, source })?;
-        tx.commit().map_err(|source| Error::Migration { version: *version, source })?;
+        let tx = conn.transaction().map_err(|source| Error::Migration {
+            version: *version,
+            source,
+        })?;
+        tx.execute_batch(sql).map_err(|source| Error::Migration {
+            version: *version,
+            source,
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch())",
+            [version],
+        )
+        .map_err(|source| Error::Migration {
+            version: *version,
+            source,
+        })?;
+        tx.commit().map_err(|source| Error::Migration {
+            version: *version,
+            source,
+        })?;
         tracing::info!(version, "applied database migration");
     }
     Ok(())

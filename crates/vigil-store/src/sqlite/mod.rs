@@ -46,7 +46,13 @@ pub struct SqliteSettings {
 
 impl SqliteSettings {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), durability: Durability::Full, max_pending_spans: 200_000, read_connections: 4, cache_kib: 32 * 1024 }
+        Self {
+            data_dir: data_dir.into(),
+            durability: Durability::Full,
+            max_pending_spans: 200_000,
+            read_connections: 4,
+            cache_kib: 32 * 1024,
+        }
     }
 }
 
@@ -65,7 +71,10 @@ struct Inner {
 impl SqliteStore {
     /// Opens (creating if needed) the database in `settings.data_dir` and applies migrations.
     pub fn open(settings: &SqliteSettings) -> Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir).map_err(|source| Error::DataDir { path: settings.data_dir.clone(), source })?;
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| Error::DataDir {
+            path: settings.data_dir.clone(),
+            source,
+        })?;
         let path = settings.data_dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
         // Must precede the first table so deleted pages can be returned to the OS after `gc`.
@@ -74,7 +83,10 @@ impl SqliteStore {
         migrations::apply(&mut conn)?;
         let readers = (0..settings.read_connections.max(1))
             .map(|_| {
-                let c = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+                let c = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
                 configure(&c, settings, true)?;
                 Ok(c)
             })
@@ -99,9 +111,23 @@ impl SqliteStore {
     }
 
     /// Runs a read on a pooled read-only connection, off the async runtime.
-    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
-        let _permit = self.inner.reader_permits.acquire().await.map_err(|_| Error::ShuttingDown)?;
-        let conn = self.inner.readers.lock().map_err(|_| Error::Task("reader pool poisoned".into()))?.pop().ok_or(Error::ShuttingDown)?;
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _permit = self
+            .inner
+            .reader_permits
+            .acquire()
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        let conn = self
+            .inner
+            .readers
+            .lock()
+            .map_err(|_| Error::Task("reader pool poisoned".into()))?
+            .pop()
+            .ok_or(Error::ShuttingDown)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let result = f(&conn);
@@ -152,7 +178,11 @@ impl TraceStore for SqliteStore {
         self.read(move |c| read::find_traces(c, &q)).await
     }
 
-    async fn get_trace(&self, project: &ProjectId, trace_id: TraceId) -> Result<Option<TraceDetail>> {
+    async fn get_trace(
+        &self,
+        project: &ProjectId,
+        trace_id: TraceId,
+    ) -> Result<Option<TraceDetail>> {
         let p = project.clone();
         self.read(move |c| read::get_trace(c, &p, trace_id)).await
     }
@@ -162,7 +192,11 @@ impl TraceStore for SqliteStore {
         self.read(move |c| read::find_sessions(c, &q)).await
     }
 
-    async fn get_session(&self, project: &ProjectId, session_id: &str) -> Result<Option<SessionDetail>> {
+    async fn get_session(
+        &self,
+        project: &ProjectId,
+        session_id: &str,
+    ) -> Result<Option<SessionDetail>> {
         let (p, s) = (project.clone(), session_id.to_string());
         self.read(move |c| read::get_session(c, &p, &s)).await
     }
@@ -172,9 +206,14 @@ impl TraceStore for SqliteStore {
         self.read(move |c| read::metrics(c, &q)).await
     }
 
-    async fn model_usage(&self, project: Option<&ProjectId>, since: i64) -> Result<Vec<ModelUsageRow>> {
+    async fn model_usage(
+        &self,
+        project: Option<&ProjectId>,
+        since: i64,
+    ) -> Result<Vec<ModelUsageRow>> {
         let p = project.cloned();
-        self.read(move |c| read::model_usage(c, p.as_ref(), since)).await
+        self.read(move |c| read::model_usage(c, p.as_ref(), since))
+            .await
     }
 
     async fn gc(&self, retention: &Retention) -> Result<GcReport> {

@@ -36,29 +36,54 @@ impl ProjectStore for SqliteStore {
     async fn create_project(&self, name: &str) -> Result<ProjectRow> {
         let name = name.trim().to_string();
         if name.is_empty() || name.len() > 100 {
-            return Err(Error::InvalidQuery("project name must be 1 to 100 characters".into()));
+            return Err(Error::InvalidQuery(
+                "project name must be 1 to 100 characters".into(),
+            ));
         }
         self.inner
             .writer
             .exec(move |conn| {
-                let exists: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM projects WHERE name = ?1)", [&name], |r| r.get(0))?;
+                let exists: bool = conn.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM projects WHERE name = ?1)",
+                    [&name],
+                    |r| r.get(0),
+                )?;
                 if exists {
                     return Err(Error::AlreadyExists { name });
                 }
-                let any: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM projects)", [], |r| r.get(0))?;
+                let any: bool =
+                    conn.query_row("SELECT EXISTS (SELECT 1 FROM projects)", [], |r| r.get(0))?;
                 // The first project is `default`, so single-project installs have a readable id.
-                let id = if !any && name == "default" { "default".to_string() } else { random_id("p_") };
+                let id = if !any && name == "default" {
+                    "default".to_string()
+                } else {
+                    random_id("p_")
+                };
                 let created_at = time_now_ns();
-                conn.execute("INSERT INTO projects (id, name, created_at) VALUES (?1, ?2, ?3)", params![id, name, created_at])?;
-                Ok(ProjectRow { id: ProjectId(id), name, created_at })
+                conn.execute(
+                    "INSERT INTO projects (id, name, created_at) VALUES (?1, ?2, ?3)",
+                    params![id, name, created_at],
+                )?;
+                Ok(ProjectRow {
+                    id: ProjectId(id),
+                    name,
+                    created_at,
+                })
             })
             .await
     }
 
     async fn list_projects(&self) -> Result<Vec<ProjectRow>> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT id, name, created_at FROM projects ORDER BY created_at")?;
-            let rows = stmt.query_map([], |r| Ok(ProjectRow { id: ProjectId(r.get(0)?), name: r.get(1)?, created_at: r.get(2)? }))?;
+            let mut stmt =
+                c.prepare_cached("SELECT id, name, created_at FROM projects ORDER BY created_at")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ProjectRow {
+                    id: ProjectId(r.get(0)?),
+                    name: r.get(1)?,
+                    created_at: r.get(2)?,
+                })
+            })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
@@ -67,14 +92,27 @@ impl ProjectStore for SqliteStore {
     async fn get_project_by_name(&self, name: &str) -> Result<Option<ProjectRow>> {
         let name = name.to_string();
         self.read(move |c| {
-            Ok(c.prepare_cached("SELECT id, name, created_at FROM projects WHERE name = ?1 OR id = ?1")?
-                .query_row([&name], |r| Ok(ProjectRow { id: ProjectId(r.get(0)?), name: r.get(1)?, created_at: r.get(2)? }))
-                .optional()?)
+            Ok(c.prepare_cached(
+                "SELECT id, name, created_at FROM projects WHERE name = ?1 OR id = ?1",
+            )?
+            .query_row([&name], |r| {
+                Ok(ProjectRow {
+                    id: ProjectId(r.get(0)?),
+                    name: r.get(1)?,
+                    created_at: r.get(2)?,
+                })
+            })
+            .optional()?)
         })
         .await
     }
 
-    async fn create_api_key(&self, project: &ProjectId, name: &str, scopes: &[Scope]) -> Result<NewApiKey> {
+    async fn create_api_key(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        scopes: &[Scope],
+    ) -> Result<NewApiKey> {
         let project = project.clone();
         let name = name.to_string();
         let scopes = scopes.to_vec();
@@ -108,7 +146,9 @@ impl ProjectStore for SqliteStore {
     async fn list_api_keys(&self, project: &ProjectId) -> Result<Vec<ApiKeyInfo>> {
         let project = project.clone();
         self.read(move |c| {
-            let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE project_id = ?1 ORDER BY created_at");
+            let sql = format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE project_id = ?1 ORDER BY created_at"
+            );
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map([project.as_str()], key_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -139,8 +179,12 @@ impl ProjectStore for SqliteStore {
         }
         let hash = keys::hash(secret);
         self.read(move |c| {
-            let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL");
-            Ok(c.prepare_cached(&sql)?.query_row([hash], key_row).optional()?)
+            let sql = format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL"
+            );
+            Ok(c.prepare_cached(&sql)?
+                .query_row([hash], key_row)
+                .optional()?)
         })
         .await
     }

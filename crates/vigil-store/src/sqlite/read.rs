@@ -17,11 +17,16 @@ const TRACE_COLUMNS: &str = "t.project_id, t.trace_id, t.root_name, t.service_na
 
 fn trace_id_col(row: &Row, idx: usize) -> rusqlite::Result<TraceId> {
     let bytes: Vec<u8> = row.get(idx)?;
-    TraceId::from_bytes(&bytes).map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Blob, Box::new(e)))
+    TraceId::from_bytes(&bytes).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Blob, Box::new(e))
+    })
 }
 
 fn split_list(s: String) -> Vec<String> {
-    s.split('\n').filter(|p| !p.is_empty()).map(str::to_string).collect()
+    s.split('\n')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn trace_row(r: &Row) -> rusqlite::Result<TraceRow> {
@@ -51,7 +56,10 @@ fn trace_row(r: &Row) -> rusqlite::Result<TraceRow> {
         total_tokens: input + output,
         cost_usd: r.get(18)?,
         status: SpanStatus::parse(&status).unwrap_or_default(),
-        flags: FlagKind::ALL.into_iter().filter(|k| flags & k.bit() != 0).collect(),
+        flags: FlagKind::ALL
+            .into_iter()
+            .filter(|k| flags & k.bit() != 0)
+            .collect(),
         models: split_list(r.get(21)?),
         providers: split_list(r.get(22)?),
     })
@@ -93,7 +101,11 @@ pub(super) fn write_trace_row(conn: &Connection, t: &TraceRow) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn span_facts(conn: &Connection, project: &ProjectId, trace_id: TraceId) -> Result<Vec<SpanFacts>> {
+pub(super) fn span_facts(
+    conn: &Connection,
+    project: &ProjectId,
+    trace_id: TraceId,
+) -> Result<Vec<SpanFacts>> {
     let mut stmt = conn.prepare_cached(
         "SELECT span_id, parent_span_id, kind, name, service_name, service_version, environment, agent_name, session_id,
                 user_id, model, provider, input_tokens, output_tokens, cost_usd, start_ns, end_ns, status, flags
@@ -200,7 +212,10 @@ pub(super) fn find_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
     }
     if !q.flags.is_empty() {
         let mask = q.flags.iter().fold(0, |m, k| m | k.bit());
-        f.and("(t.flags & ?) = ?", [Sql::Integer(mask), Sql::Integer(mask)]);
+        f.and(
+            "(t.flags & ?) = ?",
+            [Sql::Integer(mask), Sql::Integer(mask)],
+        );
     }
     if let Some(v) = q.duration_min_ms {
         f.and("t.duration_ms >= ?", [Sql::Real(v)]);
@@ -208,7 +223,9 @@ pub(super) fn find_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
     if let Some(v) = q.cost_min_usd {
         f.and("t.cost_usd >= ?", [Sql::Real(v)]);
     }
-    let exists = |col: &str| -> String { format!("EXISTS (SELECT 1 FROM spans s WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id AND s.{col} = ?)") };
+    let exists = |col: &str| -> String {
+        format!("EXISTS (SELECT 1 FROM spans s WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id AND s.{col} = ?)")
+    };
     if let Some(m) = &q.model {
         f.and(&exists("model"), [Sql::Text(m.clone())]);
     }
@@ -225,45 +242,93 @@ pub(super) fn find_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
         );
     }
     let expr = sort_expr(q.sort);
-    let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+    let (cmp, dir) = if q.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
     if let Some(c) = &q.cursor {
         let v = match c.value {
             CursorValue::Int(i) => Sql::Integer(i),
             CursorValue::Float(x) => Sql::Real(x),
         };
         let id = Sql::Blob(c.trace_id.0.to_vec());
-        f.and(&format!("({expr} {cmp} ? OR ({expr} = ? AND t.trace_id {cmp} ?))"), [v.clone(), v, id]);
+        f.and(
+            &format!("({expr} {cmp} ? OR ({expr} = ? AND t.trace_id {cmp} ?))"),
+            [v.clone(), v, id],
+        );
     }
     let sql = format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?{} ORDER BY {expr} {dir}, t.trace_id {dir} LIMIT {}", f.sql, limit + 1);
     let mut stmt = conn.prepare(&sql)?;
-    let mut traces: Vec<TraceRow> = stmt.query_map(params_from_iter(f.args.iter()), trace_row)?.collect::<rusqlite::Result<_>>()?;
+    let mut traces: Vec<TraceRow> = stmt
+        .query_map(params_from_iter(f.args.iter()), trace_row)?
+        .collect::<rusqlite::Result<_>>()?;
     let next_cursor = if traces.len() > limit {
         traces.truncate(limit);
-        traces.last().map(|t| Cursor { value: cursor_value(q.sort, t), trace_id: t.trace_id }.encode())
+        traces.last().map(|t| {
+            Cursor {
+                value: cursor_value(q.sort, t),
+                trace_id: t.trace_id,
+            }
+            .encode()
+        })
     } else {
         None
     };
-    Ok(TracePage { traces, next_cursor })
+    Ok(TracePage {
+        traces,
+        next_cursor,
+    })
 }
 
-fn get_trace_row(conn: &Connection, project: &ProjectId, trace_id: TraceId) -> Result<Option<TraceRow>> {
-    let sql = format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?1 AND t.trace_id = ?2");
-    Ok(conn.prepare_cached(&sql)?.query_row(params![project.as_str(), trace_id.as_bytes()], trace_row).optional()?)
+fn get_trace_row(
+    conn: &Connection,
+    project: &ProjectId,
+    trace_id: TraceId,
+) -> Result<Option<TraceRow>> {
+    let sql =
+        format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?1 AND t.trace_id = ?2");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![project.as_str(), trace_id.as_bytes()], trace_row)
+        .optional()?)
 }
 
-pub(super) fn get_trace(conn: &Connection, project: &ProjectId, trace_id: TraceId) -> Result<Option<TraceDetail>> {
-    let Some(trace) = get_trace_row(conn, project, trace_id)? else { return Ok(None) };
-    let mut stmt = conn.prepare_cached("SELECT body FROM spans WHERE project_id = ?1 AND trace_id = ?2 ORDER BY start_ns")?;
+pub(super) fn get_trace(
+    conn: &Connection,
+    project: &ProjectId,
+    trace_id: TraceId,
+) -> Result<Option<TraceDetail>> {
+    let Some(trace) = get_trace_row(conn, project, trace_id)? else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT body FROM spans WHERE project_id = ?1 AND trace_id = ?2 ORDER BY start_ns",
+    )?;
     let spans: Vec<Span> = stmt
-        .query_map(params![project.as_str(), trace_id.as_bytes()], |r| r.get::<_, Vec<u8>>(0))?
-        .map(|b| -> Result<Span> { serde_json::from_slice(&b?).map_err(|e| Error::Corrupt(e.to_string())) })
+        .query_map(params![project.as_str(), trace_id.as_bytes()], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })?
+        .map(|b| -> Result<Span> {
+            serde_json::from_slice(&b?).map_err(|e| Error::Corrupt(e.to_string()))
+        })
         .collect::<Result<_>>()?;
-    let mut stmt = conn.prepare_cached("SELECT body FROM log_records WHERE project_id = ?1 AND trace_id = ?2 ORDER BY time_ns")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT body FROM log_records WHERE project_id = ?1 AND trace_id = ?2 ORDER BY time_ns",
+    )?;
     let log_events: Vec<LogEvent> = stmt
-        .query_map(params![project.as_str(), trace_id.as_bytes()], |r| r.get::<_, Vec<u8>>(0))?
-        .map(|b| -> Result<LogEvent> { serde_json::from_slice(&b?).map_err(|e| Error::Corrupt(e.to_string())) })
+        .query_map(params![project.as_str(), trace_id.as_bytes()], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })?
+        .map(|b| -> Result<LogEvent> {
+            serde_json::from_slice(&b?).map_err(|e| Error::Corrupt(e.to_string()))
+        })
         .collect::<Result<_>>()?;
-    Ok(Some(TraceDetail { trace, spans: tree_order(spans), log_events }))
+    Ok(Some(TraceDetail {
+        trace,
+        spans: tree_order(spans),
+        log_events,
+    }))
 }
 
 /// Parents before children, siblings by start time; iterative, so deep traces cannot overflow.
@@ -272,12 +337,17 @@ pub fn tree_order(mut spans: Vec<Span>) -> Vec<Span> {
     let ids: std::collections::HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
     let mut children: HashMap<Option<SpanId>, Vec<usize>> = HashMap::new();
     for (i, s) in spans.iter().enumerate() {
-        let parent = s.parent_span_id.filter(|p| ids.contains(p) && *p != s.span_id);
+        let parent = s
+            .parent_span_id
+            .filter(|p| ids.contains(p) && *p != s.span_id);
         children.entry(parent).or_default().push(i);
     }
     let mut order = Vec::with_capacity(spans.len());
     let mut visited = vec![false; spans.len()];
-    let mut stack: Vec<usize> = children.get(&None).map(|v| v.iter().rev().copied().collect()).unwrap_or_default();
+    let mut stack: Vec<usize> = children
+        .get(&None)
+        .map(|v| v.iter().rev().copied().collect())
+        .unwrap_or_default();
     while let Some(i) = stack.pop() {
         if std::mem::replace(&mut visited[i], true) {
             continue;
@@ -307,7 +377,9 @@ fn session_row(r: &Row) -> rusqlite::Result<SessionRow> {
         session_id: r.get(0)?,
         user_id: r.get(1)?,
         environment: r.get(2)?,
-        agent_names: agents.map(|a| a.split(',').map(str::to_string).collect()).unwrap_or_default(),
+        agent_names: agents
+            .map(|a| a.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
         turns: r.get(4)?,
         span_count: r.get(5)?,
         start_time: start,
@@ -342,19 +414,37 @@ pub(super) fn find_sessions(conn: &Connection, q: &SessionQuery) -> Result<Sessi
         q.offset
     );
     let mut stmt = conn.prepare(&sql)?;
-    let mut sessions: Vec<SessionRow> = stmt.query_map(params_from_iter(f.args.iter()), session_row)?.collect::<rusqlite::Result<_>>()?;
+    let mut sessions: Vec<SessionRow> = stmt
+        .query_map(params_from_iter(f.args.iter()), session_row)?
+        .collect::<rusqlite::Result<_>>()?;
     let next_cursor = (sessions.len() > limit).then(|| (q.offset + limit).to_string());
     sessions.truncate(limit);
-    Ok(SessionPage { sessions, next_cursor })
+    Ok(SessionPage {
+        sessions,
+        next_cursor,
+    })
 }
 
-pub(super) fn get_session(conn: &Connection, project: &ProjectId, session_id: &str) -> Result<Option<SessionDetail>> {
-    let sql = format!("{SESSION_SELECT} WHERE t.project_id = ?1 AND t.session_id = ?2 GROUP BY t.session_id");
-    let Some(session) = conn.prepare_cached(&sql)?.query_row(params![project.as_str(), session_id], session_row).optional()? else {
+pub(super) fn get_session(
+    conn: &Connection,
+    project: &ProjectId,
+    session_id: &str,
+) -> Result<Option<SessionDetail>> {
+    let sql = format!(
+        "{SESSION_SELECT} WHERE t.project_id = ?1 AND t.session_id = ?2 GROUP BY t.session_id"
+    );
+    let Some(session) = conn
+        .prepare_cached(&sql)?
+        .query_row(params![project.as_str(), session_id], session_row)
+        .optional()?
+    else {
         return Ok(None);
     };
     let sql = format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?1 AND t.session_id = ?2 ORDER BY t.start_ns LIMIT 10000");
-    let traces = conn.prepare_cached(&sql)?.query_map(params![project.as_str(), session_id], trace_row)?.collect::<rusqlite::Result<_>>()?;
+    let traces = conn
+        .prepare_cached(&sql)?
+        .query_map(params![project.as_str(), session_id], trace_row)?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(Some(SessionDetail { session, traces }))
 }
 
@@ -373,7 +463,13 @@ struct MetricsAcc {
 
 impl MetricsAcc {
     fn point(&self, bucket_start: Option<i64>, group: Option<String>) -> MetricsPoint {
-        let rate = |n: i64| if self.count > 0 { n as f64 / self.count as f64 } else { 0.0 };
+        let rate = |n: i64| {
+            if self.count > 0 {
+                n as f64 / self.count as f64
+            } else {
+                0.0
+            }
+        };
         MetricsPoint {
             bucket_start,
             group,
@@ -407,7 +503,9 @@ impl MetricsAcc {
 
 pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResult> {
     if q.bucket_seconds < 60 || q.bucket_seconds % 60 != 0 {
-        return Err(Error::InvalidQuery("`bucket` must be a whole number of minutes".into()));
+        return Err(Error::InvalidQuery(
+            "`bucket` must be a whole number of minutes".into(),
+        ));
     }
     if q.start_time_max < q.start_time_min {
         return Err(Error::InvalidQuery("`to` is before `from`".into()));
@@ -416,7 +514,9 @@ pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResu
     let minute_max = q.start_time_max.div_euclid(60_000_000_000);
     let buckets = (minute_max - minute_min) * 60 / q.bucket_seconds;
     if buckets > 10_000 {
-        return Err(Error::InvalidQuery(format!("{buckets} buckets requested; widen `bucket` or narrow the range (max 10000)")));
+        return Err(Error::InvalidQuery(format!(
+            "{buckets} buckets requested; widen `bucket` or narrow the range (max 10000)"
+        )));
     }
     let group_col = match q.group_by {
         None => "''",
@@ -428,7 +528,11 @@ pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResu
         Some(MetricsDimension::Kind) => "kind",
     };
     let mut f = Filter::default();
-    f.args.extend([Sql::Text(q.project_id.0.clone()), Sql::Integer(minute_min), Sql::Integer(minute_max)]);
+    f.args.extend([
+        Sql::Text(q.project_id.0.clone()),
+        Sql::Integer(minute_min),
+        Sql::Integer(minute_max),
+    ]);
     if let Some(k) = q.kind {
         f.and("kind = ?", [Sql::Text(k.as_str().into())]);
     }
@@ -470,37 +574,67 @@ pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResu
     let mut points = Vec::with_capacity(series.len());
     for ((bucket, group), acc) in &series {
         totals.entry(group.clone()).or_default().add(acc);
-        points.push(acc.point(Some(bucket * 60_000_000_000), grouped.then(|| group.clone())));
+        points.push(acc.point(
+            Some(bucket * 60_000_000_000),
+            grouped.then(|| group.clone()),
+        ));
     }
-    let mut totals: Vec<MetricsPoint> = totals.iter().map(|(g, acc)| acc.point(None, grouped.then(|| g.clone()))).collect();
-    totals.sort_by(|a, b| b.cost_usd.unwrap_or(0.0).total_cmp(&a.cost_usd.unwrap_or(0.0)).then(b.count.cmp(&a.count)));
-    Ok(MetricsResult { bucket_seconds: q.bucket_seconds, group_by: q.group_by, series: points, totals })
+    let mut totals: Vec<MetricsPoint> = totals
+        .iter()
+        .map(|(g, acc)| acc.point(None, grouped.then(|| g.clone())))
+        .collect();
+    totals.sort_by(|a, b| {
+        b.cost_usd
+            .unwrap_or(0.0)
+            .total_cmp(&a.cost_usd.unwrap_or(0.0))
+            .then(b.count.cmp(&a.count))
+    });
+    Ok(MetricsResult {
+        bucket_seconds: q.bucket_seconds,
+        group_by: q.group_by,
+        series: points,
+        totals,
+    })
 }
 
-pub(super) fn model_usage(conn: &Connection, project: Option<&ProjectId>, since: i64) -> Result<Vec<ModelUsageRow>> {
+pub(super) fn model_usage(
+    conn: &Connection,
+    project: Option<&ProjectId>,
+    since: i64,
+) -> Result<Vec<ModelUsageRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT model, provider, SUM(count), SUM(unpriced_count), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), SUM(priced_count)
          FROM span_rollups WHERE model != '' AND minute >= ?1 AND (?2 IS NULL OR project_id = ?2)
          GROUP BY model, provider ORDER BY SUM(cost_usd) DESC, SUM(count) DESC",
     )?;
-    let rows = stmt.query_map(params![since.div_euclid(60_000_000_000), project.map(|p| p.as_str())], |r| {
-        let provider: String = r.get(1)?;
-        let priced: i64 = r.get(7)?;
-        Ok(ModelUsageRow {
-            model: r.get(0)?,
-            provider: (!provider.is_empty()).then_some(provider),
-            span_count: r.get(2)?,
-            unpriced_count: r.get(3)?,
-            input_tokens: r.get(4)?,
-            output_tokens: r.get(5)?,
-            cost_usd: (priced > 0).then_some(r.get(6)?),
-        })
-    })?;
+    let rows = stmt.query_map(
+        params![
+            since.div_euclid(60_000_000_000),
+            project.map(|p| p.as_str())
+        ],
+        |r| {
+            let provider: String = r.get(1)?;
+            let priced: i64 = r.get(7)?;
+            Ok(ModelUsageRow {
+                model: r.get(0)?,
+                provider: (!provider.is_empty()).then_some(provider),
+                span_count: r.get(2)?,
+                unpriced_count: r.get(3)?,
+                input_tokens: r.get(4)?,
+                output_tokens: r.get(5)?,
+                cost_usd: (priced > 0).then_some(r.get(6)?),
+            })
+        },
+    )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub(super) fn stats(conn: &Connection) -> Result<StoreStats> {
     let spans: i64 = conn.query_row("SELECT COUNT(*) FROM spans", [], |r| r.get(0))?;
     let traces: i64 = conn.query_row("SELECT COUNT(*) FROM traces", [], |r| r.get(0))?;
-    Ok(StoreStats { spans: spans as u64, traces: traces as u64, bytes: super::writer::used_bytes(conn)? })
+    Ok(StoreStats {
+        spans: spans as u64,
+        traces: traces as u64,
+        bytes: super::writer::used_bytes(conn)?,
+    })
 }

@@ -28,8 +28,15 @@ const FTS_TEXT_LIMIT: usize = 64 * 1024;
 type Exec = Box<dyn FnOnce(&mut Connection) + Send>;
 
 enum Job {
-    Spans { spans: Vec<Span>, ack: oneshot::Sender<Result<WriteReceipt>> },
-    Logs { project: ProjectId, events: Vec<LogEvent>, ack: oneshot::Sender<Result<usize>> },
+    Spans {
+        spans: Vec<Span>,
+        ack: oneshot::Sender<Result<WriteReceipt>>,
+    },
+    Logs {
+        project: ProjectId,
+        events: Vec<LogEvent>,
+        ack: oneshot::Sender<Result<usize>>,
+    },
     Exec(Exec),
 }
 
@@ -58,7 +65,11 @@ pub fn spawn(conn: Connection, max_pending: usize) -> Result<WriterHandle> {
         .name("vigil-sqlite-writer".into())
         .spawn(move || run(conn, rx, p))
         .map_err(|e| Error::Task(format!("cannot start the writer thread: {e}")))?;
-    Ok(WriterHandle { tx, pending, max_pending })
+    Ok(WriterHandle {
+        tx,
+        pending,
+        max_pending,
+    })
 }
 
 impl WriterHandle {
@@ -83,7 +94,9 @@ impl WriterHandle {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.pending.fetch_sub(n, Ordering::AcqRel);
-                Err(Error::Overloaded { pending: self.pending() })
+                Err(Error::Overloaded {
+                    pending: self.pending(),
+                })
             }
             Err(TrySendError::Disconnected(_)) => {
                 self.pending.fetch_sub(n, Ordering::AcqRel);
@@ -102,12 +115,19 @@ impl WriterHandle {
     pub async fn write_logs(&self, project: ProjectId, events: Vec<LogEvent>) -> Result<usize> {
         self.reserve(events.len())?;
         let (ack, rx) = oneshot::channel();
-        self.submit(Job::Logs { project, events, ack })?;
+        self.submit(Job::Logs {
+            project,
+            events,
+            ack,
+        })?;
         rx.await.map_err(|_| Error::ShuttingDown)?
     }
 
     /// Runs `f` on the writer's connection, serialised with all other writes.
-    pub async fn exec<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static) -> Result<T> {
+    pub async fn exec<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let (ack, rx) = oneshot::channel();
         let job: Exec = Box::new(move |conn| {
             let _ = ack.send(f(conn));
@@ -241,7 +261,8 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
             match job {
                 Job::Spans { spans, .. } => {
                     for s in spans {
-                        let body = serde_json::to_vec(s).map_err(|e| Error::Corrupt(e.to_string()))?;
+                        let body =
+                            serde_json::to_vec(s).map_err(|e| Error::Corrupt(e.to_string()))?;
                         let changed = insert.execute(params![
                             s.project_id.as_str(),
                             s.trace_id.as_bytes(),
@@ -280,9 +301,12 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
                         add_rollup(&mut rollups, s);
                     }
                 }
-                Job::Logs { project, events, .. } => {
+                Job::Logs {
+                    project, events, ..
+                } => {
                     for e in events {
-                        let body = serde_json::to_vec(e).map_err(|e| Error::Corrupt(e.to_string()))?;
+                        let body =
+                            serde_json::to_vec(e).map_err(|e| Error::Corrupt(e.to_string()))?;
                         let digest = Sha256::digest(&body).to_vec();
                         let changed = log.execute(params![
                             project.as_str(),
@@ -337,7 +361,9 @@ fn add_rollup(rollups: &mut HashMap<RollupKey, RollupAcc>, s: &Span) {
             acc.cost += c;
             acc.priced += 1;
         }
-        None if matches!(s.kind, SpanKind::Llm | SpanKind::Embedding) && s.model.is_some() => acc.unpriced += 1,
+        None if matches!(s.kind, SpanKind::Llm | SpanKind::Embedding) && s.model.is_some() => {
+            acc.unpriced += 1
+        }
         None => {}
     }
     acc.hist.record(s.duration_ms);
@@ -355,7 +381,16 @@ fn merge_rollups(tx: &rusqlite::Transaction, rollups: HashMap<RollupKey, RollupA
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?;
     for (k, mut acc) in rollups {
-        let key = params![k.project, k.minute, k.kind, k.model, k.provider, k.agent, k.environment, k.service];
+        let key = params![
+            k.project,
+            k.minute,
+            k.kind,
+            k.model,
+            k.provider,
+            k.agent,
+            k.environment,
+            k.service
+        ];
         let existing = get
             .query_row(key, |r| {
                 Ok(RollupAcc {
@@ -418,18 +453,33 @@ fn truncate_utf8(s: &mut String, max: usize) {
 const GC_CHUNK: usize = 1000;
 
 fn gc(conn: &mut Connection, retention: &Retention) -> Result<GcReport> {
-    let mut report = GcReport { bytes_before: used_bytes(conn)?, ..GcReport::default() };
+    let mut report = GcReport {
+        bytes_before: used_bytes(conn)?,
+        ..GcReport::default()
+    };
     if let Some(age) = retention.max_age_seconds {
         let now = time_now_ns();
-        let cutoff = now.saturating_sub(i64::try_from(age).unwrap_or(i64::MAX / 1_000_000_000).saturating_mul(1_000_000_000));
+        let cutoff = now.saturating_sub(
+            i64::try_from(age)
+                .unwrap_or(i64::MAX / 1_000_000_000)
+                .saturating_mul(1_000_000_000),
+        );
         loop {
-            let n = delete_traces(conn, "SELECT project_id, trace_id FROM traces WHERE start_ns < ?1 LIMIT ?2", cutoff, &mut report)?;
+            let n = delete_traces(
+                conn,
+                "SELECT project_id, trace_id FROM traces WHERE start_ns < ?1 LIMIT ?2",
+                cutoff,
+                &mut report,
+            )?;
             if n == 0 {
                 break;
             }
         }
         conn.execute("DELETE FROM log_records WHERE time_ns < ?1", [cutoff])?;
-        conn.execute("DELETE FROM span_rollups WHERE minute < ?1", [cutoff.div_euclid(60_000_000_000)])?;
+        conn.execute(
+            "DELETE FROM span_rollups WHERE minute < ?1",
+            [cutoff.div_euclid(60_000_000_000)],
+        )?;
     }
     if let Some(max) = retention.max_size_bytes {
         while used_bytes(conn)? > max {
@@ -448,25 +498,42 @@ fn gc(conn: &mut Connection, retention: &Retention) -> Result<GcReport> {
 }
 
 /// Deletes one chunk of whole traces selected by `select` (bound to `?1` = cutoff, `?2` = limit).
-fn delete_traces(conn: &mut Connection, select: &str, cutoff: i64, report: &mut GcReport) -> Result<usize> {
+fn delete_traces(
+    conn: &mut Connection,
+    select: &str,
+    cutoff: i64,
+    report: &mut GcReport,
+) -> Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let victims: Vec<(String, Vec<u8>)> = {
         let mut stmt = tx.prepare(select)?;
-        let rows = stmt.query_map(params![cutoff, GC_CHUNK as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(params![cutoff, GC_CHUNK as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         rows.collect::<rusqlite::Result<_>>()?
     };
     for (project, trace) in &victims {
         let ids: Vec<i64> = {
-            let mut stmt = tx.prepare_cached("SELECT id FROM spans WHERE project_id = ?1 AND trace_id = ?2")?;
+            let mut stmt =
+                tx.prepare_cached("SELECT id FROM spans WHERE project_id = ?1 AND trace_id = ?2")?;
             let rows = stmt.query_map(params![project, trace], |r| r.get(0))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         for id in &ids {
             tx.execute("DELETE FROM spans_fts WHERE rowid = ?1", [id])?;
         }
-        report.spans_deleted += tx.execute("DELETE FROM spans WHERE project_id = ?1 AND trace_id = ?2", params![project, trace])? as u64;
-        tx.execute("DELETE FROM log_records WHERE project_id = ?1 AND trace_id = ?2", params![project, trace])?;
-        tx.execute("DELETE FROM traces WHERE project_id = ?1 AND trace_id = ?2", params![project, trace])?;
+        report.spans_deleted += tx.execute(
+            "DELETE FROM spans WHERE project_id = ?1 AND trace_id = ?2",
+            params![project, trace],
+        )? as u64;
+        tx.execute(
+            "DELETE FROM log_records WHERE project_id = ?1 AND trace_id = ?2",
+            params![project, trace],
+        )?;
+        tx.execute(
+            "DELETE FROM traces WHERE project_id = ?1 AND trace_id = ?2",
+            params![project, trace],
+        )?;
         report.traces_deleted += 1;
     }
     tx.commit()?;

@@ -15,7 +15,9 @@ pub async fn projects(settings: Settings, cmd: ProjectsCommand) -> anyhow::Resul
         }
         ProjectsCommand::Create { name } => {
             let p = store.create_project(&name).await?;
-            let key = store.create_api_key(&p.id, "first key", &[Scope::Ingest, Scope::Read]).await?;
+            let key = store
+                .create_api_key(&p.id, "first key", &[Scope::Ingest, Scope::Read])
+                .await?;
             println!("created project `{}` (id {})", p.name, p.id);
             println!("API key (shown once): {}", key.secret);
         }
@@ -26,20 +28,37 @@ pub async fn projects(settings: Settings, cmd: ProjectsCommand) -> anyhow::Resul
 pub async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<()> {
     let store = super::open_store(&settings)?;
     match cmd {
-        KeysCommand::Create { project, name, scopes } => {
+        KeysCommand::Create {
+            project,
+            name,
+            scopes,
+        } => {
             let id = super::project_id(&store, Some(&project)).await?;
             let scopes = Scope::parse_list(&scopes);
-            anyhow::ensure!(!scopes.is_empty(), "`--scopes` must list ingest and/or read");
+            anyhow::ensure!(
+                !scopes.is_empty(),
+                "`--scopes` must list ingest and/or read"
+            );
             let key = store.create_api_key(&id, &name, &scopes).await?;
             // The secret alone on stdout, so scripts can capture it.
             println!("{}", key.secret);
-            eprintln!("created key {} ({}) for project `{project}`; it is not shown again", key.info.id, key.info.display);
+            eprintln!(
+                "created key {} ({}) for project `{project}`; it is not shown again",
+                key.info.id, key.info.display
+            );
         }
         KeysCommand::List { project } => {
             let id = super::project_id(&store, Some(&project)).await?;
             for k in store.list_api_keys(&id).await? {
                 let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
-                println!("{:<18}  {:<10}  {:<14}  {:<12}  {}", k.id, k.display, k.name, scopes.join(","), if k.revoked { "revoked" } else { "active" });
+                println!(
+                    "{:<18}  {:<10}  {:<14}  {:<12}  {}",
+                    k.id,
+                    k.display,
+                    k.name,
+                    scopes.join(","),
+                    if k.revoked { "revoked" } else { "active" }
+                );
             }
         }
         KeysCommand::Revoke { key_id, project } => {
@@ -61,8 +80,14 @@ pub fn config_check(config: &Config) -> anyhow::Result<()> {
     println!("  storage.data_dir         {}", s.data_dir.display());
     println!("  storage.durability       {:?}", s.durability);
     println!("  ingest.max_body_size     {} bytes", s.max_body_bytes);
-    println!("  retention.max_age        {:?} s", s.retention.max_age_seconds);
-    println!("  retention.max_size       {:?} bytes", s.retention.max_size_bytes);
+    println!(
+        "  retention.max_age        {:?} s",
+        s.retention.max_age_seconds
+    );
+    println!(
+        "  retention.max_size       {:?} bytes",
+        s.retention.max_size_bytes
+    );
     println!("  prices                   {} overrides", s.prices.len());
     Ok(())
 }

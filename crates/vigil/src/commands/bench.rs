@@ -19,19 +19,41 @@ const TEMPLATES: usize = 16;
 
 pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     for url in [&args.target, &args.api] {
-        let host = url.split("://").nth(1).unwrap_or("").split(['/', ':']).next().unwrap_or("");
+        let host = url
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split(['/', ':'])
+            .next()
+            .unwrap_or("");
         if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
             bail!("refusing to load `{url}`: benchmarks only target this machine (127.0.0.1/localhost)");
         }
     }
-    anyhow::ensure!(args.batch > 0 && args.concurrency > 0, "`--batch` and `--concurrency` must be positive");
+    anyhow::ensure!(
+        args.batch > 0 && args.concurrency > 0,
+        "`--batch` and `--concurrency` must be positive"
+    );
     let mut generator = Generator::new(1);
     let now = now_ns();
-    let templates: Vec<_> = (0..TEMPLATES).map(|_| generator.spans_for_load(args.batch, now)).collect();
-    let spans_per_request: Vec<usize> =
-        templates.iter().map(|t| t.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum()).collect();
+    let templates: Vec<_> = (0..TEMPLATES)
+        .map(|_| generator.spans_for_load(args.batch, now))
+        .collect();
+    let spans_per_request: Vec<usize> = templates
+        .iter()
+        .map(|t| {
+            t.resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum()
+        })
+        .collect();
     let requests = args.spans.div_ceil(args.batch);
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).timeout(Duration::from_secs(60)).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .timeout(Duration::from_secs(60))
+        .build()?;
     let key = args.api_key.clone().unwrap_or_default();
     let next = Arc::new(AtomicUsize::new(0));
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -56,9 +78,20 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, key, next, accepted, retries, lags, templates, spr) =
-            (client.clone(), key.clone(), next.clone(), accepted.clone(), retries.clone(), lags.clone(), templates.clone(), spans_per_request.clone());
-        let (target, api) = (format!("{}/v1/traces", args.target.trim_end_matches('/')), args.api.trim_end_matches('/').to_string());
+        let (client, key, next, accepted, retries, lags, templates, spr) = (
+            client.clone(),
+            key.clone(),
+            next.clone(),
+            accepted.clone(),
+            retries.clone(),
+            lags.clone(),
+            templates.clone(),
+            spans_per_request.clone(),
+        );
+        let (target, api) = (
+            format!("{}/v1/traces", args.target.trim_end_matches('/')),
+            args.api.trim_end_matches('/').to_string(),
+        );
         workers.push(tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
@@ -94,7 +127,12 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                     }
                     if status.as_u16() == 429 || status.as_u16() == 503 {
                         retries.fetch_add(1, Ordering::Relaxed);
-                        let wait = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
+                        let wait = resp
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(1);
                         tokio::time::sleep(Duration::from_millis((wait * 1000).min(200))).await;
                         continue;
                     }
@@ -105,7 +143,11 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                 if n % 10 == 0 {
                     if let Some(trace) = first_trace {
                         loop {
-                            let r = client.get(format!("{api}/api/v1/traces/{trace}")).header("x-vigil-api-key", &key).send().await?;
+                            let r = client
+                                .get(format!("{api}/api/v1/traces/{trace}"))
+                                .header("x-vigil-api-key", &key)
+                                .send()
+                                .await?;
                             if r.status().is_success() {
                                 break;
                             }
@@ -114,7 +156,9 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                             }
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
-                        lags.lock().unwrap_or_else(|e| e.into_inner()).push(sent.elapsed().as_secs_f64() * 1000.0);
+                        lags.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(sent.elapsed().as_secs_f64() * 1000.0);
                     }
                 }
             }
@@ -130,20 +174,41 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let total = accepted.load(Ordering::Relaxed);
     let mut lags = lags.lock().unwrap_or_else(|e| e.into_inner()).clone();
     lags.sort_by(f64::total_cmp);
-    let pct = |p: f64| lags.get(((lags.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN);
+    let pct = |p: f64| {
+        lags.get(((lags.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     println!("spans accepted        {total}");
     println!("elapsed               {elapsed:.2} s");
-    println!("throughput            {:.0} spans/s (queryable on acknowledgement)", total as f64 / elapsed);
-    println!("ingest→queryable lag  p50 {:.1} ms, p99 {:.1} ms ({} samples)", pct(0.5), pct(0.99), lags.len());
+    println!(
+        "throughput            {:.0} spans/s (queryable on acknowledgement)",
+        total as f64 / elapsed
+    );
+    println!(
+        "ingest→queryable lag  p50 {:.1} ms, p99 {:.1} ms ({} samples)",
+        pct(0.5),
+        pct(0.99),
+        lags.len()
+    );
     println!("back-pressure retries {}", retries.load(Ordering::Relaxed));
     if let Some(pid) = args.server_pid {
         let peak = *peak.lock().unwrap_or_else(|e| e.into_inner());
-        println!("server peak RSS       {:.0} MiB (pid {pid}, sampled every 100 ms)", peak as f64 / 1024.0);
+        println!(
+            "server peak RSS       {:.0} MiB (pid {pid}, sampled every 100 ms)",
+            peak as f64 / 1024.0
+        );
     }
     Ok(())
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

@@ -8,7 +8,9 @@
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -43,7 +45,10 @@ const HOUR: i64 = 3_600_000_000_000;
 const MS: i64 = 1_000_000;
 
 pub fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 struct ModelChoice {
@@ -55,13 +60,48 @@ struct ModelChoice {
 }
 
 const MODELS: &[ModelChoice] = &[
-    ModelChoice { model: "gpt-4o-mini", response_model: "gpt-4o-mini-2024-07-18", provider: "openai", latency: 900 },
-    ModelChoice { model: "gpt-4.1", response_model: "gpt-4.1-2025-04-14", provider: "openai", latency: 2200 },
-    ModelChoice { model: "claude-sonnet-4-5", response_model: "claude-sonnet-4-5-20250929", provider: "anthropic", latency: 2600 },
-    ModelChoice { model: "claude-haiku-4-5", response_model: "claude-haiku-4-5-20251001", provider: "anthropic", latency: 800 },
-    ModelChoice { model: "gemini-2.5-flash", response_model: "gemini-2.5-flash", provider: "gcp.gemini", latency: 1100 },
-    ModelChoice { model: "llama-3.3-70b-versatile", response_model: "llama-3.3-70b-versatile", provider: "groq", latency: 450 },
-    ModelChoice { model: "acme-support-ft-v2", response_model: "acme-support-ft-v2", provider: "vllm", latency: 700 },
+    ModelChoice {
+        model: "gpt-4o-mini",
+        response_model: "gpt-4o-mini-2024-07-18",
+        provider: "openai",
+        latency: 900,
+    },
+    ModelChoice {
+        model: "gpt-4.1",
+        response_model: "gpt-4.1-2025-04-14",
+        provider: "openai",
+        latency: 2200,
+    },
+    ModelChoice {
+        model: "claude-sonnet-4-5",
+        response_model: "claude-sonnet-4-5-20250929",
+        provider: "anthropic",
+        latency: 2600,
+    },
+    ModelChoice {
+        model: "claude-haiku-4-5",
+        response_model: "claude-haiku-4-5-20251001",
+        provider: "anthropic",
+        latency: 800,
+    },
+    ModelChoice {
+        model: "gemini-2.5-flash",
+        response_model: "gemini-2.5-flash",
+        provider: "gcp.gemini",
+        latency: 1100,
+    },
+    ModelChoice {
+        model: "llama-3.3-70b-versatile",
+        response_model: "llama-3.3-70b-versatile",
+        provider: "groq",
+        latency: 450,
+    },
+    ModelChoice {
+        model: "acme-support-ft-v2",
+        response_model: "acme-support-ft-v2",
+        provider: "vllm",
+        latency: 700,
+    },
 ];
 
 const QUESTIONS: &[&str] = &[
@@ -80,13 +120,34 @@ pub struct Generator {
     session_counter: u64,
 }
 
+/// Where a span sits: its parent, start (Unix ns) and duration.
+struct At {
+    parent: Option<[u8; 8]>,
+    start: i64,
+    dur_ms: i64,
+}
+
+/// What an LLM call is asked and answers: a tool call, or final text.
+struct Ask<'a> {
+    question: &'a str,
+    tools: &'a [&'a str],
+    call_tool: Option<(&'a str, serde_json::Value)>,
+    answer: &'a str,
+}
+
 struct Ctx {
     trace_id: [u8; 16],
     spans: Vec<Span>,
 }
 
 fn kv(key: &str, v: impl Into<any_value::Value>) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(v.into()) }), ..KeyValue::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(v.into()),
+        }),
+        ..KeyValue::default()
+    }
 }
 
 fn s(v: &str) -> any_value::Value {
@@ -98,13 +159,19 @@ fn i(v: i64) -> any_value::Value {
 }
 
 fn text_messages(pairs: &[(&str, &str)]) -> String {
-    let msgs: Vec<_> = pairs.iter().map(|(role, text)| json!({"role": role, "parts": [{"type": "text", "content": text}]})).collect();
+    let msgs: Vec<_> = pairs
+        .iter()
+        .map(|(role, text)| json!({"role": role, "parts": [{"type": "text", "content": text}]}))
+        .collect();
     serde_json::Value::Array(msgs).to_string()
 }
 
 impl Generator {
     pub fn new(seed: u64) -> Self {
-        Self { rng: StdRng::seed_from_u64(seed), session_counter: 0 }
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+            session_counter: 0,
+        }
     }
 
     fn id8(&mut self) -> [u8; 8] {
@@ -113,7 +180,19 @@ impl Generator {
         id
     }
 
-    fn span(&mut self, ctx: &mut Ctx, parent: Option<[u8; 8]>, name: &str, kind: span::SpanKind, start: i64, dur_ms: i64, attrs: Vec<KeyValue>) -> [u8; 8] {
+    fn span(
+        &mut self,
+        ctx: &mut Ctx,
+        at: At,
+        name: &str,
+        kind: span::SpanKind,
+        attrs: Vec<KeyValue>,
+    ) -> [u8; 8] {
+        let At {
+            parent,
+            start,
+            dur_ms,
+        } = at;
         let id = self.id8();
         ctx.spans.push(Span {
             trace_id: ctx.trace_id.to_vec(),
@@ -124,7 +203,10 @@ impl Generator {
             start_time_unix_nano: start as u64,
             end_time_unix_nano: (start + dur_ms * MS) as u64,
             attributes: attrs,
-            status: Some(Status { code: status::StatusCode::Ok as i32, message: String::new() }),
+            status: Some(Status {
+                code: status::StatusCode::Ok as i32,
+                message: String::new(),
+            }),
             ..Span::default()
         });
         id
@@ -132,22 +214,42 @@ impl Generator {
 
     fn fail_last(ctx: &mut Ctx, message: &str) {
         if let Some(sp) = ctx.spans.last_mut() {
-            sp.status = Some(Status { code: status::StatusCode::Error as i32, message: message.into() });
+            sp.status = Some(Status {
+                code: status::StatusCode::Error as i32,
+                message: message.into(),
+            });
         }
     }
 
-    fn llm(&mut self, ctx: &mut Ctx, parent: [u8; 8], t: i64, m: &ModelChoice, question: &str, tools: &[&str], call_tool: Option<(&str, serde_json::Value)>, answer: &str) -> i64 {
+    fn llm(&mut self, ctx: &mut Ctx, parent: [u8; 8], t: i64, m: &ModelChoice, ask: Ask) -> i64 {
+        let Ask {
+            question,
+            tools,
+            call_tool,
+            answer,
+        } = ask;
         let slow = self.rng.random_bool(0.04);
         let jitter = self.rng.random_range(0.6..1.6);
         let dur = ((m.latency as f64 * jitter) as i64) * if slow { 9 } else { 1 };
         let input_tokens = self.rng.random_range(300..2400);
-        let output_tokens = if call_tool.is_some() { self.rng.random_range(15..60) } else { self.rng.random_range(60..420) };
-        let cached = if self.rng.random_bool(0.3) { input_tokens / 2 } else { 0 };
+        let output_tokens = if call_tool.is_some() {
+            self.rng.random_range(15..60)
+        } else {
+            self.rng.random_range(60..420)
+        };
+        let cached = if self.rng.random_bool(0.3) {
+            input_tokens / 2
+        } else {
+            0
+        };
         let output = match &call_tool {
             Some((name, args)) => json!([{"role": "assistant", "parts": [{"type": "tool_call", "id": format!("call_{}", hex::encode(self.id8())), "name": name, "arguments": args}], "finish_reason": "tool_call"}]).to_string(),
             None => json!([{"role": "assistant", "parts": [{"type": "text", "content": answer}], "finish_reason": "stop"}]).to_string(),
         };
-        let defs: Vec<_> = tools.iter().map(|n| json!({"type": "function", "name": n})).collect();
+        let defs: Vec<_> = tools
+            .iter()
+            .map(|n| json!({"type": "function", "name": n}))
+            .collect();
         let mut attrs = vec![
             kv("gen_ai.operation.name", s("chat")),
             kv("gen_ai.request.model", s(m.model)),
@@ -155,19 +257,50 @@ impl Generator {
             kv("gen_ai.provider.name", s(m.provider)),
             kv("gen_ai.usage.input_tokens", i(input_tokens)),
             kv("gen_ai.usage.output_tokens", i(output_tokens)),
-            kv("gen_ai.input.messages", s(&text_messages(&[("system", "You are a helpful customer support agent."), ("user", question)]))),
+            kv(
+                "gen_ai.input.messages",
+                s(&text_messages(&[
+                    ("system", "You are a helpful customer support agent."),
+                    ("user", question),
+                ])),
+            ),
             kv("gen_ai.output.messages", s(&output)),
-            kv("gen_ai.response.finish_reasons", any_value::Value::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue {
-                values: vec![AnyValue { value: Some(s(if call_tool.is_some() { "tool_calls" } else { "stop" })) }],
-            })),
-            kv("gen_ai.tool.definitions", s(&serde_json::Value::Array(defs).to_string())),
-            kv("gen_ai.response.time_to_first_chunk", any_value::Value::DoubleValue((dur as f64 * 0.35) / 1000.0)),
+            kv(
+                "gen_ai.response.finish_reasons",
+                any_value::Value::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue {
+                    values: vec![AnyValue {
+                        value: Some(s(if call_tool.is_some() {
+                            "tool_calls"
+                        } else {
+                            "stop"
+                        })),
+                    }],
+                }),
+            ),
+            kv(
+                "gen_ai.tool.definitions",
+                s(&serde_json::Value::Array(defs).to_string()),
+            ),
+            kv(
+                "gen_ai.response.time_to_first_chunk",
+                any_value::Value::DoubleValue((dur as f64 * 0.35) / 1000.0),
+            ),
         ];
         if cached > 0 {
             attrs.push(kv("gen_ai.usage.cache_read.input_tokens", i(cached)));
         }
         let name = format!("chat {}", m.model);
-        self.span(ctx, Some(parent), &name, span::SpanKind::Client, t, dur, attrs);
+        self.span(
+            ctx,
+            At {
+                parent: Some(parent),
+                start: t,
+                dur_ms: dur,
+            },
+            &name,
+            span::SpanKind::Client,
+            attrs,
+        );
         // Rate limits surface as failed LLM calls that the agent retries.
         if self.rng.random_bool(0.03) {
             Self::fail_last(ctx, "429 rate_limit_error: Number of request tokens has exceeded your per-minute rate limit");
@@ -178,16 +311,26 @@ impl Generator {
         dur
     }
 
-    fn tool(&mut self, ctx: &mut Ctx, parent: [u8; 8], t: i64, name: &str, args: serde_json::Value, result: &str) -> i64 {
+    fn tool(
+        &mut self,
+        ctx: &mut Ctx,
+        parent: [u8; 8],
+        t: i64,
+        name: &str,
+        args: serde_json::Value,
+        result: &str,
+    ) -> i64 {
         let dur = self.rng.random_range(20..400) * if self.rng.random_bool(0.03) { 40 } else { 1 };
         let call_id = format!("call_{}", hex::encode(self.id8()));
         self.span(
             ctx,
-            Some(parent),
+            At {
+                parent: Some(parent),
+                start: t,
+                dur_ms: dur,
+            },
             &format!("execute_tool {name}"),
             span::SpanKind::Internal,
-            t,
-            dur,
             vec![
                 kv("gen_ai.operation.name", s("execute_tool")),
                 kv("gen_ai.tool.name", s(name)),
@@ -201,22 +344,45 @@ impl Generator {
 
     fn retrieval(&mut self, ctx: &mut Ctx, parent: [u8; 8], t: i64, query: &str) -> i64 {
         let dur = self.rng.random_range(30..250);
-        let docs = ["Returns are accepted within 30 days.", "Refunds post within 5 business days.", "Orders ship from our Rotterdam warehouse."];
+        let docs = [
+            "Returns are accepted within 30 days.",
+            "Refunds post within 5 business days.",
+            "Orders ship from our Rotterdam warehouse.",
+        ];
         let mut attrs = vec![
             kv("openinference.span.kind", s("RETRIEVER")),
             kv("input.value", s(query)),
         ];
         for (n, d) in docs.iter().enumerate() {
-            attrs.push(kv(&format!("retrieval.documents.{n}.document.content"), s(d)));
-            attrs.push(kv(&format!("retrieval.documents.{n}.document.score"), any_value::Value::DoubleValue(0.9 - n as f64 * 0.1)));
+            attrs.push(kv(
+                &format!("retrieval.documents.{n}.document.content"),
+                s(d),
+            ));
+            attrs.push(kv(
+                &format!("retrieval.documents.{n}.document.score"),
+                any_value::Value::DoubleValue(0.9 - n as f64 * 0.1),
+            ));
         }
-        self.span(ctx, Some(parent), "search_knowledge_base", span::SpanKind::Internal, t, dur, attrs);
+        self.span(
+            ctx,
+            At {
+                parent: Some(parent),
+                start: t,
+                dur_ms: dur,
+            },
+            "search_knowledge_base",
+            span::SpanKind::Internal,
+            attrs,
+        );
         dur
     }
 
     /// One agent run: returns the trace's spans.
     fn run(&mut self, t0: i64, session: &str, user: &str, agent: &str, question: &str) -> Ctx {
-        let mut ctx = Ctx { trace_id: self.rng.random(), spans: Vec::new() };
+        let mut ctx = Ctx {
+            trace_id: self.rng.random(),
+            spans: Vec::new(),
+        };
         let weights = [30, 12, 18, 14, 10, 8, 8];
         let total: u32 = weights.iter().sum();
         let mut pick = self.rng.random_range(0..total);
@@ -240,30 +406,67 @@ impl Generator {
         t += self.retrieval(&mut ctx, root, t, question) * MS;
         // A small share of billing runs call a tool the request never offered.
         let hallucinate = agent == "billing-agent" && self.rng.random_bool(0.08);
-        let tool_name = if hallucinate { "cancel_subscription" } else { tools[0] };
-        t += self.llm(&mut ctx, root, t, m, question, tools, Some((tool_name, json!({"order_id": order}))), "") * MS;
+        let tool_name = if hallucinate {
+            "cancel_subscription"
+        } else {
+            tools[0]
+        };
+        let ask = Ask {
+            question,
+            tools,
+            call_tool: Some((tool_name, json!({"order_id": order}))),
+            answer: "",
+        };
+        t += self.llm(&mut ctx, root, t, m, ask) * MS;
         let failure = self.rng.random_range(0..100);
         let result = match failure {
             0..=3 => String::new(),
             4..=6 => json!({"error": "order service timed out after 30s"}).to_string(),
-            7..=8 => "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>".into(),
+            7..=8 => {
+                "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>".into()
+            }
             9 => format!("{{\"order_id\": \"{order}\", \"status\": \"ship"),
             _ => {
                 let status = ["pending", "shipped", "delivered"][self.rng.random_range(0..3)];
                 json!({"order_id": order, "status": status, "eta_days": self.rng.random_range(1..6)}).to_string()
             }
         };
-        t += self.tool(&mut ctx, root, t, tool_name, json!({"order_id": order}), &result) * MS;
+        t += self.tool(
+            &mut ctx,
+            root,
+            t,
+            tool_name,
+            json!({"order_id": order}),
+            &result,
+        ) * MS;
         if agent == "billing-agent" && self.rng.random_bool(0.5) {
             let amount = self.rng.random_range(5..600);
-            t += self.tool(&mut ctx, root, t, "issue_refund", json!({"order_id": order, "amount": amount}), &json!({"refund_id": format!("R-{amount}"), "ok": true}).to_string()) * MS;
+            t += self.tool(
+                &mut ctx,
+                root,
+                t,
+                "issue_refund",
+                json!({"order_id": order, "amount": amount}),
+                &json!({"refund_id": format!("R-{amount}"), "ok": true}).to_string(),
+            ) * MS;
         }
         let answer = if failure <= 9 {
             "I'm sorry, I couldn't find that order right now. It looks like everything is fine on our side though!"
         } else {
             "Your order is on its way and should arrive within a few days."
         };
-        t += self.llm(&mut ctx, root, t, m, question, tools, None, answer) * MS;
+        t += self.llm(
+            &mut ctx,
+            root,
+            t,
+            m,
+            Ask {
+                question,
+                tools,
+                call_tool: None,
+                answer,
+            },
+        ) * MS;
         let dur = (t - t0) / MS + 5;
         let mut root_attrs = vec![
             kv("gen_ai.operation.name", s("invoke_agent")),
@@ -284,7 +487,10 @@ impl Generator {
             start_time_unix_nano: t0 as u64,
             end_time_unix_nano: (t0 + dur * MS) as u64,
             attributes: root_attrs,
-            status: Some(Status { code: status::StatusCode::Unset as i32, message: String::new() }),
+            status: Some(Status {
+                code: status::StatusCode::Unset as i32,
+                message: String::new(),
+            }),
             ..Span::default()
         };
         ctx.spans.insert(0, root_span);
@@ -300,9 +506,22 @@ impl Generator {
             _ => self.rng.random_range(7..15),
         }
         .min(max.max(1));
-        let agent = ["support-agent", "support-agent", "research-agent", "billing-agent"][self.rng.random_range(0..4)];
-        let environment = if self.rng.random_bool(0.8) { "production" } else { "staging" };
-        let version = if self.rng.random_bool(0.7) { "1.4.2" } else { "1.5.0" };
+        let agent = [
+            "support-agent",
+            "support-agent",
+            "research-agent",
+            "billing-agent",
+        ][self.rng.random_range(0..4)];
+        let environment = if self.rng.random_bool(0.8) {
+            "production"
+        } else {
+            "staging"
+        };
+        let version = if self.rng.random_bool(0.7) {
+            "1.4.2"
+        } else {
+            "1.5.0"
+        };
         let session = format!("sess-{:05}", self.session_counter);
         let user = format!("user-{}", self.rng.random_range(1..120));
         let mut t = self.rng.random_range(from..to.max(from + 1));
@@ -321,7 +540,11 @@ impl Generator {
                     ..Resource::default()
                 }),
                 scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope { name: "vigil.demo".into(), version: env!("CARGO_PKG_VERSION").into(), ..Default::default() }),
+                    scope: Some(InstrumentationScope {
+                        name: "vigil.demo".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..Default::default()
+                    }),
                     spans: ctx.spans,
                     schema_url: String::new(),
                 }],
@@ -334,11 +557,18 @@ impl Generator {
 
     /// Spans of realistic agent runs, about `n` of them, for load generation.
     pub fn spans_for_load(&mut self, n: usize, now: i64) -> ExportTraceServiceRequest {
-        let mut req = ExportTraceServiceRequest { resource_spans: Vec::new() };
+        let mut req = ExportTraceServiceRequest {
+            resource_spans: Vec::new(),
+        };
         let mut count = 0;
         while count < n {
             let r = self.session(now - HOUR, now, 3);
-            count += r.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum::<usize>();
+            count += r
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len())
+                .sum::<usize>();
             req.resource_spans.extend(r.resource_spans);
         }
         req
@@ -370,12 +600,22 @@ mod tests {
         assert!(has(&|s| s.has_flag(FlagKind::HallucinatedTool)));
         assert!(has(&|s| s.kind == SpanKind::Retrieval));
         assert!(has(&|s| s.status == vigil_model::SpanStatus::Error));
-        assert!(has(&|s| s.kind == SpanKind::Llm && s.cost_usd.is_none()), "an unpriced model");
-        assert!(has(&|s| s.kind == SpanKind::Llm && s.cached_input_tokens.is_some()));
-        let providers: std::collections::HashSet<_> = spans.iter().filter_map(|s| s.provider.clone()).collect();
+        assert!(
+            has(&|s| s.kind == SpanKind::Llm && s.cost_usd.is_none()),
+            "an unpriced model"
+        );
+        assert!(has(
+            &|s| s.kind == SpanKind::Llm && s.cached_input_tokens.is_some()
+        ));
+        let providers: std::collections::HashSet<_> =
+            spans.iter().filter_map(|s| s.provider.clone()).collect();
         assert!(providers.len() >= 5, "{providers:?}");
         let tools: Vec<_> = spans.iter().filter(|s| s.kind == SpanKind::Tool).collect();
         let flagged = tools.iter().filter(|s| !s.flags.is_empty()).count();
-        assert!(flagged > 0 && flagged < tools.len() / 4, "{flagged} of {}", tools.len());
+        assert!(
+            flagged > 0 && flagged < tools.len() / 4,
+            "{flagged} of {}",
+            tools.len()
+        );
     }
 }

@@ -21,10 +21,15 @@ pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<ExitCod
         let mut bytes = std::fs::read(path).with_context(|| format!("cannot read `{name}`"))?;
         let mut stem = name.clone();
         if let Some(s) = name.strip_suffix(".gz") {
-            bytes = gunzip_capped(&bytes, 512 * 1024 * 1024).with_context(|| format!("`{name}` is not valid gzip"))?;
+            bytes = gunzip_capped(&bytes, 512 * 1024 * 1024)
+                .with_context(|| format!("`{name}` is not valid gzip"))?;
             stem = s.to_string();
         }
-        let encoding = if stem.ends_with(".json") { Encoding::Json } else { Encoding::Protobuf };
+        let encoding = if stem.ends_with(".json") {
+            Encoding::Json
+        } else {
+            Encoding::Protobuf
+        };
         match decode_traces(&bytes, encoding) {
             Ok(req) if !req.resource_spans.is_empty() => {
                 let out = normalizer.traces(&project, &req);
@@ -33,14 +38,19 @@ pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<ExitCod
                 }
                 let n = out.spans.len();
                 let receipt = store.write_spans(out.spans).await?;
-                println!("{name}: {n} spans ({} new, {} already stored)", receipt.inserted, receipt.duplicates);
+                println!(
+                    "{name}: {n} spans ({} new, {} already stored)",
+                    receipt.inserted, receipt.duplicates
+                );
                 continue;
             }
             _ => {}
         }
         match decode_logs(&bytes, encoding) {
             Ok(req) if !req.resource_logs.is_empty() => {
-                let n = store.write_log_events(&project, normalizer.logs(&req)).await?;
+                let n = store
+                    .write_log_events(&project, normalizer.logs(&req))
+                    .await?;
                 println!("{name}: {n} log records");
             }
             Ok(_) => println!("{name}: empty export, nothing to import"),
@@ -50,5 +60,9 @@ pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<ExitCod
             }
         }
     }
-    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -19,7 +19,8 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
     let mut s = SqliteSettings::new(&settings.data_dir);
     s.durability = settings.durability;
     s.max_pending_spans = settings.max_pending_spans;
-    SqliteStore::open(&s).with_context(|| format!("cannot open the store in `{}`", settings.data_dir.display()))
+    SqliteStore::open(&s)
+        .with_context(|| format!("cannot open the store in `{}`", settings.data_dir.display()))
 }
 
 pub fn price_table(settings: &Settings) -> anyhow::Result<Arc<PriceTable>> {
@@ -31,6 +32,9 @@ pub fn price_table(settings: &Settings) -> anyhow::Result<Arc<PriceTable>> {
 /// Finds a project by name or id; `None` means `default`.
 pub async fn project_id(store: &SqliteStore, name: Option<&str>) -> anyhow::Result<ProjectId> {
     let name = name.unwrap_or("default");
-    let p = store.get_project_by_name(name).await?.with_context(|| format!("no project `{name}` (see `vigil projects list`)"))?;
+    let p = store
+        .get_project_by_name(name)
+        .await?
+        .with_context(|| format!("no project `{name}` (see `vigil projects list`)"))?;
     Ok(p.id)
 }

@@ -36,8 +36,13 @@ pub async fn traces(settings: Settings, a: TracesArgs) -> anyhow::Result<()> {
         limit: Some(a.limit),
         cursor: None,
     };
-    let caller = Caller { project_id, key: None };
-    let query = params.into_query(&caller).map_err(|e| anyhow::anyhow!(e.message))?;
+    let caller = Caller {
+        project_id,
+        key: None,
+    };
+    let query = params
+        .into_query(&caller)
+        .map_err(|e| anyhow::anyhow!(e.message))?;
     let page = store.find_traces(&query).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&page)?);
@@ -63,7 +68,11 @@ pub async fn traces(settings: Settings, a: TracesArgs) -> anyhow::Result<()> {
             t.total_tokens,
             cost(t.cost_usd),
             t.status.as_str(),
-            t.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",")
+            t.flags
+                .iter()
+                .map(|f| f.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
         );
     }
     if page.next_cursor.is_some() {
@@ -76,7 +85,10 @@ pub async fn trace(settings: Settings, a: TraceArgs) -> anyhow::Result<ExitCode>
     let store = super::open_store(&settings)?;
     let project_id = super::project_id(&store, a.project.as_deref()).await?;
     let Ok(trace_id) = TraceId::from_hex(a.trace_id.trim()) else {
-        eprintln!("error: `{}` is not a trace id (32 hex characters)", a.trace_id);
+        eprintln!(
+            "error: `{}` is not a trace id (32 hex characters)",
+            a.trace_id
+        );
         return Ok(ExitCode::from(2));
     };
     let Some(mut detail) = store.get_trace(&project_id, trace_id).await? else {
@@ -112,7 +124,10 @@ pub fn render_tree(t: &TraceRow, spans: &[Span]) -> String {
         ms(t.duration_ms),
         t.status.as_str()
     ));
-    let parents: HashMap<SpanId, Option<SpanId>> = spans.iter().map(|s| (s.span_id, s.parent_span_id)).collect();
+    let parents: HashMap<SpanId, Option<SpanId>> = spans
+        .iter()
+        .map(|s| (s.span_id, s.parent_span_id))
+        .collect();
     let depth = |s: &Span| {
         let mut d = 0;
         let mut cur = s.parent_span_id;
@@ -129,29 +144,55 @@ pub fn render_tree(t: &TraceRow, spans: &[Span]) -> String {
     };
     let total = (t.end_time - t.start_time).max(1) as f64;
     // The slowest *step*: spans that have children only add up the time of their steps.
-    let has_children: std::collections::HashSet<SpanId> = spans.iter().filter_map(|s| s.parent_span_id).collect();
-    let slowest = spans.iter().filter(|s| !has_children.contains(&s.span_id)).max_by(|a, b| a.duration_ms.total_cmp(&b.duration_ms)).map(|s| s.span_id);
-    let priciest = spans.iter().filter(|s| s.cost_usd.is_some()).max_by(|a, b| a.cost_usd.unwrap_or(0.0).total_cmp(&b.cost_usd.unwrap_or(0.0))).map(|s| s.span_id);
+    let has_children: std::collections::HashSet<SpanId> =
+        spans.iter().filter_map(|s| s.parent_span_id).collect();
+    let slowest = spans
+        .iter()
+        .filter(|s| !has_children.contains(&s.span_id))
+        .max_by(|a, b| a.duration_ms.total_cmp(&b.duration_ms))
+        .map(|s| s.span_id);
+    let priciest = spans
+        .iter()
+        .filter(|s| s.cost_usd.is_some())
+        .max_by(|a, b| {
+            a.cost_usd
+                .unwrap_or(0.0)
+                .total_cmp(&b.cost_usd.unwrap_or(0.0))
+        })
+        .map(|s| s.span_id);
     for s in spans {
         let d = depth(s);
         let label = format!("{}{}", "  ".repeat(d), s.name);
         let from = (((s.start_time - t.start_time) as f64 / total) * BAR as f64).floor() as usize;
-        let width = ((((s.end_time - s.start_time) as f64) / total * BAR as f64).ceil() as usize).max(1);
+        let width =
+            ((((s.end_time - s.start_time) as f64) / total * BAR as f64).ceil() as usize).max(1);
         let from = from.min(BAR - 1);
         let width = width.min(BAR - from);
-        let bar = format!("{}{}{}", " ".repeat(from), "█".repeat(width), " ".repeat(BAR - from - width));
+        let bar = format!(
+            "{}{}{}",
+            " ".repeat(from),
+            "█".repeat(width),
+            " ".repeat(BAR - from - width)
+        );
         let mut extra = Vec::new();
         if let Some(m) = &s.model {
             extra.push(m.clone());
         }
         if s.input_tokens.is_some() || s.output_tokens.is_some() {
-            extra.push(format!("{}→{} tok", s.input_tokens.unwrap_or(0), s.output_tokens.unwrap_or(0)));
+            extra.push(format!(
+                "{}→{} tok",
+                s.input_tokens.unwrap_or(0),
+                s.output_tokens.unwrap_or(0)
+            ));
         }
         if let Some(c) = s.cost_usd {
             extra.push(cost(Some(c)));
         }
         if s.status == SpanStatus::Error {
-            extra.push(format!("ERROR {}", s.error_message.as_deref().unwrap_or("")));
+            extra.push(format!(
+                "ERROR {}",
+                s.error_message.as_deref().unwrap_or("")
+            ));
         }
         if Some(s.span_id) == slowest {
             extra.push("◀ slowest".into());
@@ -159,9 +200,20 @@ pub fn render_tree(t: &TraceRow, spans: &[Span]) -> String {
         if Some(s.span_id) == priciest && spans.len() > 1 {
             extra.push("◀ most expensive".into());
         }
-        out.push_str(&format!("  {:<40} {:<9} │{bar}│ {:>9}  {}\n", clip(&label, 40), s.kind.as_str(), ms(s.duration_ms), extra.join("  ")));
+        out.push_str(&format!(
+            "  {:<40} {:<9} │{bar}│ {:>9}  {}\n",
+            clip(&label, 40),
+            s.kind.as_str(),
+            ms(s.duration_ms),
+            extra.join("  ")
+        ));
         for f in &s.flags {
-            out.push_str(&format!("  {:<40} ⚑ {}: {}\n", "", f.name.as_str(), f.reason));
+            out.push_str(&format!(
+                "  {:<40} ⚑ {}: {}\n",
+                "",
+                f.name.as_str(),
+                f.reason
+            ));
         }
     }
     out
@@ -185,10 +237,20 @@ pub async fn models(settings: Settings, a: ModelsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if rows.is_empty() {
-        println!("{}", if a.unpriced { "every model seen has a price" } else { "no LLM spans stored yet" });
+        println!(
+            "{}",
+            if a.unpriced {
+                "every model seen has a price"
+            } else {
+                "no LLM spans stored yet"
+            }
+        );
         return Ok(());
     }
-    println!("{:<40}  {:<14}  {:>7}  {:>10}  {:>10}  {:>11}  PRICE ($/1M in, out; table of {})", "MODEL", "PROVIDER", "SPANS", "IN TOK", "OUT TOK", "COST", prices.as_of);
+    println!(
+        "{:<40}  {:<14}  {:>7}  {:>10}  {:>10}  {:>11}  PRICE ($/1M in, out; table of {})",
+        "MODEL", "PROVIDER", "SPANS", "IN TOK", "OUT TOK", "COST", prices.as_of
+    );
     for r in &rows {
         let price = match prices.lookup(&r.model) {
             Some(p) => format!("{} / {} (as `{}`)", p.input, p.output, p.name),

@@ -43,14 +43,19 @@ pub async fn bootstrap(store: &SqliteStore) -> anyhow::Result<ProjectId> {
         return Ok(p.id);
     }
     let project = store.create_project("default").await?;
-    let key = store.create_api_key(&project.id, "first key", &[Scope::Ingest, Scope::Read]).await?;
+    let key = store
+        .create_api_key(&project.id, "first key", &[Scope::Ingest, Scope::Read])
+        .await?;
     eprintln!();
     eprintln!("  Created project `default` and its first API key. It is shown only this once:");
     eprintln!();
     eprintln!("      {}", key.secret);
     eprintln!();
     eprintln!("  Send it as `Authorization: Bearer <key>` or `x-vigil-api-key: <key>`, e.g.");
-    eprintln!("      export OTEL_EXPORTER_OTLP_HEADERS=\"x-vigil-api-key={}\"", key.secret);
+    eprintln!(
+        "      export OTEL_EXPORTER_OTLP_HEADERS=\"x-vigil-api-key={}\"",
+        key.secret
+    );
     eprintln!("  More keys: `vigil keys create`.");
     eprintln!();
     Ok(project.id)
@@ -65,7 +70,10 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
     let default_project = bootstrap(&store).await?;
     let prices = super::price_table(&settings)?;
     let shared: Arc<dyn Store> = Arc::new(store.clone());
-    let auth = Authenticator::new(shared.clone(), settings.insecure_local.then(|| default_project.clone()));
+    let auth = Authenticator::new(
+        shared.clone(),
+        settings.insecure_local.then(|| default_project.clone()),
+    );
     let limits = EdgeLimits {
         max_body_bytes: settings.max_body_bytes,
         max_inflight_bytes: settings.max_inflight_bytes,
@@ -76,19 +84,37 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
     let api = bind(settings.api_addr, "API").await?;
     let otlp_http = bind(settings.otlp_http_addr, "OTLP/HTTP").await?;
     let otlp_grpc = bind(settings.otlp_grpc_addr, "OTLP/gRPC").await?;
-    let (api_addr, http_addr, grpc_addr) = (api.local_addr()?, otlp_http.local_addr()?, otlp_grpc.local_addr()?);
+    let (api_addr, http_addr, grpc_addr) = (
+        api.local_addr()?,
+        otlp_http.local_addr()?,
+        otlp_grpc.local_addr()?,
+    );
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let api_task = tokio::spawn(axum::serve(api, api_router(state.clone())).with_graceful_shutdown(wait(shutdown_rx.clone())).into_future());
-    let http_task = tokio::spawn(axum::serve(otlp_http, otlp_router(state.clone())).with_graceful_shutdown(wait(shutdown_rx.clone())).into_future());
-    let grpc_task = tokio::spawn(
-        vigil_api::otlp::grpc::router(state.clone())
-            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(otlp_grpc), wait(shutdown_rx.clone())),
+    let api_task = tokio::spawn(
+        axum::serve(api, api_router(state.clone()))
+            .with_graceful_shutdown(wait(shutdown_rx.clone()))
+            .into_future(),
     );
-    let gc_task = tokio::spawn(retention_loop(store.clone(), settings.clone(), shutdown_rx.clone()));
+    let http_task = tokio::spawn(
+        axum::serve(otlp_http, otlp_router(state.clone()))
+            .with_graceful_shutdown(wait(shutdown_rx.clone()))
+            .into_future(),
+    );
+    let grpc_task = tokio::spawn(
+        vigil_api::otlp::grpc::router(state.clone()).serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(otlp_grpc),
+            wait(shutdown_rx.clone()),
+        ),
+    );
+    let gc_task = tokio::spawn(retention_loop(
+        store.clone(),
+        settings.clone(),
+        shutdown_rx.clone(),
+    ));
 
     eprintln!("vigil {} ready", env!("CARGO_PKG_VERSION"));
     eprintln!("  API + UI    http://{api_addr}");
@@ -108,7 +134,10 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
         let _ = grpc_task.await;
         let _ = gc_task.await;
     };
-    if tokio::time::timeout(Duration::from_secs(25), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(25), drain)
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests did not finish within 25 s");
     }
     Ok(())

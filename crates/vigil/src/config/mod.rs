@@ -60,7 +60,11 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./vigil-data"), durability: "full".into(), max_pending_spans: 200_000 }
+        Self {
+            data_dir: PathBuf::from("./vigil-data"),
+            durability: "full".into(),
+            max_pending_spans: 200_000,
+        }
     }
 }
 
@@ -77,7 +81,11 @@ pub struct IngestConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { max_body_size: "20MiB".into(), max_inflight: "256MiB".into(), max_grpc_message: "4MiB".into() }
+        Self {
+            max_body_size: "20MiB".into(),
+            max_inflight: "256MiB".into(),
+            max_grpc_message: "4MiB".into(),
+        }
     }
 }
 
@@ -94,7 +102,11 @@ pub struct RetentionConfig {
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        Self { max_age: "30d".into(), max_size: String::new(), gc_interval: "10m".into() }
+        Self {
+            max_age: "30d".into(),
+            max_size: String::new(),
+            gc_interval: "10m".into(),
+        }
     }
 }
 
@@ -118,49 +130,76 @@ pub struct Settings {
 
 impl Config {
     /// Reads the file (if any) and applies `VIGIL_*` overrides from `env`.
-    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Config> {
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
         let mut root = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config file `{}`", p.display()))?;
-                text.parse::<toml::Table>().with_context(|| format!("`{}` is not valid TOML", p.display()))?
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file `{}`", p.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("`{}` is not valid TOML", p.display()))?
             }
             None => toml::Table::new(),
         };
         apply_env_overrides(&mut root, env)?;
         let de = toml::Value::Table(root);
-        serde_path_to_error::deserialize(de).map_err(|e| anyhow::anyhow!("invalid config at `{}`: {}", e.path(), e.inner()))
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| anyhow::anyhow!("invalid config at `{}`: {}", e.path(), e.inner()))
     }
 
     pub fn resolve(&self) -> anyhow::Result<Settings> {
         let addr = |name: &str, v: &str| -> anyhow::Result<SocketAddr> {
-            v.parse().with_context(|| format!("`{name}` must be an address like 127.0.0.1:7070, got `{v}`"))
+            v.parse().with_context(|| {
+                format!("`{name}` must be an address like 127.0.0.1:7070, got `{v}`")
+            })
         };
         let durability = match self.storage.durability.as_str() {
             "full" => vigil_store::Durability::Full,
             "normal" => vigil_store::Durability::Normal,
             other => bail!("`storage.durability` must be `full` or `normal`, got `{other}`"),
         };
-        let size = |name: &str, v: &str| parse_size(v).with_context(|| format!("`{name}` must be a size like 20MiB, got `{v}`"));
-        let opt_size = |name: &str, v: &str| -> anyhow::Result<Option<u64>> { if v.trim().is_empty() { Ok(None) } else { size(name, v).map(Some) } };
+        let size = |name: &str, v: &str| {
+            parse_size(v).with_context(|| format!("`{name}` must be a size like 20MiB, got `{v}`"))
+        };
+        let opt_size = |name: &str, v: &str| -> anyhow::Result<Option<u64>> {
+            if v.trim().is_empty() {
+                Ok(None)
+            } else {
+                size(name, v).map(Some)
+            }
+        };
         let opt_secs = |name: &str, v: &str| -> anyhow::Result<Option<u64>> {
             if v.trim().is_empty() {
                 return Ok(None);
             }
-            parse_duration(v).map(Some).with_context(|| format!("`{name}` must be a duration like 30d or 12h, got `{v}`"))
+            parse_duration(v)
+                .map(Some)
+                .with_context(|| format!("`{name}` must be a duration like 30d or 12h, got `{v}`"))
         };
         let data_dir = if self.storage.data_dir.is_absolute() {
             self.storage.data_dir.clone()
         } else {
-            let joined = std::env::current_dir().context("cannot read the current directory")?.join(&self.storage.data_dir);
-            joined.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
+            let joined = std::env::current_dir()
+                .context("cannot read the current directory")?
+                .join(&self.storage.data_dir);
+            joined
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect()
         };
-        let max_body_bytes = usize::try_from(size("ingest.max_body_size", &self.ingest.max_body_size)?)?;
-        let max_inflight_bytes = usize::try_from(size("ingest.max_inflight", &self.ingest.max_inflight)?)?;
+        let max_body_bytes =
+            usize::try_from(size("ingest.max_body_size", &self.ingest.max_body_size)?)?;
+        let max_inflight_bytes =
+            usize::try_from(size("ingest.max_inflight", &self.ingest.max_inflight)?)?;
         if max_inflight_bytes < max_body_bytes {
             bail!("`ingest.max_inflight` ({max_inflight_bytes} bytes) must be at least `ingest.max_body_size` ({max_body_bytes} bytes)");
         }
         let mut check_prices = vigil_model::PriceTable::from_toml("as_of = \"config\"")?;
-        check_prices.extend(self.prices.clone()).context("invalid `[[prices]]` entry")?;
+        check_prices
+            .extend(self.prices.clone())
+            .context("invalid `[[prices]]` entry")?;
         Ok(Settings {
             api_addr: addr("server.api_addr", &self.server.api_addr)?,
             otlp_http_addr: addr("server.otlp_http_addr", &self.server.otlp_http_addr)?,
@@ -171,12 +210,17 @@ impl Config {
             max_pending_spans: self.storage.max_pending_spans.max(1),
             max_body_bytes,
             max_inflight_bytes,
-            max_grpc_message_bytes: usize::try_from(size("ingest.max_grpc_message", &self.ingest.max_grpc_message)?)?,
+            max_grpc_message_bytes: usize::try_from(size(
+                "ingest.max_grpc_message",
+                &self.ingest.max_grpc_message,
+            )?)?,
             retention: vigil_store::Retention {
                 max_age_seconds: opt_secs("retention.max_age", &self.retention.max_age)?,
                 max_size_bytes: opt_size("retention.max_size", &self.retention.max_size)?,
             },
-            gc_interval_secs: opt_secs("retention.gc_interval", &self.retention.gc_interval)?.unwrap_or(600).max(1),
+            gc_interval_secs: opt_secs("retention.gc_interval", &self.retention.gc_interval)?
+                .unwrap_or(600)
+                .max(1),
             prices: self.prices.clone(),
         })
     }
@@ -184,13 +228,26 @@ impl Config {
 
 /// `VIGIL_SERVER__API_ADDR=…` → `server.api_addr = …`. Values are read as TOML scalars when they
 /// parse as one (`true`, `42`), else as strings.
-fn apply_env_overrides(root: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
+fn apply_env_overrides(
+    root: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix(env_vars::OVERRIDE_PREFIX) else { continue };
-        let Some((section, key)) = rest.split_once(env_vars::OVERRIDE_SEPARATOR) else { continue };
+        let Some(rest) = name.strip_prefix(env_vars::OVERRIDE_PREFIX) else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once(env_vars::OVERRIDE_SEPARATOR) else {
+            continue;
+        };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-        let parsed = format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")).unwrap_or(toml::Value::String(value.clone()));
-        let table = root.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value.clone()));
+        let table = root
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         match table {
             toml::Value::Table(t) => {
                 t.insert(key, parsed);
@@ -223,7 +280,9 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
 /// `90s`, `15m`, `12h`, `30d` → seconds.
 pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).context("missing unit (s, m, h, d)")?;
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .context("missing unit (s, m, h, d)")?;
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().context("no number")?;
     let mult = match unit {
@@ -242,7 +301,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -251,7 +313,10 @@ mod tests {
         assert_eq!(s.api_addr.port(), 7070);
         assert_eq!(s.otlp_http_addr.port(), 4318);
         assert_eq!(s.otlp_grpc_addr.port(), 4317);
-        assert!(s.api_addr.ip().is_loopback(), "binds loopback unless configured");
+        assert!(
+            s.api_addr.ip().is_loopback(),
+            "binds loopback unless configured"
+        );
         assert!(!s.insecure_local);
         assert_eq!(s.max_body_bytes, 20 * 1024 * 1024);
         assert!(s.data_dir.is_absolute() && s.data_dir.ends_with("vigil-data"));
@@ -262,7 +327,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vigil.toml");
         std::fs::write(&path, "[server]\napi_addr = \"127.0.0.1:9000\"\ninsecure_local = false\n[ingest]\nmax_body_size = \"1MiB\"\n").unwrap();
-        let c = Config::load(Some(&path), env(&[("VIGIL_SERVER__INSECURE_LOCAL", "true"), ("VIGIL_INGEST__MAX_BODY_SIZE", "2MiB"), ("PATH", "/bin")])).unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("VIGIL_SERVER__INSECURE_LOCAL", "true"),
+                ("VIGIL_INGEST__MAX_BODY_SIZE", "2MiB"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
         let s = c.resolve().unwrap();
         assert_eq!(s.api_addr.port(), 9000, "file beats default");
         assert!(s.insecure_local, "env beats file");
@@ -271,11 +344,17 @@ mod tests {
         std::fs::write(&path, "[server]\napi_adr = \"x\"\n").unwrap();
         let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
         assert!(err.contains("server") && err.contains("api_adr"), "{err}");
-        let err = Config::load(None, env(&[("VIGIL_STORAGE__MAX_PENDING_SPANS", "many")])).unwrap_err().to_string();
+        let err = Config::load(None, env(&[("VIGIL_STORAGE__MAX_PENDING_SPANS", "many")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("storage.max_pending_spans"), "{err}");
         let mut bad = Config::default();
         bad.storage.durability = "sometimes".into();
-        assert!(bad.resolve().unwrap_err().to_string().contains("storage.durability"));
+        assert!(bad
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("storage.durability"));
     }
 
     #[test]
