@@ -13,18 +13,7 @@ pub fn now_ns() -> i64 {
 
 /// `90s`, `15m`, `24h`, `7d` → seconds.
 pub fn parse_duration_secs(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: i64 = num.parse().ok()?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    vigil_model::parse_duration_secs(s).and_then(|n| i64::try_from(n).ok())
 }
 
 /// A point in time: RFC 3339, Unix nanoseconds, or a duration meaning "that long ago" (`24h`).

@@ -15,4 +15,4 @@ pub use span::{
     Flag, FlagKind, LogEvent, Message, Span, SpanEvent, SpanKind, SpanLink, SpanStatus, ToolCall,
     Usage,
 };
-pub use time_fmt::{format_rfc3339_nanos, parse_rfc3339_nanos};
+pub use time_fmt::{format_rfc3339_nanos, parse_duration_secs, parse_rfc3339_nanos};

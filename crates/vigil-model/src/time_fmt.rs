@@ -19,6 +19,22 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos()).ok()
 }
 
+/// `90s`, `15m`, `24h`, `7d`, `2w` → seconds.
+pub fn parse_duration_secs(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +47,8 @@ mod tests {
         assert_eq!(parse_rfc3339_nanos(&s), Some(n));
         assert_eq!(parse_rfc3339_nanos("12"), Some(12));
         assert_eq!(parse_rfc3339_nanos("yesterday"), None);
+        assert_eq!(parse_duration_secs("24h"), Some(86_400));
+        assert_eq!(parse_duration_secs("30"), None);
+        assert_eq!(parse_duration_secs("h"), None);
     }
 }

@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::query::MetricsPoint;
+
 const PER_DOUBLING: f64 = 8.0;
 const MAX_BUCKET: u32 = 400;
 
@@ -81,6 +83,61 @@ impl Histogram {
             })
             .collect();
         Histogram { buckets }
+    }
+}
+
+/// Aggregates of a set of spans: one rollup row, or any merge of rows (a metrics bucket).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RollupTotals {
+    pub count: i64,
+    pub errors: i64,
+    pub flagged: i64,
+    pub input: i64,
+    pub output: i64,
+    pub cost: f64,
+    pub priced: i64,
+    pub unpriced: i64,
+    pub hist: Histogram,
+}
+
+impl RollupTotals {
+    pub fn add(&mut self, o: &RollupTotals) {
+        self.count += o.count;
+        self.errors += o.errors;
+        self.flagged += o.flagged;
+        self.input += o.input;
+        self.output += o.output;
+        self.cost += o.cost;
+        self.priced += o.priced;
+        self.unpriced += o.unpriced;
+        self.hist.merge(&o.hist);
+    }
+
+    /// As an API metrics point; cost is `None` when no span of it had a price.
+    pub fn point(&self, bucket_start: Option<i64>, group: Option<String>) -> MetricsPoint {
+        let rate = |n: i64| {
+            if self.count > 0 {
+                n as f64 / self.count as f64
+            } else {
+                0.0
+            }
+        };
+        MetricsPoint {
+            bucket_start,
+            group,
+            count: self.count,
+            error_count: self.errors,
+            error_rate: rate(self.errors),
+            flagged_count: self.flagged,
+            flagged_rate: rate(self.flagged),
+            input_tokens: self.input,
+            output_tokens: self.output,
+            cost_usd: (self.priced > 0).then_some(self.cost),
+            unpriced_count: self.unpriced,
+            latency_p50_ms: self.hist.percentile(50.0),
+            latency_p95_ms: self.hist.percentile(95.0),
+            latency_p99_ms: self.hist.percentile(99.0),
+        }
     }
 }
 

@@ -30,6 +30,32 @@ pub struct SpanFacts {
     pub flags: i64,
 }
 
+impl From<&vigil_model::Span> for SpanFacts {
+    fn from(s: &vigil_model::Span) -> Self {
+        SpanFacts {
+            span_id: s.span_id,
+            parent_span_id: s.parent_span_id,
+            kind: s.kind,
+            name: s.name.clone(),
+            service_name: s.service_name.clone(),
+            service_version: s.service_version.clone(),
+            environment: s.environment.clone(),
+            agent_name: s.agent_name.clone(),
+            session_id: s.session_id.clone(),
+            user_id: s.user_id.clone(),
+            model: s.model.clone(),
+            provider: s.provider.clone(),
+            input_tokens: s.input_tokens,
+            output_tokens: s.output_tokens,
+            cost_usd: s.cost_usd,
+            start_ns: s.start_time,
+            end_ns: s.end_time,
+            status: s.status,
+            flags: s.flag_mask(),
+        }
+    }
+}
+
 pub fn summarize(
     project_id: &ProjectId,
     trace_id: TraceId,

@@ -143,6 +143,7 @@ impl Normalizer {
                 }
             }
         }
+        inherit_from_ancestors(&mut out.spans);
         out
     }
 
@@ -236,6 +237,36 @@ impl Normalizer {
         finish(&self.prices, &mut span, raw_tool_result.as_ref());
         span.attributes = attributes;
         Ok(span)
+    }
+}
+
+/// Agent, session and user are usually set once, on the agent span; its LLM and tool calls inherit
+/// them from the nearest ancestor in the same export, so per-agent metrics cover every step.
+fn inherit_from_ancestors(spans: &mut [Span]) {
+    let index: std::collections::HashMap<(TraceId, SpanId), usize> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((s.trace_id, s.span_id), i))
+        .collect();
+    for i in 0..spans.len() {
+        let (mut agent, mut session, mut user) = (None, None, None);
+        let mut parent = spans[i].parent_span_id;
+        let mut hops = 0;
+        while let (Some(p), true) = (parent, hops < 64) {
+            let Some(&j) = index.get(&(spans[i].trace_id, p)) else {
+                break;
+            };
+            let a = &spans[j];
+            agent = agent.or_else(|| a.agent_name.clone());
+            session = session.or_else(|| a.session_id.clone());
+            user = user.or_else(|| a.user_id.clone());
+            parent = a.parent_span_id;
+            hops += 1;
+        }
+        let s = &mut spans[i];
+        fill(&mut s.agent_name, || agent);
+        fill(&mut s.session_id, || session);
+        fill(&mut s.user_id, || user);
     }
 }
 

@@ -93,6 +93,12 @@ fn otel_genai_openai_fixture() {
         .contains("Where is my order"));
     assert!(first.flags.is_empty());
 
+    assert_eq!(
+        first.agent_name.as_deref(),
+        Some("support-agent"),
+        "inherited from the agent span"
+    );
+    assert_eq!(first.session_id.as_deref(), Some("sess-42"));
     let tool = &by_name(&spans, "execute_tool lookup_order")[0];
     assert_eq!(tool.kind, SpanKind::Tool);
     assert_eq!(tool.tool_name.as_deref(), Some("lookup_order"));

@@ -18,7 +18,8 @@ CREATE TABLE api_keys (
     revoked_at  INTEGER
 );
 
--- One row per span; `body` is the canonical span as JSON, the other columns are what queries filter on.
+-- One row per span: the columns queries filter on. The whole canonical span is in `span_bodies`, so
+-- this table stays dense and summary reads touch few pages.
 CREATE TABLE spans (
     id                  INTEGER PRIMARY KEY,
     project_id          TEXT NOT NULL,
@@ -44,13 +45,16 @@ CREATE TABLE spans (
     status              TEXT NOT NULL,
     tool_name           TEXT,
     flags               INTEGER NOT NULL DEFAULT 0,
-    body                BLOB NOT NULL,
     UNIQUE (project_id, trace_id, span_id)
 );
-CREATE INDEX spans_by_time     ON spans (project_id, start_ns);
-CREATE INDEX spans_by_model    ON spans (project_id, model, start_ns) WHERE model IS NOT NULL;
-CREATE INDEX spans_by_provider ON spans (project_id, provider, start_ns) WHERE provider IS NOT NULL;
-CREATE INDEX spans_by_tool     ON spans (project_id, tool_name, start_ns) WHERE tool_name IS NOT NULL;
+-- The canonical span as JSON; `id` = spans.id.
+CREATE TABLE span_bodies (
+    id      INTEGER PRIMARY KEY,
+    body    BLOB NOT NULL
+);
+
+-- No secondary indexes on spans: lists and filters go through `traces`, per-trace lookups use the
+-- unique key, metrics use `span_rollups`. Every index here would be paid on each span written.
 
 -- Full-text index over span content (names, messages, tool arguments and results); rowid = spans.id.
 CREATE VIRTUAL TABLE spans_fts USING fts5 (text, content = '', contentless_delete = 1, tokenize = 'unicode61');

@@ -91,7 +91,9 @@ impl SqliteStore {
                 Ok(c)
             })
             .collect::<Result<Vec<_>>>()?;
-        let writer = writer::spawn(conn, settings.max_pending_spans)?;
+        let checkpointer = Connection::open(&path)?;
+        checkpointer.busy_timeout(std::time::Duration::from_secs(10))?;
+        let writer = writer::spawn(conn, checkpointer, path.clone(), settings.max_pending_spans)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,

@@ -7,7 +7,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use vigil_model::{FlagKind, LogEvent, ProjectId, Span, SpanId, SpanKind, SpanStatus, TraceId};
 
 use crate::query::*;
-use crate::rollup::Histogram;
+use crate::rollup::{Histogram, RollupTotals};
 use crate::summary::SpanFacts;
 use crate::{Error, Result};
 
@@ -303,7 +303,7 @@ pub(super) fn get_trace(
         return Ok(None);
     };
     let mut stmt = conn.prepare_cached(
-        "SELECT body FROM spans WHERE project_id = ?1 AND trace_id = ?2 ORDER BY start_ns",
+        "SELECT b.body FROM spans s JOIN span_bodies b ON b.id = s.id WHERE s.project_id = ?1 AND s.trace_id = ?2 ORDER BY s.start_ns",
     )?;
     let spans: Vec<Span> = stmt
         .query_map(params![project.as_str(), trace_id.as_bytes()], |r| {
@@ -448,59 +448,6 @@ pub(super) fn get_session(
     Ok(Some(SessionDetail { session, traces }))
 }
 
-#[derive(Default)]
-struct MetricsAcc {
-    count: i64,
-    errors: i64,
-    flagged: i64,
-    input: i64,
-    output: i64,
-    cost: f64,
-    priced: i64,
-    unpriced: i64,
-    hist: Histogram,
-}
-
-impl MetricsAcc {
-    fn point(&self, bucket_start: Option<i64>, group: Option<String>) -> MetricsPoint {
-        let rate = |n: i64| {
-            if self.count > 0 {
-                n as f64 / self.count as f64
-            } else {
-                0.0
-            }
-        };
-        MetricsPoint {
-            bucket_start,
-            group,
-            count: self.count,
-            error_count: self.errors,
-            error_rate: rate(self.errors),
-            flagged_count: self.flagged,
-            flagged_rate: rate(self.flagged),
-            input_tokens: self.input,
-            output_tokens: self.output,
-            cost_usd: (self.priced > 0).then_some(self.cost),
-            unpriced_count: self.unpriced,
-            latency_p50_ms: self.hist.percentile(50.0),
-            latency_p95_ms: self.hist.percentile(95.0),
-            latency_p99_ms: self.hist.percentile(99.0),
-        }
-    }
-
-    fn add(&mut self, o: &MetricsAcc) {
-        self.count += o.count;
-        self.errors += o.errors;
-        self.flagged += o.flagged;
-        self.input += o.input;
-        self.output += o.output;
-        self.cost += o.cost;
-        self.priced += o.priced;
-        self.unpriced += o.unpriced;
-        self.hist.merge(&o.hist);
-    }
-}
-
 pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResult> {
     if q.bucket_seconds < 60 || q.bucket_seconds % 60 != 0 {
         return Err(Error::InvalidQuery(
@@ -548,7 +495,7 @@ pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResu
         f.sql
     );
     let mut stmt = conn.prepare(&sql)?;
-    let mut series: BTreeMap<(i64, String), MetricsAcc> = BTreeMap::new();
+    let mut series: BTreeMap<(i64, String), RollupTotals> = BTreeMap::new();
     let bucket_minutes = q.bucket_seconds / 60;
     let mut rows = stmt.query(params_from_iter(f.args.iter()))?;
     while let Some(r) = rows.next()? {
@@ -557,7 +504,7 @@ pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResu
         // Buckets align to the Unix epoch (UTC), so hourly and daily buckets start on the hour and day.
         let bucket = minute.div_euclid(bucket_minutes) * bucket_minutes;
         let acc = series.entry((bucket, group)).or_default();
-        acc.add(&MetricsAcc {
+        acc.add(&RollupTotals {
             count: r.get(2)?,
             errors: r.get(3)?,
             flagged: r.get(4)?,
@@ -570,7 +517,7 @@ pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResu
         });
     }
     let grouped = q.group_by.is_some();
-    let mut totals: BTreeMap<String, MetricsAcc> = BTreeMap::new();
+    let mut totals: BTreeMap<String, RollupTotals> = BTreeMap::new();
     let mut points = Vec::with_capacity(series.len());
     for ((bucket, group), acc) in &series {
         totals.entry(group.clone()).or_default().add(acc);

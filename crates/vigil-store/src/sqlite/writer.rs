@@ -2,10 +2,12 @@
 //! it drains whatever is queued into one transaction (group commit), so many small OTLP exports
 //! share one WAL sync. Acknowledgements go out only after `COMMIT` returned.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -13,7 +15,7 @@ use tokio::sync::oneshot;
 use vigil_model::{LogEvent, ProjectId, Span, SpanKind, TraceId};
 
 use crate::query::{GcReport, Retention, WriteReceipt};
-use crate::rollup::Histogram;
+use crate::rollup::{Histogram, RollupTotals};
 use crate::summary::{summarize, SpanFacts};
 use crate::{Error, Result};
 
@@ -57,19 +59,61 @@ pub struct WriterHandle {
     max_pending: usize,
 }
 
-pub fn spawn(conn: Connection, max_pending: usize) -> Result<WriterHandle> {
+/// The WAL is checkpointed in the background; if it still grows past this, the writer checkpoints
+/// it itself before the next batch, which bounds its size on disk.
+const WAL_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+
+pub fn spawn(
+    conn: Connection,
+    checkpointer: Connection,
+    db_path: PathBuf,
+    max_pending: usize,
+) -> Result<WriterHandle> {
     let (tx, rx) = sync_channel(QUEUE_JOBS);
     let pending = Arc::new(AtomicUsize::new(0));
     let p = pending.clone();
+    // Checkpoints copy WAL pages into the database file; doing them on another thread keeps that
+    // work off the write path. The channel closes when the writer stops, which stops the checkpointer.
+    let (alive_tx, alive_rx) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("vigil-sqlite-checkpoint".into())
+        .spawn(move || checkpoint_loop(checkpointer, alive_rx))
+        .map_err(|e| Error::Task(format!("cannot start the checkpoint thread: {e}")))?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    let wal_path = PathBuf::from(format!("{}-wal", db_path.display()));
     std::thread::Builder::new()
         .name("vigil-sqlite-writer".into())
-        .spawn(move || run(conn, rx, p))
+        .spawn(move || {
+            let _alive = alive_tx;
+            run(conn, rx, p, &wal_path)
+        })
         .map_err(|e| Error::Task(format!("cannot start the writer thread: {e}")))?;
     Ok(WriterHandle {
         tx,
         pending,
         max_pending,
     })
+}
+
+fn checkpoint_loop(conn: Connection, alive: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = alive.recv_timeout(Duration::from_millis(200))
+    {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "background checkpoint skipped");
+        }
+    }
+    // Leave a small WAL behind on a clean stop.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+fn bound_wal(conn: &Connection, wal_path: &Path) {
+    let size = std::fs::metadata(wal_path).map(|m| m.len()).unwrap_or(0);
+    if size > WAL_LIMIT_BYTES {
+        // TRUNCATE waits for readers of old snapshots, copies every frame back and empties the WAL file.
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, wal_bytes = size, "could not checkpoint an oversized WAL");
+        }
+    }
 }
 
 impl WriterHandle {
@@ -146,8 +190,9 @@ impl WriterHandle {
     }
 }
 
-fn run(mut conn: Connection, rx: Receiver<Job>, pending: Arc<AtomicUsize>) {
+fn run(mut conn: Connection, rx: Receiver<Job>, pending: Arc<AtomicUsize>, wal_path: &Path) {
     while let Ok(first) = rx.recv() {
+        bound_wal(&conn, wal_path);
         let mut batch = Vec::new();
         let mut size = 0;
         let mut next = Some(first);
@@ -225,32 +270,23 @@ struct RollupKey {
     service: String,
 }
 
-#[derive(Default)]
-struct RollupAcc {
-    count: i64,
-    errors: i64,
-    flagged: i64,
-    input: i64,
-    output: i64,
-    cost: f64,
-    priced: i64,
-    unpriced: i64,
-    hist: Histogram,
-}
-
 fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut touched: HashSet<(ProjectId, TraceId)> = HashSet::new();
-    let mut rollups: HashMap<RollupKey, RollupAcc> = HashMap::new();
+    // Facts of the spans this batch inserted, per trace: a trace seen for the first time is summarised
+    // from these alone, without reading back what was just written.
+    let mut touched: HashMap<(ProjectId, TraceId), Vec<SpanFacts>> = HashMap::new();
+    let mut rollups: HashMap<RollupKey, RollupTotals> = HashMap::new();
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO spans (project_id, trace_id, span_id, parent_span_id, kind, name, service_name, service_version,
                 environment, session_id, user_id, agent_name, model, provider, input_tokens, output_tokens, cost_usd,
-                start_ns, end_ns, duration_ms, status, tool_name, flags, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
+                start_ns, end_ns, duration_ms, status, tool_name, flags)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
              ON CONFLICT (project_id, trace_id, span_id) DO NOTHING",
         )?;
+        let mut insert_body =
+            tx.prepare_cached("INSERT INTO span_bodies (id, body) VALUES (?1, ?2)")?;
         let mut fts = tx.prepare_cached("INSERT INTO spans_fts (rowid, text) VALUES (?1, ?2)")?;
         let mut log = tx.prepare_cached(
             "INSERT INTO log_records (project_id, trace_id, span_id, time_ns, digest, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -261,8 +297,6 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
             match job {
                 Job::Spans { spans, .. } => {
                     for s in spans {
-                        let body =
-                            serde_json::to_vec(s).map_err(|e| Error::Corrupt(e.to_string()))?;
                         let changed = insert.execute(params![
                             s.project_id.as_str(),
                             s.trace_id.as_bytes(),
@@ -287,17 +321,23 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
                             s.status.as_str(),
                             s.tool_name,
                             s.flag_mask(),
-                            body,
                         ])?;
                         if changed == 0 {
                             receipt.duplicates += 1;
                             continue;
                         }
                         receipt.inserted += 1;
+                        let rowid = tx.last_insert_rowid();
+                        let body =
+                            serde_json::to_vec(s).map_err(|e| Error::Corrupt(e.to_string()))?;
+                        insert_body.execute(params![rowid, body])?;
                         let mut text = s.search_text();
                         truncate_utf8(&mut text, FTS_TEXT_LIMIT);
-                        fts.execute(params![tx.last_insert_rowid(), text])?;
-                        touched.insert((s.project_id.clone(), s.trace_id));
+                        fts.execute(params![rowid, text])?;
+                        touched
+                            .entry((s.project_id.clone(), s.trace_id))
+                            .or_default()
+                            .push(SpanFacts::from(s));
                         add_rollup(&mut rollups, s);
                     }
                 }
@@ -328,10 +368,21 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
             outcomes.push(receipt);
         }
     }
-    for (project, trace_id) in &touched {
-        let facts: Vec<SpanFacts> = span_facts(&tx, project, *trace_id)?;
-        if let Some(row) = summarize(project, *trace_id, &facts) {
-            write_trace_row(&tx, &row)?;
+    {
+        let mut known = tx.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM traces WHERE project_id = ?1 AND trace_id = ?2)",
+        )?;
+        for ((project, trace_id), new_facts) in &touched {
+            let exists: bool =
+                known.query_row(params![project.as_str(), trace_id.as_bytes()], |r| r.get(0))?;
+            let facts = if exists {
+                span_facts(&tx, project, *trace_id)?
+            } else {
+                new_facts.clone()
+            };
+            if let Some(row) = summarize(project, *trace_id, &facts) {
+                write_trace_row(&tx, &row)?;
+            }
         }
     }
     merge_rollups(&tx, rollups)?;
@@ -339,7 +390,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
     Ok(outcomes)
 }
 
-fn add_rollup(rollups: &mut HashMap<RollupKey, RollupAcc>, s: &Span) {
+fn add_rollup(rollups: &mut HashMap<RollupKey, RollupTotals>, s: &Span) {
     let key = RollupKey {
         project: s.project_id.0.clone(),
         minute: s.start_time.div_euclid(60_000_000_000),
@@ -369,7 +420,10 @@ fn add_rollup(rollups: &mut HashMap<RollupKey, RollupAcc>, s: &Span) {
     acc.hist.record(s.duration_ms);
 }
 
-fn merge_rollups(tx: &rusqlite::Transaction, rollups: HashMap<RollupKey, RollupAcc>) -> Result<()> {
+fn merge_rollups(
+    tx: &rusqlite::Transaction,
+    rollups: HashMap<RollupKey, RollupTotals>,
+) -> Result<()> {
     let mut get = tx.prepare_cached(
         "SELECT count, error_count, flagged_count, input_tokens, output_tokens, cost_usd, priced_count, unpriced_count, latency_hist
          FROM span_rollups WHERE project_id = ?1 AND minute = ?2 AND kind = ?3 AND model = ?4 AND provider = ?5
@@ -393,7 +447,7 @@ fn merge_rollups(tx: &rusqlite::Transaction, rollups: HashMap<RollupKey, RollupA
         ];
         let existing = get
             .query_row(key, |r| {
-                Ok(RollupAcc {
+                Ok(RollupTotals {
                     count: r.get(0)?,
                     errors: r.get(1)?,
                     flagged: r.get(2)?,
@@ -407,15 +461,7 @@ fn merge_rollups(tx: &rusqlite::Transaction, rollups: HashMap<RollupKey, RollupA
             })
             .optional()?;
         if let Some(e) = existing {
-            acc.count += e.count;
-            acc.errors += e.errors;
-            acc.flagged += e.flagged;
-            acc.input += e.input;
-            acc.output += e.output;
-            acc.cost += e.cost;
-            acc.priced += e.priced;
-            acc.unpriced += e.unpriced;
-            acc.hist.merge(&e.hist);
+            acc.add(&e);
         }
         put.execute(params![
             k.project,
@@ -521,6 +567,7 @@ fn delete_traces(
         };
         for id in &ids {
             tx.execute("DELETE FROM spans_fts WHERE rowid = ?1", [id])?;
+            tx.execute("DELETE FROM span_bodies WHERE id = ?1", [id])?;
         }
         report.spans_deleted += tx.execute(
             "DELETE FROM spans WHERE project_id = ?1 AND trace_id = ?2",

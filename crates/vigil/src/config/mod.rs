@@ -279,21 +279,7 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
 
 /// `90s`, `15m`, `12h`, `30d` → seconds.
 pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .context("missing unit (s, m, h, d)")?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().context("no number")?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        other => bail!("unknown unit `{other}`"),
-    };
-    n.checked_mul(mult).context("duration overflows")
+    vigil_model::parse_duration_secs(s).context("expected a number and a unit (s, m, h, d, w)")
 }
 
 #[cfg(test)]
