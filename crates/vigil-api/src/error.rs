@@ -117,6 +117,7 @@ impl From<vigil_store::Error> for ApiError {
                 ApiError::unavailable("ingest pipeline is full, retry later", 1)
             }
             E::InvalidQuery(m) => ApiError::bad_request(m.clone()),
+            E::QueryTimeout { .. } => ApiError::unavailable(e.to_string(), 1),
             E::NotFound(what) => ApiError::not_found(format!("`{what}`")),
             E::AlreadyExists { .. } => ApiError::bad_request(e.to_string()),
             _ if e.is_retryable() => {

@@ -7,6 +7,10 @@ pub enum Error {
     Overloaded { pending: usize },
     #[error("store is shutting down")]
     ShuttingDown,
+    #[error(
+        "query took longer than {seconds} s and was stopped; narrow the time range or the filters"
+    )]
+    QueryTimeout { seconds: u64 },
     #[error("invalid query: {0}")]
     InvalidQuery(String),
     #[error("`{0}` not found")]

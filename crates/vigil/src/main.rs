@@ -33,7 +33,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Do not wait on blocking tasks forever at exit (a read is bounded anyway; this bounds the rest).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

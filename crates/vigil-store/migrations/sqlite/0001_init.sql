@@ -59,8 +59,10 @@ CREATE TABLE span_bodies (
 -- Full-text index over span content (names, messages, tool arguments and results); rowid = spans.id.
 CREATE VIRTUAL TABLE spans_fts USING fts5 (text, content = '', contentless_delete = 1, tokenize = 'unicode61');
 
--- One row per trace, recomputed from its spans whenever a span of it is written.
+-- One row per trace, recomputed from its spans whenever a span of it is written. A rowid table: a
+-- rewritten row moves to the end of the table, so only the small unique index is updated at random.
 CREATE TABLE traces (
+    id              INTEGER PRIMARY KEY,
     project_id      TEXT NOT NULL,
     trace_id        BLOB NOT NULL,
     root_name       TEXT NOT NULL,
@@ -84,11 +86,34 @@ CREATE TABLE traces (
     flags           INTEGER NOT NULL,
     models          TEXT NOT NULL,
     providers       TEXT NOT NULL,
-    PRIMARY KEY (project_id, trace_id)
-) WITHOUT ROWID;
+    UNIQUE (project_id, trace_id)
+);
 CREATE INDEX traces_by_time    ON traces (project_id, start_ns);
 CREATE INDEX traces_by_session ON traces (project_id, session_id, start_ns) WHERE session_id IS NOT NULL;
 CREATE INDEX traces_by_user    ON traces (project_id, user_id, start_ns) WHERE user_id IS NOT NULL;
+CREATE INDEX traces_by_cost    ON traces (project_id, COALESCE(cost_usd, -1.0));
+CREATE INDEX traces_by_duration ON traces (project_id, duration_ms);
+
+-- One row per session, recomputed from its traces whenever one of them is written.
+CREATE TABLE sessions (
+    id              INTEGER PRIMARY KEY,
+    project_id      TEXT NOT NULL,
+    session_id      TEXT NOT NULL,
+    user_id         TEXT,
+    environment     TEXT,
+    agent_names     TEXT,
+    turns           INTEGER NOT NULL,
+    span_count      INTEGER NOT NULL,
+    start_ns        INTEGER NOT NULL,
+    end_ns          INTEGER NOT NULL,
+    input_tokens    INTEGER NOT NULL,
+    output_tokens   INTEGER NOT NULL,
+    cost_usd        REAL,
+    error_count     INTEGER NOT NULL,
+    flagged_count   INTEGER NOT NULL,
+    UNIQUE (project_id, session_id)
+);
+CREATE INDEX sessions_by_end ON sessions (project_id, end_ns);
 
 -- OTLP log records (GenAI events among them), merged into their span when it is read.
 CREATE TABLE log_records (

@@ -26,6 +26,35 @@ pub use writer::WriterHandle;
 
 pub const DB_FILE: &str = "vigil.db";
 
+/// Longest a single read may run before it is interrupted.
+const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Span bodies are JSON compressed with LZ4 (about 3x smaller, a few microseconds each): fewer bytes
+/// through the WAL and the checkpoint is most of what a write costs. The first byte names the format.
+pub(crate) mod body {
+    use crate::{Error, Result};
+
+    const LZ4_JSON: u8 = 1;
+
+    pub fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec(value).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let mut out = vec![LZ4_JSON];
+        out.extend_from_slice(&lz4_flex::compress_prepend_size(&json));
+        Ok(out)
+    }
+
+    pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+        match bytes.split_first() {
+            Some((&LZ4_JSON, rest)) => {
+                let json = lz4_flex::decompress_size_prepended(rest)
+                    .map_err(|e| Error::Corrupt(e.to_string()))?;
+                serde_json::from_slice(&json).map_err(|e| Error::Corrupt(e.to_string()))
+            }
+            _ => Err(Error::Corrupt("unknown span body format".into())),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {
     #[default]
@@ -77,8 +106,10 @@ impl SqliteStore {
         })?;
         let path = settings.data_dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
-        // Must precede the first table so deleted pages can be returned to the OS after `gc`.
+        // Both must precede the first table: deleted pages can be returned to the OS after `gc`, and
+        // 8 KiB pages suit rows of a few KiB and halve the per-frame overhead of the WAL.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        conn.pragma_update(None, "page_size", 8192)?;
         configure(&conn, settings, false)?;
         migrations::apply(&mut conn)?;
         let readers = (0..settings.read_connections.max(1))
@@ -132,7 +163,21 @@ impl SqliteStore {
             .ok_or(Error::ShuttingDown)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let result = f(&conn);
+            // Every read is bounded in time: SQLite calls the handler every few thousand VM steps
+            // and aborts the query once the deadline passed.
+            let deadline = std::time::Instant::now() + QUERY_TIMEOUT;
+            conn.progress_handler(10_000, Some(move || std::time::Instant::now() > deadline));
+            let result = f(&conn).map_err(|e| match e {
+                Error::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::OperationInterrupted =>
+                {
+                    Error::QueryTimeout {
+                        seconds: QUERY_TIMEOUT.as_secs(),
+                    }
+                }
+                other => other,
+            });
+            conn.progress_handler(0, None::<fn() -> bool>);
             if let Ok(mut pool) = inner.readers.lock() {
                 pool.push(conn);
             }

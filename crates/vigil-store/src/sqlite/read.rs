@@ -237,8 +237,9 @@ pub(super) fn find_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
     }
     if let Some(m) = q.text.as_deref().and_then(fts_query) {
         f.and(
-            "t.trace_id IN (SELECT s.trace_id FROM spans_fts JOIN spans s ON s.id = spans_fts.rowid WHERE spans_fts MATCH ? AND s.project_id = t.project_id)",
-            [Sql::Text(m)],
+            // Uncorrelated, so SQLite evaluates the match once and probes the result per trace.
+            "t.trace_id IN (SELECT s.trace_id FROM spans_fts JOIN spans s ON s.id = spans_fts.rowid WHERE spans_fts MATCH ? AND s.project_id = ?)",
+            [Sql::Text(m), Sql::Text(q.project_id.0.clone())],
         );
     }
     let expr = sort_expr(q.sort);
@@ -309,9 +310,7 @@ pub(super) fn get_trace(
         .query_map(params![project.as_str(), trace_id.as_bytes()], |r| {
             r.get::<_, Vec<u8>>(0)
         })?
-        .map(|b| -> Result<Span> {
-            serde_json::from_slice(&b?).map_err(|e| Error::Corrupt(e.to_string()))
-        })
+        .map(|b| -> Result<Span> { super::body::decode(&b?) })
         .collect::<Result<_>>()?;
     let mut stmt = conn.prepare_cached(
         "SELECT body FROM log_records WHERE project_id = ?1 AND trace_id = ?2 ORDER BY time_ns",
@@ -363,9 +362,27 @@ pub fn tree_order(mut spans: Vec<Span>) -> Vec<Span> {
     order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
-const SESSION_SELECT: &str = "SELECT t.session_id, MAX(t.user_id), MAX(t.environment), group_concat(DISTINCT t.agent_name), COUNT(*),
-    SUM(t.span_count), MIN(t.start_ns), MAX(t.end_ns), SUM(t.input_tokens), SUM(t.output_tokens), SUM(t.cost_usd),
-    SUM(t.error_count > 0), SUM(t.flags != 0) FROM traces t";
+/// Recomputes the summary row of one session from its traces (or removes it when none is left).
+pub(super) fn refresh_session(conn: &Connection, project: &str, session_id: &str) -> Result<()> {
+    let n = conn
+        .prepare_cached(
+            "INSERT OR REPLACE INTO sessions (project_id, session_id, user_id, environment, agent_names, turns, span_count,
+                start_ns, end_ns, input_tokens, output_tokens, cost_usd, error_count, flagged_count)
+             SELECT t.project_id, t.session_id, MAX(t.user_id), MAX(t.environment), group_concat(DISTINCT t.agent_name), COUNT(*),
+                SUM(t.span_count), MIN(t.start_ns), MAX(t.end_ns), SUM(t.input_tokens), SUM(t.output_tokens), SUM(t.cost_usd),
+                SUM(t.error_count > 0), SUM(t.flags != 0)
+             FROM traces t WHERE t.project_id = ?1 AND t.session_id = ?2 GROUP BY t.project_id, t.session_id",
+        )?
+        .execute(params![project, session_id])?;
+    if n == 0 {
+        conn.prepare_cached("DELETE FROM sessions WHERE project_id = ?1 AND session_id = ?2")?
+            .execute(params![project, session_id])?;
+    }
+    Ok(())
+}
+
+const SESSION_SELECT: &str = "SELECT s.session_id, s.user_id, s.environment, s.agent_names, s.turns, s.span_count, s.start_ns,
+    s.end_ns, s.input_tokens, s.output_tokens, s.cost_usd, s.error_count, s.flagged_count FROM sessions s";
 
 fn session_row(r: &Row) -> rusqlite::Result<SessionRow> {
     let agents: Option<String> = r.get(3)?;
@@ -398,17 +415,23 @@ pub(super) fn find_sessions(conn: &Connection, q: &SessionQuery) -> Result<Sessi
     let limit = q.limit.clamp(1, MAX_PAGE_SIZE);
     let mut f = Filter::default();
     f.args.push(Sql::Text(q.project_id.0.clone()));
+    // A session is in the range when any of it overlaps the range.
     if let Some(v) = q.start_time_min {
-        f.and("t.start_ns >= ?", [Sql::Integer(v)]);
+        f.and("s.end_ns >= ?", [Sql::Integer(v)]);
     }
     if let Some(v) = q.start_time_max {
-        f.and("t.start_ns <= ?", [Sql::Integer(v)]);
+        f.and("s.start_ns <= ?", [Sql::Integer(v)]);
     }
-    f.opt_text("t.user_id = ?", &q.user_id);
-    f.opt_text("t.environment = ?", &q.environment);
-    f.opt_text("t.agent_name = ?", &q.agent_name);
+    f.opt_text("s.user_id = ?", &q.user_id);
+    f.opt_text("s.environment = ?", &q.environment);
+    if let Some(a) = &q.agent_name {
+        f.and(
+            "instr(',' || s.agent_names || ',', ',' || ? || ',') > 0",
+            [Sql::Text(a.clone())],
+        );
+    }
     let sql = format!(
-        "{SESSION_SELECT} WHERE t.project_id = ? AND t.session_id IS NOT NULL{} GROUP BY t.session_id ORDER BY MAX(t.end_ns) DESC, t.session_id LIMIT {} OFFSET {}",
+        "{SESSION_SELECT} WHERE s.project_id = ?{} ORDER BY s.end_ns DESC, s.session_id LIMIT {} OFFSET {}",
         f.sql,
         limit + 1,
         q.offset
@@ -430,9 +453,7 @@ pub(super) fn get_session(
     project: &ProjectId,
     session_id: &str,
 ) -> Result<Option<SessionDetail>> {
-    let sql = format!(
-        "{SESSION_SELECT} WHERE t.project_id = ?1 AND t.session_id = ?2 GROUP BY t.session_id"
-    );
+    let sql = format!("{SESSION_SELECT} WHERE s.project_id = ?1 AND s.session_id = ?2");
     let Some(session) = conn
         .prepare_cached(&sql)?
         .query_row(params![project.as_str(), session_id], session_row)

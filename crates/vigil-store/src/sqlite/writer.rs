@@ -2,7 +2,7 @@
 //! it drains whatever is queued into one transaction (group commit), so many small OTLP exports
 //! share one WAL sync. Acknowledgements go out only after `COMMIT` returned.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, sync_channel, Receiver, SyncSender, TrySendError};
@@ -19,7 +19,7 @@ use crate::rollup::{Histogram, RollupTotals};
 use crate::summary::{summarize, SpanFacts};
 use crate::{Error, Result};
 
-use super::read::{span_facts, write_trace_row};
+use super::read::{refresh_session, span_facts, write_trace_row};
 
 /// Jobs drained into one transaction stop growing past this many spans.
 const GROUP_COMMIT_SPANS: usize = 20_000;
@@ -276,6 +276,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
     // Facts of the spans this batch inserted, per trace: a trace seen for the first time is summarised
     // from these alone, without reading back what was just written.
     let mut touched: HashMap<(ProjectId, TraceId), Vec<SpanFacts>> = HashMap::new();
+    let mut sessions: HashSet<(String, String)> = HashSet::new();
     let mut rollups: HashMap<RollupKey, RollupTotals> = HashMap::new();
     {
         let mut insert = tx.prepare_cached(
@@ -328,8 +329,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
                         }
                         receipt.inserted += 1;
                         let rowid = tx.last_insert_rowid();
-                        let body =
-                            serde_json::to_vec(s).map_err(|e| Error::Corrupt(e.to_string()))?;
+                        let body = super::body::encode(s)?;
                         insert_body.execute(params![rowid, body])?;
                         let mut text = s.search_text();
                         truncate_utf8(&mut text, FTS_TEXT_LIMIT);
@@ -382,8 +382,14 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
             };
             if let Some(row) = summarize(project, *trace_id, &facts) {
                 write_trace_row(&tx, &row)?;
+                if let Some(session) = row.session_id {
+                    sessions.insert((project.0.clone(), session));
+                }
             }
         }
+    }
+    for (project, session) in &sessions {
+        refresh_session(&tx, project, session)?;
     }
     merge_rollups(&tx, rollups)?;
     tx.commit()?;
@@ -558,6 +564,7 @@ fn delete_traces(
         })?;
         rows.collect::<rusqlite::Result<_>>()?
     };
+    let mut sessions: HashSet<(String, String)> = HashSet::new();
     for (project, trace) in &victims {
         let ids: Vec<i64> = {
             let mut stmt =
@@ -577,11 +584,25 @@ fn delete_traces(
             "DELETE FROM log_records WHERE project_id = ?1 AND trace_id = ?2",
             params![project, trace],
         )?;
+        let session: Option<String> = tx
+            .query_row(
+                "SELECT session_id FROM traces WHERE project_id = ?1 AND trace_id = ?2",
+                params![project, trace],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
         tx.execute(
             "DELETE FROM traces WHERE project_id = ?1 AND trace_id = ?2",
             params![project, trace],
         )?;
+        if let Some(session) = session {
+            sessions.insert((project.clone(), session));
+        }
         report.traces_deleted += 1;
+    }
+    for (project, session) in &sessions {
+        refresh_session(&tx, project, session)?;
     }
     tx.commit()?;
     Ok(victims.len())

@@ -75,6 +75,8 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
             }
         })
     });
+    // A per-run salt in the trace ids, so a second run against the same store is not deduplicated.
+    let salt: u32 = rand::random();
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
@@ -105,6 +107,7 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                 for rs in &mut req.resource_spans {
                     for ss in &mut rs.scope_spans {
                         for sp in &mut ss.spans {
+                            sp.trace_id[4..8].copy_from_slice(&salt.to_be_bytes());
                             sp.trace_id[8..16].copy_from_slice(&(n as u64).to_be_bytes());
                             first_trace.get_or_insert_with(|| hex::encode(&sp.trace_id));
                         }
