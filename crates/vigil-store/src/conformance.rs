@@ -223,6 +223,51 @@ pub async fn sessions_and_metrics(store: &dyn Store) {
         .any(|u| u.model == "gpt-4o-mini" && u.unpriced_count == 0));
 }
 
+pub async fn sessions_stay_right_when_a_trace_arrives_in_pieces(store: &dyn Store) {
+    let p = store.create_project("default").await.unwrap().id;
+    let mut spans = fixture_spans(&p, "openinference-anthropic.pb");
+    // Root (with the session) last, in its own batch: the session appears only then.
+    spans.sort_by_key(|s| s.parent_span_id.is_none());
+    let root = spans.pop().unwrap();
+    // As if the children were exported on their own, without the root to inherit the session from.
+    for s in &mut spans {
+        s.session_id = None;
+    }
+    let (a, b) = spans.split_at(2);
+    store.write_spans(a.to_vec()).await.unwrap();
+    store.write_spans(b.to_vec()).await.unwrap();
+    assert!(store.get_session(&p, "sess-42").await.unwrap().is_none());
+    store.write_spans(vec![root]).await.unwrap();
+    let s = store
+        .get_session(&p, "sess-42")
+        .await
+        .unwrap()
+        .unwrap()
+        .session;
+    assert_eq!((s.turns, s.span_count), (1, 5));
+    assert_eq!((s.input_tokens, s.output_tokens), (22 + 125, 36 + 35));
+    // Another turn, delivered twice.
+    let other = fixture_spans(&p, "otel-genai-openai.pb");
+    store.write_spans(other.clone()).await.unwrap();
+    store.write_spans(other).await.unwrap();
+    let s = store
+        .get_session(&p, "sess-42")
+        .await
+        .unwrap()
+        .unwrap()
+        .session;
+    assert_eq!((s.turns, s.span_count), (2, 9));
+    let listed = store
+        .find_sessions(&SessionQuery {
+            project_id: p,
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.sessions, vec![s]);
+}
+
 pub async fn api_keys_authenticate_by_hash(store: &dyn Store) {
     let p = store.create_project("default").await.unwrap();
     assert!(store.create_project("default").await.is_err());
@@ -278,6 +323,7 @@ macro_rules! store_conformance_suite {
         $crate::conformance_test!($make, projects_are_isolated);
         $crate::conformance_test!($make, trace_detail_is_in_tree_order);
         $crate::conformance_test!($make, sessions_and_metrics);
+        $crate::conformance_test!($make, sessions_stay_right_when_a_trace_arrives_in_pieces);
         $crate::conformance_test!($make, api_keys_authenticate_by_hash);
         $crate::conformance_test!($make, gc_deletes_whole_old_traces);
     };

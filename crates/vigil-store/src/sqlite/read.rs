@@ -282,7 +282,7 @@ pub(super) fn find_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
     })
 }
 
-fn get_trace_row(
+pub(super) fn get_trace_row(
     conn: &Connection,
     project: &ProjectId,
     trace_id: TraceId,
@@ -378,6 +378,54 @@ pub(super) fn refresh_session(conn: &Connection, project: &str, session_id: &str
         conn.prepare_cached("DELETE FROM sessions WHERE project_id = ?1 AND session_id = ?2")?
             .execute(params![project, session_id])?;
     }
+    Ok(())
+}
+
+/// Adds (`sign` = 1) or removes (`sign` = -1) one trace's contribution to its session's row.
+/// Start and end only ever widen, which is also right when a trace is replaced by its newer summary.
+pub(super) fn apply_session_delta(conn: &Connection, t: &TraceRow, sign: i64) -> Result<()> {
+    let Some(session) = &t.session_id else {
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "INSERT INTO sessions (project_id, session_id, user_id, environment, agent_names, turns, span_count, start_ns,
+            end_ns, input_tokens, output_tokens, cost_usd, error_count, flagged_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (project_id, session_id) DO UPDATE SET
+            user_id = COALESCE(sessions.user_id, excluded.user_id),
+            environment = COALESCE(sessions.environment, excluded.environment),
+            agent_names = CASE
+                WHEN excluded.agent_names IS NULL THEN sessions.agent_names
+                WHEN sessions.agent_names IS NULL THEN excluded.agent_names
+                WHEN instr(',' || sessions.agent_names || ',', ',' || excluded.agent_names || ',') > 0 THEN sessions.agent_names
+                ELSE sessions.agent_names || ',' || excluded.agent_names END,
+            turns = sessions.turns + excluded.turns,
+            span_count = sessions.span_count + excluded.span_count,
+            start_ns = MIN(sessions.start_ns, excluded.start_ns),
+            end_ns = MAX(sessions.end_ns, excluded.end_ns),
+            input_tokens = sessions.input_tokens + excluded.input_tokens,
+            output_tokens = sessions.output_tokens + excluded.output_tokens,
+            cost_usd = CASE WHEN sessions.cost_usd IS NULL AND excluded.cost_usd IS NULL THEN NULL
+                            ELSE COALESCE(sessions.cost_usd, 0) + COALESCE(excluded.cost_usd, 0) END,
+            error_count = sessions.error_count + excluded.error_count,
+            flagged_count = sessions.flagged_count + excluded.flagged_count",
+    )?
+    .execute(params![
+        t.project_id.as_str(),
+        session,
+        t.user_id,
+        t.environment,
+        t.agent_name,
+        sign,
+        sign * t.span_count,
+        t.start_time,
+        t.end_time,
+        sign * t.input_tokens,
+        sign * t.output_tokens,
+        t.cost_usd.map(|c| sign as f64 * c),
+        sign * i64::from(t.error_count > 0),
+        sign * i64::from(!t.flags.is_empty()),
+    ])?;
     Ok(())
 }
 

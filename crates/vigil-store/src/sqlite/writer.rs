@@ -19,7 +19,9 @@ use crate::rollup::{Histogram, RollupTotals};
 use crate::summary::{summarize, SpanFacts};
 use crate::{Error, Result};
 
-use super::read::{refresh_session, span_facts, write_trace_row};
+use super::read::{
+    apply_session_delta, get_trace_row, refresh_session, span_facts, write_trace_row,
+};
 
 /// Jobs drained into one transaction stop growing past this many spans.
 const GROUP_COMMIT_SPANS: usize = 20_000;
@@ -276,7 +278,6 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
     // Facts of the spans this batch inserted, per trace: a trace seen for the first time is summarised
     // from these alone, without reading back what was just written.
     let mut touched: HashMap<(ProjectId, TraceId), Vec<SpanFacts>> = HashMap::new();
-    let mut sessions: HashSet<(String, String)> = HashSet::new();
     let mut rollups: HashMap<RollupKey, RollupTotals> = HashMap::new();
     {
         let mut insert = tx.prepare_cached(
@@ -368,28 +369,23 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
             outcomes.push(receipt);
         }
     }
-    {
-        let mut known = tx.prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM traces WHERE project_id = ?1 AND trace_id = ?2)",
-        )?;
-        for ((project, trace_id), new_facts) in &touched {
-            let exists: bool =
-                known.query_row(params![project.as_str(), trace_id.as_bytes()], |r| r.get(0))?;
-            let facts = if exists {
-                span_facts(&tx, project, *trace_id)?
-            } else {
-                new_facts.clone()
-            };
-            if let Some(row) = summarize(project, *trace_id, &facts) {
-                write_trace_row(&tx, &row)?;
-                if let Some(session) = row.session_id {
-                    sessions.insert((project.0.clone(), session));
-                }
+    for ((project, trace_id), new_facts) in &touched {
+        // A trace seen before is re-summarised from all its spans; a new one from this batch alone.
+        let old = get_trace_row(&tx, project, *trace_id)?;
+        let facts = if old.is_some() {
+            span_facts(&tx, project, *trace_id)?
+        } else {
+            new_facts.clone()
+        };
+        if let Some(row) = summarize(project, *trace_id, &facts) {
+            write_trace_row(&tx, &row)?;
+            // Sessions are updated by difference, so a session of thousands of turns costs the
+            // same per write as a session of one.
+            if let Some(old) = &old {
+                apply_session_delta(&tx, old, -1)?;
             }
+            apply_session_delta(&tx, &row, 1)?;
         }
-    }
-    for (project, session) in &sessions {
-        refresh_session(&tx, project, session)?;
     }
     merge_rollups(&tx, rollups)?;
     tx.commit()?;

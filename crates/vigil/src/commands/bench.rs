@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use prost::Message;
 
 use super::demo::{now_ns, Generator};
@@ -108,6 +109,16 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                     for ss in &mut rs.scope_spans {
                         for sp in &mut ss.spans {
                             sp.trace_id[4..8].copy_from_slice(&salt.to_be_bytes());
+                            // Sessions are per request too, as real traffic has many short sessions.
+                            for kv in &mut sp.attributes {
+                                if kv.key == "session.id" || kv.key == "gen_ai.conversation.id" {
+                                    kv.value = Some(AnyValue {
+                                        value: Some(any_value::Value::StringValue(format!(
+                                            "bench-{salt:08x}-{n}"
+                                        ))),
+                                    });
+                                }
+                            }
                             sp.trace_id[8..16].copy_from_slice(&(n as u64).to_be_bytes());
                             first_trace.get_or_insert_with(|| hex::encode(&sp.trace_id));
                         }
