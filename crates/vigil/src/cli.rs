@@ -81,9 +81,10 @@ pub struct DemoArgs {
     /// Only fill the store; do not start the server afterwards.
     #[arg(long)]
     pub no_serve: bool,
-    /// Seed of the generator, for reproducible data.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// Seed of the generator, for reproducible data (default: a new seed each run, so running the
+    /// demo again adds new runs instead of repeating the same ones).
+    #[arg(long)]
+    pub seed: Option<u64>,
     #[command(flatten)]
     pub serve: ServeArgs,
 }

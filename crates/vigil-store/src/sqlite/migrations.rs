@@ -38,7 +38,7 @@ pub fn apply(conn: &mut Connection) -> Result<()> {
             version: *version,
             source,
         })?;
-        tracing::info!(version, "applied database migration");
+        tracing::debug!(version, "applied database migration");
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ pub async fn run(settings: Settings, args: &DemoArgs) -> anyhow::Result<()> {
     let project = super::serve::bootstrap(&store).await?;
     let normalizer = Normalizer::new(super::price_table(&settings)?);
     let now = now_ns();
-    let mut generator = Generator::new(args.seed);
+    let mut generator = Generator::new(args.seed.unwrap_or_else(rand::random));
     let mut written = 0;
     let mut traces = 0;
     while traces < args.traces {

@@ -124,6 +124,7 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
     if settings.insecure_local {
         eprintln!("  auth        OFF (--insecure-local): every request acts on project `default`");
     }
+    eprintln!("  try         vigil traces  ·  curl -H \"x-vigil-api-key: $KEY\" http://{api_addr}/api/v1/traces");
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
