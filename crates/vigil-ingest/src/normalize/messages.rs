@@ -17,57 +17,45 @@ pub fn from_genai(value: &Value) -> Vec<Message> {
 
 fn genai_message(item: &Value) -> Option<Message> {
     let obj = item.as_object()?;
-    let mut msg = Message {
-        role: obj
-            .get("role")
-            .and_then(Value::as_str)
-            .unwrap_or("user")
-            .to_string(),
-        name: obj.get("name").and_then(Value::as_str).map(str::to_string),
-        ..Message::default()
+    let Some(Value::Array(parts)) = obj.get("parts") else {
+        return openai_object(item);
     };
+    let mut msg = new_message(obj);
     let mut texts = Vec::new();
-    if let Some(Value::Array(parts)) = obj.get("parts") {
-        for part in parts {
-            let kind = part.get("type").and_then(Value::as_str).unwrap_or("text");
-            match kind {
-                "text" | "reasoning" => {
-                    if let Some(t) = part.get("content").and_then(as_text) {
-                        texts.push(t);
-                    }
+    for part in parts {
+        let kind = part.get("type").and_then(Value::as_str).unwrap_or("text");
+        match kind {
+            "text" | "reasoning" => {
+                if let Some(t) = part.get("content").and_then(as_text) {
+                    texts.push(t);
                 }
-                "tool_call" => msg.tool_calls.push(ToolCall {
-                    id: part.get("id").and_then(Value::as_str).map(str::to_string),
-                    name: part
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    arguments: part
-                        .get("arguments")
-                        .map(parse_if_json)
-                        .unwrap_or(Value::Null),
-                }),
-                "tool_call_response" => {
-                    msg.tool_call_id = part.get("id").and_then(Value::as_str).map(str::to_string);
-                    if let Some(t) = part
-                        .get("response")
-                        .or_else(|| part.get("result"))
-                        .and_then(as_text)
-                    {
-                        texts.push(t);
-                    }
-                }
-                other => texts.push(format!("[{other}]")),
             }
+            "tool_call" => msg.tool_calls.push(ToolCall {
+                id: part.get("id").and_then(Value::as_str).map(str::to_string),
+                name: part
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                arguments: part
+                    .get("arguments")
+                    .map(parse_if_json)
+                    .unwrap_or(Value::Null),
+            }),
+            "tool_call_response" => {
+                msg.tool_call_id = part.get("id").and_then(Value::as_str).map(str::to_string);
+                if let Some(t) = part
+                    .get("response")
+                    .or_else(|| part.get("result"))
+                    .and_then(as_text)
+                {
+                    texts.push(t);
+                }
+            }
+            other => texts.push(format!("[{other}]")),
         }
-    } else {
-        openai_style_fields(obj, &mut msg, &mut texts);
     }
-    if !texts.is_empty() {
-        msg.content = Some(texts.join("\n"));
-    }
-    Some(msg)
+    Some(with_texts(msg, texts))
 }
 
 /// `{role, content, tool_calls: [{id, function: {name, arguments}}], tool_call_id}` — OpenAI's shape,
@@ -138,27 +126,34 @@ pub fn openai_tool_call(call: &Value) -> Option<ToolCall> {
 
 /// OpenAI-shaped message objects (request bodies, GenAI events).
 pub fn from_openai_objects(items: &[Value]) -> Vec<Message> {
-    items
-        .iter()
-        .filter_map(|item| {
-            let obj = item.as_object()?;
-            let mut msg = Message {
-                role: obj
-                    .get("role")
-                    .and_then(Value::as_str)
-                    .unwrap_or("user")
-                    .to_string(),
-                name: obj.get("name").and_then(Value::as_str).map(str::to_string),
-                ..Message::default()
-            };
-            let mut texts = Vec::new();
-            openai_style_fields(obj, &mut msg, &mut texts);
-            if !texts.is_empty() {
-                msg.content = Some(texts.join("\n"));
-            }
-            Some(msg)
-        })
-        .collect()
+    items.iter().filter_map(openai_object).collect()
+}
+
+fn openai_object(item: &Value) -> Option<Message> {
+    let obj = item.as_object()?;
+    let mut msg = new_message(obj);
+    let mut texts = Vec::new();
+    openai_style_fields(obj, &mut msg, &mut texts);
+    Some(with_texts(msg, texts))
+}
+
+fn new_message(obj: &Map<String, Value>) -> Message {
+    Message {
+        role: obj
+            .get("role")
+            .and_then(Value::as_str)
+            .unwrap_or("user")
+            .to_string(),
+        name: obj.get("name").and_then(Value::as_str).map(str::to_string),
+        ..Message::default()
+    }
+}
+
+fn with_texts(mut msg: Message, texts: Vec<String>) -> Message {
+    if !texts.is_empty() {
+        msg.content = Some(texts.join("\n"));
+    }
+    msg
 }
 
 /// OpenInference flattened messages, already unflattened: `[{message: {role, content, contents, tool_calls, …}}]`.

@@ -517,6 +517,21 @@ pub(super) fn get_session(
     Ok(Some(SessionDetail { session, traces }))
 }
 
+/// Reads the rollup columns `count … latency_hist` starting at column `first`.
+pub(super) fn rollup_from_row(r: &Row, first: usize) -> rusqlite::Result<RollupTotals> {
+    Ok(RollupTotals {
+        count: r.get(first)?,
+        errors: r.get(first + 1)?,
+        flagged: r.get(first + 2)?,
+        input: r.get(first + 3)?,
+        output: r.get(first + 4)?,
+        cost: r.get(first + 5)?,
+        priced: r.get(first + 6)?,
+        unpriced: r.get(first + 7)?,
+        hist: Histogram::decode(&r.get::<_, String>(first + 8)?),
+    })
+}
+
 pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResult> {
     if q.bucket_seconds < 60 || q.bucket_seconds % 60 != 0 {
         return Err(Error::InvalidQuery(
@@ -573,17 +588,7 @@ pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResu
         // Buckets align to the Unix epoch (UTC), so hourly and daily buckets start on the hour and day.
         let bucket = minute.div_euclid(bucket_minutes) * bucket_minutes;
         let acc = series.entry((bucket, group)).or_default();
-        acc.add(&RollupTotals {
-            count: r.get(2)?,
-            errors: r.get(3)?,
-            flagged: r.get(4)?,
-            input: r.get(5)?,
-            output: r.get(6)?,
-            cost: r.get(7)?,
-            priced: r.get(8)?,
-            unpriced: r.get(9)?,
-            hist: Histogram::decode(&r.get::<_, String>(10)?),
-        });
+        acc.add(&rollup_from_row(r, 2)?);
     }
     let grouped = q.group_by.is_some();
     let mut totals: BTreeMap<String, RollupTotals> = BTreeMap::new();

@@ -15,12 +15,13 @@ use tokio::sync::oneshot;
 use vigil_model::{LogEvent, ProjectId, Span, SpanKind, TraceId};
 
 use crate::query::{GcReport, Retention, WriteReceipt};
-use crate::rollup::{Histogram, RollupTotals};
+use crate::rollup::RollupTotals;
 use crate::summary::{summarize, SpanFacts};
 use crate::{Error, Result};
 
 use super::read::{
-    apply_session_delta, get_trace_row, refresh_session, span_facts, write_trace_row,
+    apply_session_delta, get_trace_row, refresh_session, rollup_from_row, span_facts,
+    write_trace_row,
 };
 
 /// Jobs drained into one transaction stop growing past this many spans.
@@ -447,21 +448,7 @@ fn merge_rollups(
             k.environment,
             k.service
         ];
-        let existing = get
-            .query_row(key, |r| {
-                Ok(RollupTotals {
-                    count: r.get(0)?,
-                    errors: r.get(1)?,
-                    flagged: r.get(2)?,
-                    input: r.get(3)?,
-                    output: r.get(4)?,
-                    cost: r.get(5)?,
-                    priced: r.get(6)?,
-                    unpriced: r.get(7)?,
-                    hist: Histogram::decode(&r.get::<_, String>(8)?),
-                })
-            })
-            .optional()?;
+        let existing = get.query_row(key, |r| rollup_from_row(r, 0)).optional()?;
         if let Some(e) = existing {
             acc.add(&e);
         }
