@@ -139,6 +139,14 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// Copies the WAL into the database file and empties it; `vigil serve` calls this on a clean stop.
+    pub async fn checkpoint(&self) -> Result<()> {
+        self.inner
+            .writer
+            .exec(|conn| Ok(conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?))
+            .await
+    }
+
     pub fn pending_spans(&self) -> usize {
         self.inner.writer.pending()
     }

@@ -136,3 +136,42 @@ fn config_errors_name_the_key_and_help_documents_options() {
         assert!(help.contains(opt), "{opt} undocumented");
     }
 }
+
+#[test]
+fn configured_prices_extend_the_builtin_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("vigil.toml");
+    std::fs::write(
+        &cfg,
+        "[[prices]]\nname = \"acme-support-ft-v2\"\ninput = 0.4\noutput = 1.2\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("data");
+    let run = |args: &[&str]| {
+        let out = Command::new(vigil_bin())
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["demo", "--no-serve", "--traces", "60"]);
+    assert!(run(&["models", "--unpriced"]).contains("every model seen has a price"));
+    let all = run(&["models"]);
+    let acme = all
+        .lines()
+        .find(|l| l.starts_with("acme-support-ft-v2"))
+        .unwrap();
+    assert!(
+        acme.contains("0.4 / 1.2") && !acme.contains("unpriced"),
+        "{acme}"
+    );
+}

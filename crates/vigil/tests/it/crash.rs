@@ -75,3 +75,28 @@ fn acknowledged_spans_survive_kill_9() {
         .unwrap();
     assert_eq!(check, "ok");
 }
+
+#[test]
+fn sigterm_drains_and_exits_promptly() {
+    let mut server = TestServer::start();
+    assert_eq!(
+        server
+            .post_otlp(
+                "/v1/traces",
+                "application/x-protobuf",
+                fixture("openinference-openai.pb")
+            )
+            .status(),
+        200
+    );
+    let took = server.terminate();
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let wal = server.dir.join("vigil.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) == 0,
+        "the WAL is checkpointed on a clean stop"
+    );
+    let server = TestServer::start_on(&server.dir.clone(), Some(server.key.clone()), &[]);
+    let (_, page) = server.get("/api/v1/traces");
+    assert_eq!(page["traces"].as_array().unwrap().len(), 1);
+}
