@@ -32,9 +32,26 @@ const FTS_TEXT_LIMIT: usize = 64 * 1024;
 
 type Exec = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// A span with its stored forms computed by the caller, so that serialising, compressing and
+/// building the search text run on the request's thread, in parallel, and not on the single writer.
+struct PreparedSpan {
+    span: Span,
+    body: Vec<u8>,
+    text: String,
+}
+
+impl PreparedSpan {
+    fn new(span: Span) -> Result<Self> {
+        let body = super::body::encode(&span)?;
+        let mut text = span.search_text();
+        truncate_utf8(&mut text, FTS_TEXT_LIMIT);
+        Ok(PreparedSpan { span, body, text })
+    }
+}
+
 enum Job {
     Spans {
-        spans: Vec<Span>,
+        spans: Vec<PreparedSpan>,
         ack: oneshot::Sender<Result<WriteReceipt>>,
     },
     Logs {
@@ -153,7 +170,19 @@ impl WriterHandle {
     }
 
     pub async fn write_spans(&self, spans: Vec<Span>) -> Result<WriteReceipt> {
-        self.reserve(spans.len())?;
+        let n = spans.len();
+        self.reserve(n)?;
+        let spans = match spans
+            .into_iter()
+            .map(PreparedSpan::new)
+            .collect::<Result<Vec<_>>>()
+        {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                self.pending.fetch_sub(n, Ordering::AcqRel);
+                return Err(e);
+            }
+        };
         let (ack, rx) = oneshot::channel();
         self.submit(Job::Spans { spans, ack })?;
         rx.await.map_err(|_| Error::ShuttingDown)?
@@ -299,7 +328,8 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
             let mut receipt = WriteReceipt::default();
             match job {
                 Job::Spans { spans, .. } => {
-                    for s in spans {
+                    for p in spans {
+                        let s = &p.span;
                         let changed = insert.execute(params![
                             s.project_id.as_str(),
                             s.trace_id.as_bytes(),
@@ -331,11 +361,8 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
                         }
                         receipt.inserted += 1;
                         let rowid = tx.last_insert_rowid();
-                        let body = super::body::encode(s)?;
-                        insert_body.execute(params![rowid, body])?;
-                        let mut text = s.search_text();
-                        truncate_utf8(&mut text, FTS_TEXT_LIMIT);
-                        fts.execute(params![rowid, text])?;
+                        insert_body.execute(params![rowid, p.body])?;
+                        fts.execute(params![rowid, p.text])?;
                         touched
                             .entry((s.project_id.clone(), s.trace_id))
                             .or_default()
