@@ -87,3 +87,52 @@ async fn grpc_export_is_authenticated_stored_and_bounded() {
         .await
         .is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_overload_is_unavailable_with_retry_info() {
+    use tonic_types::StatusExt;
+    let server = tokio::task::spawn_blocking(|| {
+        TestServer::start_with(&[], &[("VIGIL_STORAGE__MAX_PENDING_SPANS", "100")])
+    })
+    .await
+    .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..16u8 {
+        let (endpoint, key) = (server.otlp_grpc.clone(), server.key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = TraceServiceClient::connect(endpoint)
+                .await
+                .unwrap()
+                .max_encoding_message_size(64 * 1024 * 1024);
+            let spans = (1..=3000)
+                .map(|i| {
+                    span(
+                        [w + 1; 16],
+                        i,
+                        "step",
+                        vec![kv("payload", sv(&"x".repeat(200)))],
+                    )
+                })
+                .collect();
+            client.export(with_key(request(spans), &key)).await
+        }));
+    }
+    let mut unavailable = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => {}
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                assert!(
+                    status.get_details_retry_info().is_some(),
+                    "UNAVAILABLE carries RetryInfo"
+                );
+                unavailable += 1;
+            }
+        }
+    }
+    assert!(
+        unavailable > 0,
+        "16 concurrent 3000-span exports against a 100-span queue should be refused at least once"
+    );
+}
