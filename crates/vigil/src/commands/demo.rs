@@ -120,6 +120,31 @@ pub struct Generator {
     session_counter: u64,
 }
 
+fn otlp_span(
+    trace_id: [u8; 16],
+    id: [u8; 8],
+    at: At,
+    name: &str,
+    kind: span::SpanKind,
+    attrs: Vec<KeyValue>,
+) -> Span {
+    Span {
+        trace_id: trace_id.to_vec(),
+        span_id: id.to_vec(),
+        parent_span_id: at.parent.map(|p| p.to_vec()).unwrap_or_default(),
+        name: name.into(),
+        kind: kind as i32,
+        start_time_unix_nano: at.start as u64,
+        end_time_unix_nano: (at.start + at.dur_ms * MS) as u64,
+        attributes: attrs,
+        status: Some(Status {
+            code: status::StatusCode::Ok as i32,
+            message: String::new(),
+        }),
+        ..Span::default()
+    }
+}
+
 /// Where a span sits: its parent, start (Unix ns) and duration.
 struct At {
     parent: Option<[u8; 8]>,
@@ -188,27 +213,9 @@ impl Generator {
         kind: span::SpanKind,
         attrs: Vec<KeyValue>,
     ) -> [u8; 8] {
-        let At {
-            parent,
-            start,
-            dur_ms,
-        } = at;
         let id = self.id8();
-        ctx.spans.push(Span {
-            trace_id: ctx.trace_id.to_vec(),
-            span_id: id.to_vec(),
-            parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
-            name: name.into(),
-            kind: kind as i32,
-            start_time_unix_nano: start as u64,
-            end_time_unix_nano: (start + dur_ms * MS) as u64,
-            attributes: attrs,
-            status: Some(Status {
-                code: status::StatusCode::Ok as i32,
-                message: String::new(),
-            }),
-            ..Span::default()
-        });
+        ctx.spans
+            .push(otlp_span(ctx.trace_id, id, at, name, kind, attrs));
         id
     }
 
@@ -479,20 +486,21 @@ impl Generator {
         if self.rng.random_bool(0.02) {
             root_attrs.push(kv("error.type", s("AgentTimeout")));
         }
-        let root_span = Span {
-            trace_id: ctx.trace_id.to_vec(),
-            span_id: root.to_vec(),
-            name: format!("invoke_agent {agent}"),
-            kind: span::SpanKind::Server as i32,
-            start_time_unix_nano: t0 as u64,
-            end_time_unix_nano: (t0 + dur * MS) as u64,
-            attributes: root_attrs,
-            status: Some(Status {
-                code: status::StatusCode::Unset as i32,
-                message: String::new(),
-            }),
-            ..Span::default()
+        let at = At {
+            parent: None,
+            start: t0,
+            dur_ms: dur,
         };
+        let mut root_span = otlp_span(
+            ctx.trace_id,
+            root,
+            at,
+            &format!("invoke_agent {agent}"),
+            span::SpanKind::Server,
+            root_attrs,
+        );
+        // The agent span leaves its status unset; failures show through `error.type`.
+        root_span.status = None;
         ctx.spans.insert(0, root_span);
         ctx
     }
