@@ -59,21 +59,20 @@ struct GenAiEvent<'a> {
 
 /// Applies GenAI events found among the span's own events, and time to first token.
 pub fn apply_span_events(span: &mut Span) {
-    let events: Vec<(String, i64, Map<String, Value>)> = span
-        .events
-        .iter()
-        .map(|e| (e.name.clone(), e.time, e.attributes.clone()))
-        .collect();
+    // Taken out and put back so the events can be read while the span is written, without copying them.
+    let events = std::mem::take(&mut span.events);
     let items: Vec<GenAiEvent> = events
         .iter()
-        .map(|(name, time, attributes)| GenAiEvent {
-            name,
-            time: *time,
+        .map(|e| GenAiEvent {
+            name: &e.name,
+            time: e.time,
             body: Value::Null,
-            attributes,
+            attributes: &e.attributes,
         })
         .collect();
     apply(span, &items);
+    drop(items);
+    span.events = events;
     if span.time_to_first_token_ms.is_none() {
         let first = span
             .events

@@ -99,14 +99,11 @@ fn openai_style_fields(obj: &Map<String, Value>, msg: &mut Message, texts: &mut 
             .extend(calls.iter().filter_map(openai_tool_call));
     }
     if msg.tool_call_id.is_none() {
-        msg.tool_call_id = obj
+        // `tool_call_id` on any message; a bare `id` names the answered call only on a tool message.
+        let id = obj
             .get("tool_call_id")
-            .or_else(|| obj.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        if msg.role != "tool" && msg.tool_call_id.is_some() && obj.get("tool_call_id").is_none() {
-            msg.tool_call_id = None;
-        }
+            .or_else(|| obj.get("id").filter(|_| msg.role == "tool"));
+        msg.tool_call_id = id.and_then(Value::as_str).map(str::to_string);
     }
 }
 
