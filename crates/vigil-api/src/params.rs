@@ -4,12 +4,7 @@ use vigil_model::parse_rfc3339_nanos;
 
 use crate::error::ApiError;
 
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use vigil_model::now_unix_nanos as now_ns;
 
 /// `90s`, `15m`, `24h`, `7d` → seconds.
 pub fn parse_duration_secs(s: &str) -> Option<i64> {

@@ -3,10 +3,10 @@
 //! Field names are the API's JSON names. Anything an instrumentation sent that has no canonical
 //! field stays in `attributes`, so nothing is ever dropped.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{format_rfc3339_nanos, parse_rfc3339_nanos, ProjectId, SpanId, TraceId};
+use crate::{ProjectId, SpanId, TraceId};
 
 /// What a step of an agent run is, independent of the convention that described it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -156,7 +156,7 @@ pub struct Message {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct SpanEvent {
     pub name: String,
-    #[serde(serialize_with = "ser_time", deserialize_with = "de_time")]
+    #[serde(with = "crate::rfc3339")]
     pub time: i64,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub attributes: Map<String, Value>,
@@ -203,9 +203,9 @@ pub struct Span {
     pub reasoning_tokens: Option<i64>,
     /// `None` when the model is unpriced: a missing price is never reported as zero cost.
     pub cost_usd: Option<f64>,
-    #[serde(serialize_with = "ser_time", deserialize_with = "de_time")]
+    #[serde(with = "crate::rfc3339")]
     pub start_time: i64,
-    #[serde(serialize_with = "ser_time", deserialize_with = "de_time")]
+    #[serde(with = "crate::rfc3339")]
     pub end_time: i64,
     pub duration_ms: f64,
     pub time_to_first_token_ms: Option<f64>,
@@ -299,23 +299,6 @@ fn value_text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
         other => other.to_string(),
-    }
-}
-
-fn ser_time<S: Serializer>(n: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_rfc3339_nanos(*n))
-}
-
-fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    let v = Value::deserialize(d)?;
-    match &v {
-        Value::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| serde::de::Error::custom("time out of range")),
-        Value::String(s) => {
-            parse_rfc3339_nanos(s).ok_or_else(|| serde::de::Error::custom("invalid timestamp"))
-        }
-        _ => Err(serde::de::Error::custom("invalid timestamp")),
     }
 }
 

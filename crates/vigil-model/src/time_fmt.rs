@@ -35,6 +35,48 @@ pub fn parse_duration_secs(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// The wall clock as Unix nanoseconds (0 before 1970, saturating far in the future).
+pub fn now_unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Serde for Unix-nanosecond fields as RFC 3339 text; reading also accepts a plain integer.
+/// Use as `#[serde(with = "rfc3339")]`.
+pub mod rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(n: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_rfc3339_nanos(*n))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Number(n) => n
+                .as_i64()
+                .ok_or_else(|| serde::de::Error::custom("time out of range")),
+            Value::String(s) => super::parse_rfc3339_nanos(&s)
+                .ok_or_else(|| serde::de::Error::custom("invalid timestamp")),
+            _ => Err(serde::de::Error::custom("invalid timestamp")),
+        }
+    }
+}
+
+/// `rfc3339` for optional fields (serialising only).
+pub mod rfc3339_opt {
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(n: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match n {
+            Some(n) => super::rfc3339::serialize(n, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

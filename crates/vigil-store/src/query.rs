@@ -1,9 +1,7 @@
 //! Query and result types shared by every backend. Field names are the API's JSON names.
 
-use serde::{Deserialize, Serialize, Serializer};
-use vigil_model::{
-    format_rfc3339_nanos, FlagKind, LogEvent, ProjectId, Span, SpanKind, SpanStatus, TraceId,
-};
+use serde::{Deserialize, Serialize};
+use vigil_model::{FlagKind, LogEvent, ProjectId, Span, SpanKind, SpanStatus, TraceId};
 
 use crate::{Error, Result};
 
@@ -115,17 +113,6 @@ impl Cursor {
     }
 }
 
-fn ser_time<S: Serializer>(n: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_rfc3339_nanos(*n))
-}
-
-fn ser_opt_time<S: Serializer>(n: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-    match n {
-        Some(n) => s.serialize_str(&format_rfc3339_nanos(*n)),
-        None => s.serialize_none(),
-    }
-}
-
 /// One trace as a list row: its root and totals. Tokens and cost count each LLM call once, even
 /// when two instrumentations recorded it as nested spans.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -139,9 +126,9 @@ pub struct TraceRow {
     pub agent_name: Option<String>,
     pub session_id: Option<String>,
     pub user_id: Option<String>,
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "vigil_model::rfc3339::serialize")]
     pub start_time: i64,
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "vigil_model::rfc3339::serialize")]
     pub end_time: i64,
     pub duration_ms: f64,
     pub span_count: i64,
@@ -194,9 +181,9 @@ pub struct SessionRow {
     pub agent_names: Vec<String>,
     pub turns: i64,
     pub span_count: i64,
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "vigil_model::rfc3339::serialize")]
     pub start_time: i64,
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "vigil_model::rfc3339::serialize")]
     pub end_time: i64,
     pub duration_ms: f64,
     pub input_tokens: i64,
@@ -266,7 +253,7 @@ pub struct MetricsQuery {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MetricsPoint {
     #[serde(
-        serialize_with = "ser_opt_time",
+        serialize_with = "vigil_model::rfc3339_opt::serialize",
         skip_serializing_if = "Option::is_none"
     )]
     pub bucket_start: Option<i64>,

@@ -44,12 +44,7 @@ pub async fn run(settings: Settings, args: &DemoArgs) -> anyhow::Result<()> {
 const HOUR: i64 = 3_600_000_000_000;
 const MS: i64 = 1_000_000;
 
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+pub use vigil_model::now_unix_nanos as now_ns;
 
 struct ModelChoice {
     model: &'static str,
