@@ -583,17 +583,16 @@ fn delete_traces(
             rows.collect::<rusqlite::Result<_>>()?
         };
         for id in &ids {
-            tx.execute("DELETE FROM spans_fts WHERE rowid = ?1", [id])?;
-            tx.execute("DELETE FROM span_bodies WHERE id = ?1", [id])?;
+            tx.prepare_cached("DELETE FROM spans_fts WHERE rowid = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM span_bodies WHERE id = ?1")?
+                .execute([id])?;
         }
-        report.spans_deleted += tx.execute(
-            "DELETE FROM spans WHERE project_id = ?1 AND trace_id = ?2",
-            params![project, trace],
-        )? as u64;
-        tx.execute(
-            "DELETE FROM log_records WHERE project_id = ?1 AND trace_id = ?2",
-            params![project, trace],
-        )?;
+        report.spans_deleted += tx
+            .prepare_cached("DELETE FROM spans WHERE project_id = ?1 AND trace_id = ?2")?
+            .execute(params![project, trace])? as u64;
+        tx.prepare_cached("DELETE FROM log_records WHERE project_id = ?1 AND trace_id = ?2")?
+            .execute(params![project, trace])?;
         let session: Option<String> = tx
             .query_row(
                 "SELECT session_id FROM traces WHERE project_id = ?1 AND trace_id = ?2",
@@ -602,10 +601,8 @@ fn delete_traces(
             )
             .optional()?
             .flatten();
-        tx.execute(
-            "DELETE FROM traces WHERE project_id = ?1 AND trace_id = ?2",
-            params![project, trace],
-        )?;
+        tx.prepare_cached("DELETE FROM traces WHERE project_id = ?1 AND trace_id = ?2")?
+            .execute(params![project, trace])?;
         if let Some(session) = session {
             sessions.insert((project.clone(), session));
         }

@@ -182,15 +182,7 @@ fn bad_input_gets_clear_errors_and_loses_nothing() {
             .status(),
         415
     );
-    let r = server
-        .client()
-        .post(format!("{}/v1/traces", server.otlp_http))
-        .header("content-type", PB)
-        .header("content-encoding", "br")
-        .header("x-vigil-api-key", &server.key)
-        .body(vec![1, 2, 3])
-        .send()
-        .unwrap();
+    let r = server.post_otlp_encoded(PB, "br", vec![1, 2, 3]);
     assert_eq!(r.status(), 415);
 
     // Declared oversize → 413 before reading; chunked oversize → 413 while reading.
@@ -221,15 +213,7 @@ fn bad_input_gets_clear_errors_and_loses_nothing() {
     enc.write_all(&vec![0u8; 64 * 1024 * 1024]).unwrap();
     let bomb = enc.finish().unwrap();
     assert!(bomb.len() < 100 * 1024);
-    let r = server
-        .client()
-        .post(format!("{}/v1/traces", server.otlp_http))
-        .header("content-type", PB)
-        .header("content-encoding", "gzip")
-        .header("x-vigil-api-key", &server.key)
-        .body(bomb)
-        .send()
-        .unwrap();
+    let r = server.post_otlp_encoded(PB, "gzip", bomb);
     assert_eq!(r.status(), 413);
 
     // Invalid UTF-8 in a protobuf string field → 400.
@@ -329,15 +313,7 @@ fn gzip_bodies_are_accepted_and_redelivery_is_idempotent() {
         .unwrap();
     let gz = enc.finish().unwrap();
     for _ in 0..2 {
-        let r = server
-            .client()
-            .post(format!("{}/v1/traces", server.otlp_http))
-            .header("content-type", PB)
-            .header("content-encoding", "gzip")
-            .header("x-vigil-api-key", &server.key)
-            .body(gz.clone())
-            .send()
-            .unwrap();
+        let r = server.post_otlp_encoded(PB, "gzip", gz.clone());
         assert_eq!(r.status(), 200);
     }
     let (_, page) = server.get("/api/v1/traces");

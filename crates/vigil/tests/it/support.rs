@@ -235,6 +235,23 @@ impl TestServer {
             .unwrap()
     }
 
+    /// `post_otlp` with a `Content-Encoding` (`gzip`, or an unsupported one).
+    pub fn post_otlp_encoded(
+        &self,
+        content_type: &str,
+        encoding: &str,
+        body: Vec<u8>,
+    ) -> reqwest::blocking::Response {
+        self.client()
+            .post(format!("{}/v1/traces", self.otlp_http))
+            .header("content-type", content_type)
+            .header("content-encoding", encoding)
+            .header("x-vigil-api-key", &self.key)
+            .body(body)
+            .send()
+            .unwrap()
+    }
+
     pub fn wait_for_trace(&self, trace_id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
