@@ -143,6 +143,8 @@ pub struct TraceRow {
     pub flags: Vec<FlagKind>,
     pub models: Vec<String>,
     pub providers: Vec<String>,
+    /// Names of the tools its tool spans called.
+    pub tools: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

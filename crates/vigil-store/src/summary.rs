@@ -6,28 +6,50 @@ use vigil_model::{FlagKind, ProjectId, SpanId, SpanKind, SpanStatus, TraceId};
 
 use crate::query::TraceRow;
 
-/// The columns of a span that a summary needs.
-#[derive(Clone, Debug, Default)]
+/// The columns of a span that a summary needs. Stored beside each chunk of spans (short field
+/// names: it is written once per span), so a trace can be re-summarised without decoding bodies.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct SpanFacts {
+    #[serde(rename = "i")]
     pub span_id: SpanId,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub parent_span_id: Option<SpanId>,
+    #[serde(rename = "k")]
     pub kind: SpanKind,
+    #[serde(rename = "n")]
     pub name: String,
+    #[serde(rename = "sv", default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
+    #[serde(rename = "svv", default, skip_serializing_if = "Option::is_none")]
     pub service_version: Option<String>,
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
     pub agent_name: Option<String>,
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    #[serde(rename = "pr", default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    #[serde(rename = "it", default, skip_serializing_if = "Option::is_none")]
     pub input_tokens: Option<i64>,
+    #[serde(rename = "ot", default, skip_serializing_if = "Option::is_none")]
     pub output_tokens: Option<i64>,
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+    #[serde(rename = "st")]
     pub start_ns: i64,
+    #[serde(rename = "en")]
     pub end_ns: i64,
+    #[serde(rename = "x")]
     pub status: SpanStatus,
+    #[serde(rename = "f")]
     pub flags: i64,
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
 }
 
 impl From<&vigil_model::Span> for SpanFacts {
@@ -52,6 +74,7 @@ impl From<&vigil_model::Span> for SpanFacts {
             end_ns: s.end_time,
             status: s.status,
             flags: s.flag_mask(),
+            tool_name: s.tool_name.clone(),
         }
     }
 }
@@ -108,6 +131,7 @@ pub fn summarize(
     let flags = spans.iter().fold(0, |m, s| m | s.flags);
     let models: BTreeSet<String> = spans.iter().filter_map(|s| s.model.clone()).collect();
     let providers: BTreeSet<String> = spans.iter().filter_map(|s| s.provider.clone()).collect();
+    let tools: BTreeSet<String> = spans.iter().filter_map(|s| s.tool_name.clone()).collect();
     let status = if error_count > 0 {
         SpanStatus::Error
     } else if spans.iter().any(|s| s.status == SpanStatus::Ok) || root.status == SpanStatus::Unset {
@@ -147,6 +171,7 @@ pub fn summarize(
             .collect(),
         models: models.into_iter().collect(),
         providers: providers.into_iter().collect(),
+        tools: tools.into_iter().collect(),
     })
 }
 

@@ -18,49 +18,29 @@ CREATE TABLE api_keys (
     revoked_at  INTEGER
 );
 
--- One row per span: the columns queries filter on. The whole canonical span is in `span_bodies`, so
--- this table stays dense and summary reads touch few pages.
-CREATE TABLE spans (
-    id                  INTEGER PRIMARY KEY,
-    project_id          TEXT NOT NULL,
-    trace_id            BLOB NOT NULL,
-    span_id             BLOB NOT NULL,
-    parent_span_id      BLOB,
-    kind                TEXT NOT NULL,
-    name                TEXT NOT NULL,
-    service_name        TEXT,
-    service_version     TEXT,
-    environment         TEXT,
-    session_id          TEXT,
-    user_id             TEXT,
-    agent_name          TEXT,
-    model               TEXT,
-    provider            TEXT,
-    input_tokens        INTEGER,
-    output_tokens       INTEGER,
-    cost_usd            REAL,
-    start_ns            INTEGER NOT NULL,
-    end_ns              INTEGER NOT NULL,
-    duration_ms         REAL NOT NULL,
-    status              TEXT NOT NULL,
-    tool_name           TEXT,
-    flags               INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (project_id, trace_id, span_id)
+-- Spans are stored in chunks: one row per trace per write, holding the spans of that trace that
+-- arrived together. A row per span would cost one B-tree insert (and one random index entry) per
+-- span; a chunk costs one per trace, compresses about three times better (the spans of a trace share
+-- most of their text) and is read back whole, which is how traces are read. `trace_ref` is
+-- `traces.id`, which grows with each new trace, so new chunks and their index entries are appended.
+CREATE TABLE span_chunks (
+    id          INTEGER PRIMARY KEY,
+    trace_ref   INTEGER NOT NULL,
+    span_count  INTEGER NOT NULL,
+    -- The summary columns of each span (`SpanFacts`), compressed: enough to re-summarise a trace
+    -- when a late span arrives and to recognise redelivered spans, without decoding the bodies.
+    facts       BLOB NOT NULL,
+    -- The canonical spans as a compressed JSON array.
+    body        BLOB NOT NULL
 );
--- The canonical span as JSON; `id` = spans.id.
-CREATE TABLE span_bodies (
-    id      INTEGER PRIMARY KEY,
-    body    BLOB NOT NULL
-);
+CREATE INDEX span_chunks_by_trace ON span_chunks (trace_ref);
 
--- No secondary indexes on spans: lists and filters go through `traces`, per-trace lookups use the
--- unique key, metrics use `span_rollups`. Every index here would be paid on each span written.
+-- Full-text index over span content (names, messages, tool arguments and results) of each chunk;
+-- rowid = span_chunks.id.
+CREATE VIRTUAL TABLE chunk_text USING fts5 (text, content = '', contentless_delete = 1, tokenize = 'unicode61');
 
--- Full-text index over span content (names, messages, tool arguments and results); rowid = spans.id.
-CREATE VIRTUAL TABLE spans_fts USING fts5 (text, content = '', contentless_delete = 1, tokenize = 'unicode61');
-
--- One row per trace, recomputed from its spans whenever a span of it is written. A rowid table: a
--- rewritten row moves to the end of the table, so only the small unique index is updated at random.
+-- One row per trace, recomputed from its spans whenever a span of it is written. Updated in place, so
+-- its `id` stays the `trace_ref` of its chunks. `models`, `providers` and `tools` are newline-separated.
 CREATE TABLE traces (
     id              INTEGER PRIMARY KEY,
     project_id      TEXT NOT NULL,
@@ -86,6 +66,7 @@ CREATE TABLE traces (
     flags           INTEGER NOT NULL,
     models          TEXT NOT NULL,
     providers       TEXT NOT NULL,
+    tools           TEXT NOT NULL,
     UNIQUE (project_id, trace_id)
 );
 CREATE INDEX traces_by_time    ON traces (project_id, start_ns);

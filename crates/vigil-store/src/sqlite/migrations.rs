@@ -8,6 +8,20 @@ use crate::{Error, Result};
 const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {
+    // Development builds before the chunked span layout stored one row per span; that layout is
+    // not migrated (nothing was released with it), but it must not be misread either.
+    let old_layout: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'span_bodies')",
+        [],
+        |r| r.get(0),
+    )?;
+    if old_layout {
+        return Err(Error::Corrupt(
+            "this data directory was written by a pre-release build of Vigil with another storage layout; \
+             move it aside (or delete it) and start again"
+                .into(),
+        ));
+    }
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
     for (version, sql) in MIGRATIONS {
         let done: bool = conn.query_row(

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
-use vigil_model::{FlagKind, LogEvent, ProjectId, Span, SpanId, SpanKind, SpanStatus, TraceId};
+use vigil_model::{FlagKind, LogEvent, ProjectId, Span, SpanId, SpanStatus, TraceId};
 
 use crate::query::*;
 use crate::rollup::{Histogram, RollupTotals};
@@ -13,7 +13,9 @@ use crate::{Error, Result};
 
 const TRACE_COLUMNS: &str = "t.project_id, t.trace_id, t.root_name, t.service_name, t.service_version, t.environment,
     t.agent_name, t.session_id, t.user_id, t.start_ns, t.end_ns, t.duration_ms, t.span_count, t.llm_count, t.tool_count,
-    t.error_count, t.input_tokens, t.output_tokens, t.cost_usd, t.status, t.flags, t.models, t.providers";
+    t.error_count, t.input_tokens, t.output_tokens, t.cost_usd, t.status, t.flags, t.models, t.providers, t.tools, t.id";
+/// Index of `t.id` in `TRACE_COLUMNS`: the trace's internal key, which its chunks refer to.
+const TRACE_REF_COLUMN: usize = 24;
 
 fn trace_id_col(row: &Row, idx: usize) -> rusqlite::Result<TraceId> {
     let bytes: Vec<u8> = row.get(idx)?;
@@ -62,83 +64,95 @@ fn trace_row(r: &Row) -> rusqlite::Result<TraceRow> {
             .collect(),
         models: split_list(r.get(21)?),
         providers: split_list(r.get(22)?),
+        tools: split_list(r.get(23)?),
     })
 }
 
-pub(super) fn write_trace_row(conn: &Connection, t: &TraceRow) -> Result<()> {
-    let flags = t.flags.iter().fold(0, |m, f| m | f.bit());
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO traces (project_id, trace_id, root_name, service_name, service_version, environment,
-            agent_name, session_id, user_id, start_ns, end_ns, duration_ms, span_count, llm_count, tool_count,
-            error_count, input_tokens, output_tokens, cost_usd, status, flags, models, providers)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
-    )?
-    .execute(params![
-        t.project_id.as_str(),
-        t.trace_id.as_bytes(),
-        t.root_name,
-        t.service_name,
-        t.service_version,
-        t.environment,
-        t.agent_name,
-        t.session_id,
-        t.user_id,
-        t.start_time,
-        t.end_time,
-        t.duration_ms,
-        t.span_count,
-        t.llm_count,
-        t.tool_count,
-        t.error_count,
-        t.input_tokens,
-        t.output_tokens,
-        t.cost_usd,
-        t.status.as_str(),
-        flags,
-        t.models.join("\n"),
-        t.providers.join("\n"),
-    ])?;
+const TRACE_WRITE_COLUMNS: &str = "project_id, trace_id, root_name, service_name, service_version, environment,
+    agent_name, session_id, user_id, start_ns, end_ns, duration_ms, span_count, llm_count, tool_count,
+    error_count, input_tokens, output_tokens, cost_usd, status, flags, models, providers, tools";
+
+fn trace_params(t: &TraceRow) -> [Sql; 24] {
+    let text = |v: &Option<String>| v.clone().map_or(Sql::Null, Sql::Text);
+    [
+        Sql::Text(t.project_id.0.clone()),
+        Sql::Blob(t.trace_id.as_bytes().to_vec()),
+        Sql::Text(t.root_name.clone()),
+        text(&t.service_name),
+        text(&t.service_version),
+        text(&t.environment),
+        text(&t.agent_name),
+        text(&t.session_id),
+        text(&t.user_id),
+        Sql::Integer(t.start_time),
+        Sql::Integer(t.end_time),
+        Sql::Real(t.duration_ms),
+        Sql::Integer(t.span_count),
+        Sql::Integer(t.llm_count),
+        Sql::Integer(t.tool_count),
+        Sql::Integer(t.error_count),
+        Sql::Integer(t.input_tokens),
+        Sql::Integer(t.output_tokens),
+        t.cost_usd.map_or(Sql::Null, Sql::Real),
+        Sql::Text(t.status.as_str().into()),
+        Sql::Integer(t.flags.iter().fold(0, |m, f| m | f.bit())),
+        Sql::Text(t.models.join("\n")),
+        Sql::Text(t.providers.join("\n")),
+        Sql::Text(t.tools.join("\n")),
+    ]
+}
+
+/// Inserts a new trace's row and returns its internal key (`traces.id`).
+pub(super) fn insert_trace_row(conn: &Connection, t: &TraceRow) -> Result<i64> {
+    let sql = format!(
+        "INSERT INTO traces ({TRACE_WRITE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+            ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+    );
+    conn.prepare_cached(&sql)?
+        .execute(params_from_iter(trace_params(t)))?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Rewrites a trace's row in place, keeping its internal key.
+pub(super) fn update_trace_row(conn: &Connection, trace_ref: i64, t: &TraceRow) -> Result<()> {
+    let sets: Vec<String> = TRACE_WRITE_COLUMNS
+        .split(',')
+        .enumerate()
+        .map(|(i, c)| format!("{} = ?{}", c.trim(), i + 1))
+        .collect();
+    let sql = format!("UPDATE traces SET {} WHERE id = ?25", sets.join(", "));
+    let mut args = trace_params(t).to_vec();
+    args.push(Sql::Integer(trace_ref));
+    conn.prepare_cached(&sql)?.execute(params_from_iter(args))?;
     Ok(())
 }
 
-pub(super) fn span_facts(
+/// A trace's row and its internal key, if the trace exists.
+pub(super) fn get_trace_with_ref(
     conn: &Connection,
     project: &ProjectId,
     trace_id: TraceId,
-) -> Result<Vec<SpanFacts>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT span_id, parent_span_id, kind, name, service_name, service_version, environment, agent_name, session_id,
-                user_id, model, provider, input_tokens, output_tokens, cost_usd, start_ns, end_ns, status, flags
-         FROM spans WHERE project_id = ?1 AND trace_id = ?2",
-    )?;
-    let rows = stmt.query_map(params![project.as_str(), trace_id.as_bytes()], |r| {
-        let span_id: Vec<u8> = r.get(0)?;
-        let parent: Option<Vec<u8>> = r.get(1)?;
-        let kind: String = r.get(2)?;
-        let status: String = r.get(17)?;
-        Ok(SpanFacts {
-            span_id: SpanId::from_bytes(&span_id).unwrap_or_default(),
-            parent_span_id: parent.and_then(|p| SpanId::from_bytes(&p).ok()),
-            kind: SpanKind::parse(&kind).unwrap_or_default(),
-            name: r.get(3)?,
-            service_name: r.get(4)?,
-            service_version: r.get(5)?,
-            environment: r.get(6)?,
-            agent_name: r.get(7)?,
-            session_id: r.get(8)?,
-            user_id: r.get(9)?,
-            model: r.get(10)?,
-            provider: r.get(11)?,
-            input_tokens: r.get(12)?,
-            output_tokens: r.get(13)?,
-            cost_usd: r.get(14)?,
-            start_ns: r.get(15)?,
-            end_ns: r.get(16)?,
-            status: SpanStatus::parse(&status).unwrap_or_default(),
-            flags: r.get(18)?,
+) -> Result<Option<(i64, TraceRow)>> {
+    let sql =
+        format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?1 AND t.trace_id = ?2");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![project.as_str(), trace_id.as_bytes()], |r| {
+            Ok((r.get(TRACE_REF_COLUMN)?, trace_row(r)?))
         })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        .optional()?)
+}
+
+/// The facts of every span stored for a trace, from its chunks, oldest first.
+pub(super) fn load_facts(conn: &Connection, trace_ref: i64) -> Result<Vec<SpanFacts>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT facts FROM span_chunks WHERE trace_ref = ?1 ORDER BY id")?;
+    let blobs = stmt.query_map([trace_ref], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut facts = Vec::new();
+    for blob in blobs {
+        facts.extend(super::body::decode::<Vec<SpanFacts>>(&blob?)?);
+    }
+    Ok(facts)
 }
 
 /// A dynamic `WHERE` clause built from fixed fragments and bound values.
@@ -223,23 +237,24 @@ pub(super) fn find_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
     if let Some(v) = q.cost_min_usd {
         f.and("t.cost_usd >= ?", [Sql::Real(v)]);
     }
+    // The trace row lists its models, providers and tools one per line; match a whole line.
     let exists = |col: &str| -> String {
-        format!("EXISTS (SELECT 1 FROM spans s WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id AND s.{col} = ?)")
+        format!("instr(char(10) || t.{col} || char(10), char(10) || ? || char(10)) > 0")
     };
     if let Some(m) = &q.model {
-        f.and(&exists("model"), [Sql::Text(m.clone())]);
+        f.and(&exists("models"), [Sql::Text(m.clone())]);
     }
     if let Some(p) = &q.provider {
-        f.and(&exists("provider"), [Sql::Text(p.clone())]);
+        f.and(&exists("providers"), [Sql::Text(p.clone())]);
     }
     if let Some(p) = &q.tool_name {
-        f.and(&exists("tool_name"), [Sql::Text(p.clone())]);
+        f.and(&exists("tools"), [Sql::Text(p.clone())]);
     }
     if let Some(m) = q.text.as_deref().and_then(fts_query) {
         f.and(
             // Uncorrelated, so SQLite evaluates the match once and probes the result per trace.
-            "t.trace_id IN (SELECT s.trace_id FROM spans_fts JOIN spans s ON s.id = spans_fts.rowid WHERE spans_fts MATCH ? AND s.project_id = ?)",
-            [Sql::Text(m), Sql::Text(q.project_id.0.clone())],
+            "t.id IN (SELECT c.trace_ref FROM chunk_text JOIN span_chunks c ON c.id = chunk_text.rowid WHERE chunk_text MATCH ?)",
+            [Sql::Text(m)],
         );
     }
     let expr = sort_expr(q.sort);
@@ -282,36 +297,23 @@ pub(super) fn find_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
     })
 }
 
-pub(super) fn get_trace_row(
-    conn: &Connection,
-    project: &ProjectId,
-    trace_id: TraceId,
-) -> Result<Option<TraceRow>> {
-    let sql =
-        format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?1 AND t.trace_id = ?2");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row(params![project.as_str(), trace_id.as_bytes()], trace_row)
-        .optional()?)
-}
-
 pub(super) fn get_trace(
     conn: &Connection,
     project: &ProjectId,
     trace_id: TraceId,
 ) -> Result<Option<TraceDetail>> {
-    let Some(trace) = get_trace_row(conn, project, trace_id)? else {
+    let Some((trace_ref, trace)) = get_trace_with_ref(conn, project, trace_id)? else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare_cached(
-        "SELECT b.body FROM spans s JOIN span_bodies b ON b.id = s.id WHERE s.project_id = ?1 AND s.trace_id = ?2 ORDER BY s.start_ns",
-    )?;
-    let spans: Vec<Span> = stmt
-        .query_map(params![project.as_str(), trace_id.as_bytes()], |r| {
-            r.get::<_, Vec<u8>>(0)
-        })?
-        .map(|b| -> Result<Span> { super::body::decode(&b?) })
-        .collect::<Result<_>>()?;
+    let mut stmt =
+        conn.prepare_cached("SELECT body FROM span_chunks WHERE trace_ref = ?1 ORDER BY id")?;
+    let mut spans: Vec<Span> = Vec::new();
+    // A chunk may repeat a span a client redelivered together with new ones; the first copy wins.
+    let mut seen = std::collections::HashSet::new();
+    for blob in stmt.query_map([trace_ref], |r| r.get::<_, Vec<u8>>(0))? {
+        let chunk: Vec<Span> = super::body::decode(&blob?)?;
+        spans.extend(chunk.into_iter().filter(|s| seen.insert(s.span_id)));
+    }
     let mut stmt = conn.prepare_cached(
         "SELECT body FROM log_records WHERE project_id = ?1 AND trace_id = ?2 ORDER BY time_ns",
     )?;
@@ -651,8 +653,11 @@ pub(super) fn model_usage(
 }
 
 pub(super) fn stats(conn: &Connection) -> Result<StoreStats> {
-    let spans: i64 = conn.query_row("SELECT COUNT(*) FROM spans", [], |r| r.get(0))?;
-    let traces: i64 = conn.query_row("SELECT COUNT(*) FROM traces", [], |r| r.get(0))?;
+    let (spans, traces): (i64, i64) = conn.query_row(
+        "SELECT COALESCE(SUM(span_count), 0), COUNT(*) FROM traces",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     Ok(StoreStats {
         spans: spans as u64,
         traces: traces as u64,

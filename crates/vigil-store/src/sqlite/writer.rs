@@ -2,6 +2,7 @@
 //! it drains whatever is queued into one transaction (group commit), so many small OTLP exports
 //! share one WAL sync. Acknowledgements go out only after `COMMIT` returned.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,16 +13,17 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
-use vigil_model::{LogEvent, ProjectId, Span, SpanKind, TraceId};
+use vigil_model::{LogEvent, ProjectId, Span, SpanId, SpanKind, SpanStatus, TraceId};
 
-use crate::query::{GcReport, Retention, WriteReceipt};
+use crate::query::{GcReport, Retention, TraceRow, WriteReceipt};
 use crate::rollup::RollupTotals;
 use crate::summary::{summarize, SpanFacts};
 use crate::{Error, Result};
 
+use super::body;
 use super::read::{
-    apply_session_delta, get_trace_row, refresh_session, rollup_from_row, span_facts,
-    write_trace_row,
+    apply_session_delta, get_trace_with_ref, insert_trace_row, load_facts, refresh_session,
+    rollup_from_row, update_trace_row,
 };
 
 /// Jobs drained into one transaction stop growing past this many spans.
@@ -29,29 +31,75 @@ const GROUP_COMMIT_SPANS: usize = 20_000;
 const QUEUE_JOBS: usize = 4096;
 /// Full-text indexing keeps the first 64 KiB of a span's text.
 const FTS_TEXT_LIMIT: usize = 64 * 1024;
+/// A trace's spans from one request are split into chunks of at most this many spans, so that
+/// reading one chunk back stays cheap however large a trace grows.
+const CHUNK_SPANS: usize = 1000;
 
 type Exec = Box<dyn FnOnce(&mut Connection) + Send>;
 
-/// A span with its stored forms computed by the caller, so that serialising, compressing and
-/// building the search text run on the request's thread, in parallel, and not on the single writer.
-struct PreparedSpan {
-    span: Span,
+/// The spans of one trace from one request, in their stored forms. Grouping, summarising,
+/// serialising, compressing and building the search text run on the request's thread, in
+/// parallel with other requests; the single writer only runs SQL.
+struct PreparedChunk {
+    project: ProjectId,
+    trace_id: TraceId,
+    facts: Vec<SpanFacts>,
+    facts_blob: Vec<u8>,
     body: Vec<u8>,
     text: String,
+    /// The trace's summary from these spans alone: its row if the trace turns out to be new.
+    summary: Option<TraceRow>,
 }
 
-impl PreparedSpan {
-    fn new(span: Span) -> Result<Self> {
-        let body = super::body::encode(&span)?;
-        let mut text = span.search_text();
-        truncate_utf8(&mut text, FTS_TEXT_LIMIT);
-        Ok(PreparedSpan { span, body, text })
+/// Groups spans by trace (keeping first-seen order), drops repeated span ids within the request,
+/// and prepares one chunk per trace.
+fn prepare_chunks(spans: Vec<Span>) -> Result<Vec<PreparedChunk>> {
+    let mut groups: Vec<(ProjectId, TraceId, HashSet<SpanId>, Vec<Span>)> = Vec::new();
+    let mut index: HashMap<(ProjectId, TraceId), usize> = HashMap::new();
+    for span in spans {
+        let key = (span.project_id.clone(), span.trace_id);
+        let at = *index.entry(key).or_insert_with(|| {
+            groups.push((
+                span.project_id.clone(),
+                span.trace_id,
+                HashSet::new(),
+                Vec::new(),
+            ));
+            groups.len() - 1
+        });
+        let group = &mut groups[at];
+        if group.2.insert(span.span_id) {
+            group.3.push(span);
+        }
     }
+    let mut chunks = Vec::with_capacity(groups.len());
+    for (project, trace_id, _, spans) in groups {
+        for part in spans.chunks(CHUNK_SPANS) {
+            let facts: Vec<SpanFacts> = part.iter().map(SpanFacts::from).collect();
+            let mut text = String::new();
+            for s in part {
+                let mut t = s.search_text();
+                truncate_utf8(&mut t, FTS_TEXT_LIMIT);
+                text.push_str(&t);
+                text.push('\n');
+            }
+            chunks.push(PreparedChunk {
+                summary: summarize(&project, trace_id, &facts),
+                facts_blob: body::encode(&facts)?,
+                body: body::encode(part)?,
+                project: project.clone(),
+                trace_id,
+                facts,
+                text,
+            });
+        }
+    }
+    Ok(chunks)
 }
 
 enum Job {
     Spans {
-        spans: Vec<PreparedSpan>,
+        chunks: Vec<PreparedChunk>,
         ack: oneshot::Sender<Result<WriteReceipt>>,
     },
     Logs {
@@ -65,7 +113,7 @@ enum Job {
 impl Job {
     fn span_count(&self) -> usize {
         match self {
-            Job::Spans { spans, .. } => spans.len(),
+            Job::Spans { chunks, .. } => chunks.iter().map(|c| c.facts.len()).sum(),
             Job::Logs { events, .. } => events.len(),
             Job::Exec(_) => 0,
         }
@@ -170,21 +218,11 @@ impl WriterHandle {
     }
 
     pub async fn write_spans(&self, spans: Vec<Span>) -> Result<WriteReceipt> {
-        let n = spans.len();
+        let chunks = prepare_chunks(spans)?;
+        let n = chunks.iter().map(|c| c.facts.len()).sum();
         self.reserve(n)?;
-        let spans = match spans
-            .into_iter()
-            .map(PreparedSpan::new)
-            .collect::<Result<Vec<_>>>()
-        {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                self.pending.fetch_sub(n, Ordering::AcqRel);
-                return Err(e);
-            }
-        };
         let (ack, rx) = oneshot::channel();
-        self.submit(Job::Spans { spans, ack })?;
+        self.submit(Job::Spans { chunks, ack })?;
         rx.await.map_err(|_| Error::ShuttingDown)?
     }
 
@@ -305,125 +343,134 @@ struct RollupKey {
 fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    // Facts of the spans this batch inserted, per trace: a trace seen for the first time is summarised
-    // from these alone, without reading back what was just written.
-    let mut touched: HashMap<(ProjectId, TraceId), Vec<SpanFacts>> = HashMap::new();
     let mut rollups: HashMap<RollupKey, RollupTotals> = HashMap::new();
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO spans (project_id, trace_id, span_id, parent_span_id, kind, name, service_name, service_version,
-                environment, session_id, user_id, agent_name, model, provider, input_tokens, output_tokens, cost_usd,
-                start_ns, end_ns, duration_ms, status, tool_name, flags)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
-             ON CONFLICT (project_id, trace_id, span_id) DO NOTHING",
-        )?;
-        let mut insert_body =
-            tx.prepare_cached("INSERT INTO span_bodies (id, body) VALUES (?1, ?2)")?;
-        let mut fts = tx.prepare_cached("INSERT INTO spans_fts (rowid, text) VALUES (?1, ?2)")?;
-        let mut log = tx.prepare_cached(
-            "INSERT INTO log_records (project_id, trace_id, span_id, time_ns, digest, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (project_id, digest) DO NOTHING",
-        )?;
-        for job in batch {
-            let mut receipt = WriteReceipt::default();
-            match job {
-                Job::Spans { spans, .. } => {
-                    for p in spans {
-                        let s = &p.span;
-                        let changed = insert.execute(params![
-                            s.project_id.as_str(),
-                            s.trace_id.as_bytes(),
-                            s.span_id.as_bytes(),
-                            s.parent_span_id.as_ref().map(|p| p.as_bytes()),
-                            s.kind.as_str(),
-                            s.name,
-                            s.service_name,
-                            s.service_version,
-                            s.environment,
-                            s.session_id,
-                            s.user_id,
-                            s.agent_name,
-                            s.model,
-                            s.provider,
-                            s.input_tokens,
-                            s.output_tokens,
-                            s.cost_usd,
-                            s.start_time,
-                            s.end_time,
-                            s.duration_ms,
-                            s.status.as_str(),
-                            s.tool_name,
-                            s.flag_mask(),
-                        ])?;
-                        if changed == 0 {
-                            receipt.duplicates += 1;
-                            continue;
-                        }
-                        receipt.inserted += 1;
-                        let rowid = tx.last_insert_rowid();
-                        insert_body.execute(params![rowid, p.body])?;
-                        fts.execute(params![rowid, p.text])?;
-                        touched
-                            .entry((s.project_id.clone(), s.trace_id))
-                            .or_default()
-                            .push(SpanFacts::from(s));
-                        add_rollup(&mut rollups, s);
-                    }
+    for job in batch {
+        let mut receipt = WriteReceipt::default();
+        match job {
+            Job::Spans { chunks, .. } => {
+                for chunk in chunks {
+                    write_chunk(&tx, chunk, &mut receipt, &mut rollups)?;
                 }
-                Job::Logs {
-                    project, events, ..
-                } => {
-                    for e in events {
-                        let body =
-                            serde_json::to_vec(e).map_err(|e| Error::Corrupt(e.to_string()))?;
-                        let digest = Sha256::digest(&body).to_vec();
-                        let changed = log.execute(params![
-                            project.as_str(),
-                            e.trace_id.as_ref().map(|t| t.as_bytes()),
-                            e.span_id.as_ref().map(|s| s.as_bytes()),
-                            e.time,
-                            digest,
-                            body
-                        ])?;
-                        if changed == 0 {
-                            receipt.duplicates += 1;
-                        } else {
-                            receipt.inserted += 1;
-                        }
-                    }
-                }
-                Job::Exec(_) => {}
             }
-            outcomes.push(receipt);
+            Job::Logs {
+                project, events, ..
+            } => write_logs(&tx, project, events, &mut receipt)?,
+            Job::Exec(_) => {}
         }
-    }
-    for ((project, trace_id), new_facts) in &touched {
-        // A trace seen before is re-summarised from all its spans; a new one from this batch alone.
-        let old = get_trace_row(&tx, project, *trace_id)?;
-        let facts = if old.is_some() {
-            span_facts(&tx, project, *trace_id)?
-        } else {
-            new_facts.clone()
-        };
-        if let Some(row) = summarize(project, *trace_id, &facts) {
-            write_trace_row(&tx, &row)?;
-            // Sessions are updated by difference, so a session of thousands of turns costs the
-            // same per write as a session of one.
-            if let Some(old) = &old {
-                apply_session_delta(&tx, old, -1)?;
-            }
-            apply_session_delta(&tx, &row, 1)?;
-        }
+        outcomes.push(receipt);
     }
     merge_rollups(&tx, rollups)?;
     tx.commit()?;
     Ok(outcomes)
 }
 
-fn add_rollup(rollups: &mut HashMap<RollupKey, RollupTotals>, s: &Span) {
+/// Stores one chunk and brings its trace's row, its session's row and the rollups up to date.
+fn write_chunk(
+    tx: &rusqlite::Transaction,
+    chunk: &PreparedChunk,
+    receipt: &mut WriteReceipt,
+    rollups: &mut HashMap<RollupKey, RollupTotals>,
+) -> Result<()> {
+    let existing = get_trace_with_ref(tx, &chunk.project, chunk.trace_id)?;
+    let (trace_ref, fresh, old, row): (i64, Cow<[SpanFacts]>, Option<TraceRow>, TraceRow) =
+        match existing {
+            // A new trace (the common case): its summary was computed by the caller.
+            None => {
+                let Some(row) = chunk.summary.clone() else {
+                    return Ok(());
+                };
+                let trace_ref = insert_trace_row(tx, &row)?;
+                (trace_ref, Cow::Borrowed(&chunk.facts[..]), None, row)
+            }
+            // More spans of a known trace: skip the ones already stored (redelivery) and
+            // re-summarise from the facts of all its chunks.
+            Some((trace_ref, old)) => {
+                let mut all = load_facts(tx, trace_ref)?;
+                let known: HashSet<SpanId> = all.iter().map(|f| f.span_id).collect();
+                let fresh: Vec<SpanFacts> = chunk
+                    .facts
+                    .iter()
+                    .filter(|f| !known.contains(&f.span_id))
+                    .cloned()
+                    .collect();
+                receipt.duplicates += chunk.facts.len() - fresh.len();
+                if fresh.is_empty() {
+                    return Ok(());
+                }
+                all.extend(fresh.iter().cloned());
+                let Some(row) = summarize(&chunk.project, chunk.trace_id, &all) else {
+                    return Ok(());
+                };
+                update_trace_row(tx, trace_ref, &row)?;
+                (trace_ref, Cow::Owned(fresh), Some(old), row)
+            }
+        };
+    // The body keeps every span the client sent; when some were redelivered, the stored facts
+    // list only the new ones and readers keep the first copy of a span.
+    let facts_blob = if fresh.len() == chunk.facts.len() {
+        Cow::Borrowed(&chunk.facts_blob[..])
+    } else {
+        Cow::Owned(body::encode(&fresh[..])?)
+    };
+    tx.prepare_cached(
+        "INSERT INTO span_chunks (trace_ref, span_count, facts, body) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        trace_ref,
+        fresh.len() as i64,
+        facts_blob,
+        chunk.body
+    ])?;
+    let chunk_id = tx.last_insert_rowid();
+    tx.prepare_cached("INSERT INTO chunk_text (rowid, text) VALUES (?1, ?2)")?
+        .execute(params![chunk_id, chunk.text])?;
+    // Sessions are updated by difference, so a session of thousands of turns costs the same per
+    // write as a session of one.
+    if let Some(old) = &old {
+        apply_session_delta(tx, old, -1)?;
+    }
+    apply_session_delta(tx, &row, 1)?;
+    for f in fresh.iter() {
+        add_rollup(rollups, &chunk.project, f);
+    }
+    receipt.inserted += fresh.len();
+    Ok(())
+}
+
+fn write_logs(
+    tx: &rusqlite::Transaction,
+    project: &ProjectId,
+    events: &[LogEvent],
+    receipt: &mut WriteReceipt,
+) -> Result<()> {
+    let mut log = tx.prepare_cached(
+        "INSERT INTO log_records (project_id, trace_id, span_id, time_ns, digest, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (project_id, digest) DO NOTHING",
+    )?;
+    for e in events {
+        let body = serde_json::to_vec(e).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let digest = Sha256::digest(&body).to_vec();
+        let changed = log.execute(params![
+            project.as_str(),
+            e.trace_id.as_ref().map(|t| t.as_bytes()),
+            e.span_id.as_ref().map(|s| s.as_bytes()),
+            e.time,
+            digest,
+            body
+        ])?;
+        if changed == 0 {
+            receipt.duplicates += 1;
+        } else {
+            receipt.inserted += 1;
+        }
+    }
+    Ok(())
+}
+
+fn add_rollup(rollups: &mut HashMap<RollupKey, RollupTotals>, project: &ProjectId, s: &SpanFacts) {
     let key = RollupKey {
-        project: s.project_id.0.clone(),
-        minute: s.start_time.div_euclid(60_000_000_000),
+        project: project.0.clone(),
+        minute: s.start_ns.div_euclid(60_000_000_000),
         kind: s.kind.as_str(),
         model: s.model.clone().unwrap_or_default(),
         provider: s.provider.clone().unwrap_or_default(),
@@ -433,8 +480,8 @@ fn add_rollup(rollups: &mut HashMap<RollupKey, RollupTotals>, s: &Span) {
     };
     let acc = rollups.entry(key).or_default();
     acc.count += 1;
-    acc.errors += i64::from(s.status == vigil_model::SpanStatus::Error);
-    acc.flagged += i64::from(!s.flags.is_empty());
+    acc.errors += i64::from(s.status == SpanStatus::Error);
+    acc.flagged += i64::from(s.flags != 0);
     acc.input += s.input_tokens.unwrap_or(0);
     acc.output += s.output_tokens.unwrap_or(0);
     match s.cost_usd {
@@ -447,7 +494,8 @@ fn add_rollup(rollups: &mut HashMap<RollupKey, RollupTotals>, s: &Span) {
         }
         None => {}
     }
-    acc.hist.record(s.duration_ms);
+    acc.hist
+        .record(s.end_ns.saturating_sub(s.start_ns).max(0) as f64 / 1e6);
 }
 
 fn merge_rollups(
@@ -529,7 +577,7 @@ fn gc(conn: &mut Connection, retention: &Retention) -> Result<GcReport> {
         loop {
             let n = delete_traces(
                 conn,
-                "SELECT project_id, trace_id FROM traces WHERE start_ns < ?1 LIMIT ?2",
+                "SELECT id, project_id, trace_id, session_id, span_count FROM traces WHERE start_ns < ?1 LIMIT ?2",
                 cutoff,
                 &mut report,
             )?;
@@ -545,7 +593,7 @@ fn gc(conn: &mut Connection, retention: &Retention) -> Result<GcReport> {
     }
     if let Some(max) = retention.max_size_bytes {
         while used_bytes(conn)? > max {
-            let n = delete_traces(conn, "SELECT project_id, trace_id FROM traces WHERE start_ns < ?1 ORDER BY start_ns LIMIT ?2", i64::MAX, &mut report)?;
+            let n = delete_traces(conn, "SELECT id, project_id, trace_id, session_id, span_count FROM traces WHERE start_ns < ?1 ORDER BY start_ns LIMIT ?2", i64::MAX, &mut report)?;
             if n == 0 {
                 break;
             }
@@ -559,53 +607,44 @@ fn gc(conn: &mut Connection, retention: &Retention) -> Result<GcReport> {
     Ok(report)
 }
 
-/// Deletes one chunk of whole traces selected by `select` (bound to `?1` = cutoff, `?2` = limit).
+/// Deletes one batch of whole traces selected by `select` (bound to `?1` = cutoff, `?2` = limit;
+/// selecting `id, project_id, trace_id, session_id, span_count`).
 fn delete_traces(
     conn: &mut Connection,
     select: &str,
     cutoff: i64,
     report: &mut GcReport,
 ) -> Result<usize> {
+    type Victim = (i64, String, Vec<u8>, Option<String>, i64);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let victims: Vec<(String, Vec<u8>)> = {
+    let victims: Vec<Victim> = {
         let mut stmt = tx.prepare(select)?;
         let rows = stmt.query_map(params![cutoff, GC_CHUNK as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?;
         rows.collect::<rusqlite::Result<_>>()?
     };
     let mut sessions: HashSet<(String, String)> = HashSet::new();
-    for (project, trace) in &victims {
-        let ids: Vec<i64> = {
-            let mut stmt =
-                tx.prepare_cached("SELECT id FROM spans WHERE project_id = ?1 AND trace_id = ?2")?;
-            let rows = stmt.query_map(params![project, trace], |r| r.get(0))?;
+    for (trace_ref, project, trace, session, span_count) in &victims {
+        let chunk_ids: Vec<i64> = {
+            let mut stmt = tx.prepare_cached("SELECT id FROM span_chunks WHERE trace_ref = ?1")?;
+            let rows = stmt.query_map([trace_ref], |r| r.get(0))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        for id in &ids {
-            tx.prepare_cached("DELETE FROM spans_fts WHERE rowid = ?1")?
-                .execute([id])?;
-            tx.prepare_cached("DELETE FROM span_bodies WHERE id = ?1")?
+        for id in &chunk_ids {
+            tx.prepare_cached("DELETE FROM chunk_text WHERE rowid = ?1")?
                 .execute([id])?;
         }
-        report.spans_deleted += tx
-            .prepare_cached("DELETE FROM spans WHERE project_id = ?1 AND trace_id = ?2")?
-            .execute(params![project, trace])? as u64;
+        tx.prepare_cached("DELETE FROM span_chunks WHERE trace_ref = ?1")?
+            .execute([trace_ref])?;
         tx.prepare_cached("DELETE FROM log_records WHERE project_id = ?1 AND trace_id = ?2")?
             .execute(params![project, trace])?;
-        let session: Option<String> = tx
-            .query_row(
-                "SELECT session_id FROM traces WHERE project_id = ?1 AND trace_id = ?2",
-                params![project, trace],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten();
-        tx.prepare_cached("DELETE FROM traces WHERE project_id = ?1 AND trace_id = ?2")?
-            .execute(params![project, trace])?;
+        tx.prepare_cached("DELETE FROM traces WHERE id = ?1")?
+            .execute([trace_ref])?;
         if let Some(session) = session {
-            sessions.insert((project.clone(), session));
+            sessions.insert((project.clone(), session.clone()));
         }
+        report.spans_deleted += *span_count as u64;
         report.traces_deleted += 1;
     }
     for (project, session) in &sessions {
