@@ -21,6 +21,8 @@ PACKAGES=(
   openinference-instrumentation-openai
   openinference-instrumentation-anthropic
   requests
+  # Drives the system's Chromium (Debian chromium + chromium-driver) in the UI tests.
+  selenium
   # opentelemetry-instrumentation-openai-v2 imports httpx without declaring it; openai >= 3 depends on
   # httpx2 instead, so nothing else pulls httpx in and `otel-openai` fails with "No module named 'httpx'".
   httpx

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit tests, the store conformance suite and the end-to-end
-# tests (real server, real OpenTelemetry-instrumented Python clients). Installs what it needs.
+# tests (real server, real OpenTelemetry-instrumented Python clients, the UI in headless Chromium).
+# Installs what it needs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -9,6 +10,8 @@ cd "$ROOT"
 
 # Python clients for the real-client tests: official SDKs + OpenTelemetry instrumentations from PyPI.
 scripts/python-env.sh
+# Headless Chromium for the UI tests (Debian packages).
+scripts/browser-env.sh
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

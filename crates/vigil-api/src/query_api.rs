@@ -220,6 +220,7 @@ pub struct MetricsParams {
     pub agent: Option<String>,
     pub environment: Option<String>,
     pub service: Option<String>,
+    pub tool: Option<String>,
 }
 
 pub async fn metrics(
@@ -246,7 +247,7 @@ pub async fn metrics(
     };
     let group_by = match non_empty(&p.group_by) {
         Some(g) => Some(MetricsDimension::parse(&g).ok_or_else(|| {
-            ApiError::bad_request(format!("`group_by` must be model, provider, agent, environment, service or kind, got `{g}`"))
+            ApiError::bad_request(format!("`group_by` must be model, provider, agent, environment, service, kind or tool, got `{g}`"))
         })?),
         None => None,
     };
@@ -269,6 +270,7 @@ pub async fn metrics(
         agent_name: non_empty(&p.agent),
         environment: non_empty(&p.environment),
         service_name: non_empty(&p.service),
+        tool_name: non_empty(&p.tool),
     };
     Ok(Json(json!(state.store.metrics(&mq).await?)))
 }

@@ -1,9 +1,10 @@
-//! The HTTP routers: the API port (query API, OTLP/HTTP, later UI and gateway) and the OTLP port.
+//! The HTTP routers: the API port (query API, OTLP/HTTP; the binary merges the UI into it) and the
+//! OTLP port.
 
 use std::time::Duration;
 
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -57,7 +58,6 @@ pub fn api_router(state: AppState) -> Router {
         .merge(api)
         .merge(otlp_routes())
         .route("/healthz", get(healthz))
-        .route("/", get(index))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
@@ -91,8 +91,4 @@ async fn not_found() -> ApiError {
         ErrorCode::NotFound,
         "no such route; see /api/v1/openapi.json",
     )
-}
-
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
 }

@@ -221,6 +221,42 @@ pub async fn sessions_and_metrics(store: &dyn Store) {
     assert!(usage
         .iter()
         .any(|u| u.model == "gpt-4o-mini" && u.unpriced_count == 0));
+
+    let facets = store.facets(&a, 0).await.unwrap();
+    assert!(facets.models.contains(&"claude-sonnet-4-5".to_string()));
+    assert!(!facets.tools.is_empty() && !facets.models.iter().any(String::is_empty));
+
+    // One session of three turns: a "medium" session, with its turns and cost.
+    let lengths = store.session_length_breakdown(&a, 0).await.unwrap();
+    assert_eq!(lengths.len(), 1);
+    assert_eq!(
+        (
+            lengths[0].length.as_str(),
+            lengths[0].sessions,
+            lengths[0].turns
+        ),
+        ("medium", 1, 3)
+    );
+    assert_eq!(lengths[0].cost_usd, s.cost_usd);
+
+    // Tool spans roll up per tool name.
+    let tools = store
+        .metrics(&MetricsQuery {
+            project_id: a.clone(),
+            start_time_min: start,
+            start_time_max: start + 2 * 3_600_000_000_000,
+            bucket_seconds: 3600,
+            group_by: Some(MetricsDimension::Tool),
+            kind: Some(SpanKind::Tool),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!tools.totals.is_empty());
+    assert!(tools
+        .totals
+        .iter()
+        .all(|t| t.group.as_deref().is_some_and(|g| !g.is_empty())));
 }
 
 pub async fn sessions_stay_right_when_a_trace_arrives_in_pieces(store: &dyn Store) {

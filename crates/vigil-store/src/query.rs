@@ -211,6 +211,32 @@ pub struct SessionDetail {
     pub traces: Vec<TraceRow>,
 }
 
+/// Distinct values per dimension, sorted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Facets {
+    pub models: Vec<String>,
+    pub providers: Vec<String>,
+    pub agents: Vec<String>,
+    pub environments: Vec<String>,
+    pub services: Vec<String>,
+    pub tools: Vec<String>,
+}
+
+/// Sessions of one length class and how they went.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SessionLengthBucket {
+    /// `short` (1–2 turns), `medium` (3–6) or `long` (7 or more).
+    pub length: String,
+    pub sessions: i64,
+    pub turns: i64,
+    /// Turns with a failed span.
+    pub error_turns: i64,
+    /// Turns with a flagged span.
+    pub flagged_turns: i64,
+    pub tokens: i64,
+    pub cost_usd: Option<f64>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricsDimension {
@@ -220,6 +246,8 @@ pub enum MetricsDimension {
     Environment,
     Service,
     Kind,
+    /// The tool a tool span called.
+    Tool,
 }
 
 impl MetricsDimension {
@@ -231,6 +259,7 @@ impl MetricsDimension {
             "environment" => Some(Self::Environment),
             "service" | "service_name" => Some(Self::Service),
             "kind" => Some(Self::Kind),
+            "tool" | "tool_name" => Some(Self::Tool),
             _ => None,
         }
     }
@@ -249,6 +278,7 @@ pub struct MetricsQuery {
     pub agent_name: Option<String>,
     pub environment: Option<String>,
     pub service_name: Option<String>,
+    pub tool_name: Option<String>,
 }
 
 /// Aggregates of spans in one time bucket (or the whole range, for totals) and one group.

@@ -43,6 +43,17 @@ pub trait TraceStore: Send + Sync {
         since: i64,
     ) -> Result<Vec<ModelUsageRow>>;
 
+    /// The distinct values of each filterable dimension seen since `since` (Unix ns), for pickers.
+    async fn facets(&self, project: &ProjectId, since: i64) -> Result<Facets>;
+
+    /// Sessions active since `since` (Unix ns), grouped by length: short (1–2 turns), medium
+    /// (3–6) and long (7 or more), so that quality falling with context length shows.
+    async fn session_length_breakdown(
+        &self,
+        project: &ProjectId,
+        since: i64,
+    ) -> Result<Vec<SessionLengthBucket>>;
+
     /// Applies retention: deletes whole traces that are too old, then the oldest until the size fits.
     async fn gc(&self, retention: &Retention) -> Result<GcReport>;
 

@@ -120,6 +120,7 @@ CREATE TABLE span_rollups (
     agent_name      TEXT NOT NULL,
     environment     TEXT NOT NULL,
     service_name    TEXT NOT NULL,
+    tool_name       TEXT NOT NULL,
     count           INTEGER NOT NULL,
     error_count     INTEGER NOT NULL,
     flagged_count   INTEGER NOT NULL,
@@ -129,5 +130,5 @@ CREATE TABLE span_rollups (
     priced_count    INTEGER NOT NULL,
     unpriced_count  INTEGER NOT NULL,
     latency_hist    TEXT NOT NULL,
-    PRIMARY KEY (project_id, minute, kind, model, provider, agent_name, environment, service_name)
+    PRIMARY KEY (project_id, minute, kind, model, provider, agent_name, environment, service_name, tool_name)
 ) WITHOUT ROWID;

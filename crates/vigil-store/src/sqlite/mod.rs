@@ -319,6 +319,21 @@ impl TraceStore for SqliteStore {
             .await
     }
 
+    async fn facets(&self, project: &ProjectId, since: i64) -> Result<Facets> {
+        let p = project.clone();
+        self.read(move |c| read::facets(c, &p, since)).await
+    }
+
+    async fn session_length_breakdown(
+        &self,
+        project: &ProjectId,
+        since: i64,
+    ) -> Result<Vec<SessionLengthBucket>> {
+        let p = project.clone();
+        self.read(move |c| read::session_length_breakdown(c, &p, since))
+            .await
+    }
+
     async fn gc(&self, retention: &Retention) -> Result<GcReport> {
         self.inner.writer.gc(*retention).await
     }

@@ -559,6 +559,7 @@ pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResu
         Some(MetricsDimension::Environment) => "environment",
         Some(MetricsDimension::Service) => "service_name",
         Some(MetricsDimension::Kind) => "kind",
+        Some(MetricsDimension::Tool) => "tool_name",
     };
     let mut f = Filter::default();
     f.args.extend([
@@ -574,6 +575,7 @@ pub(super) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<MetricsResu
     f.opt_text("agent_name = ?", &q.agent_name);
     f.opt_text("environment = ?", &q.environment);
     f.opt_text("service_name = ?", &q.service_name);
+    f.opt_text("tool_name = ?", &q.tool_name);
     let sql = format!(
         "SELECT minute, {group_col}, count, error_count, flagged_count, input_tokens, output_tokens, cost_usd, priced_count,
                 unpriced_count, latency_hist
@@ -649,6 +651,59 @@ pub(super) fn model_usage(
             })
         },
     )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn facets(conn: &Connection, project: &ProjectId, since: i64) -> Result<Facets> {
+    use std::collections::BTreeSet;
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT model, provider, agent_name, environment, service_name, tool_name
+         FROM span_rollups WHERE project_id = ?1 AND minute >= ?2",
+    )?;
+    let mut sets: [BTreeSet<String>; 6] = Default::default();
+    let mut rows = stmt.query(params![project.as_str(), since.div_euclid(60_000_000_000)])?;
+    while let Some(r) = rows.next()? {
+        for (i, set) in sets.iter_mut().enumerate() {
+            let v: String = r.get(i)?;
+            if !v.is_empty() {
+                set.insert(v);
+            }
+        }
+    }
+    let [models, providers, agents, environments, services, tools] =
+        sets.map(|s| s.into_iter().collect::<Vec<_>>());
+    Ok(Facets {
+        models,
+        providers,
+        agents,
+        environments,
+        services,
+        tools,
+    })
+}
+
+pub(super) fn session_length_breakdown(
+    conn: &Connection,
+    project: &ProjectId,
+    since: i64,
+) -> Result<Vec<SessionLengthBucket>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT CASE WHEN turns <= 2 THEN 'short' WHEN turns <= 6 THEN 'medium' ELSE 'long' END AS length,
+                COUNT(*), SUM(turns), SUM(error_count), SUM(flagged_count), SUM(input_tokens + output_tokens), SUM(cost_usd)
+         FROM sessions WHERE project_id = ?1 AND end_ns >= ?2 AND turns > 0
+         GROUP BY length ORDER BY MIN(turns)",
+    )?;
+    let rows = stmt.query_map(params![project.as_str(), since], |r| {
+        Ok(SessionLengthBucket {
+            length: r.get(0)?,
+            sessions: r.get(1)?,
+            turns: r.get(2)?,
+            error_turns: r.get(3)?,
+            flagged_turns: r.get(4)?,
+            tokens: r.get(5)?,
+            cost_usd: r.get(6)?,
+        })
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

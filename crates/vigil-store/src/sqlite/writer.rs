@@ -338,6 +338,7 @@ struct RollupKey {
     agent: String,
     environment: String,
     service: String,
+    tool: String,
 }
 
 fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>> {
@@ -477,6 +478,7 @@ fn add_rollup(rollups: &mut HashMap<RollupKey, RollupTotals>, project: &ProjectI
         agent: s.agent_name.clone().unwrap_or_default(),
         environment: s.environment.clone().unwrap_or_default(),
         service: s.service_name.clone().unwrap_or_default(),
+        tool: s.tool_name.clone().unwrap_or_default(),
     };
     let acc = rollups.entry(key).or_default();
     acc.count += 1;
@@ -505,12 +507,13 @@ fn merge_rollups(
     let mut get = tx.prepare_cached(
         "SELECT count, error_count, flagged_count, input_tokens, output_tokens, cost_usd, priced_count, unpriced_count, latency_hist
          FROM span_rollups WHERE project_id = ?1 AND minute = ?2 AND kind = ?3 AND model = ?4 AND provider = ?5
-           AND agent_name = ?6 AND environment = ?7 AND service_name = ?8",
+           AND agent_name = ?6 AND environment = ?7 AND service_name = ?8 AND tool_name = ?9",
     )?;
     let mut put = tx.prepare_cached(
         "INSERT OR REPLACE INTO span_rollups (project_id, minute, kind, model, provider, agent_name, environment, service_name,
-            count, error_count, flagged_count, input_tokens, output_tokens, cost_usd, priced_count, unpriced_count, latency_hist)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            tool_name, count, error_count, flagged_count, input_tokens, output_tokens, cost_usd, priced_count, unpriced_count,
+            latency_hist)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?;
     for (k, mut acc) in rollups {
         let key = params![
@@ -521,7 +524,8 @@ fn merge_rollups(
             k.provider,
             k.agent,
             k.environment,
-            k.service
+            k.service,
+            k.tool
         ];
         let existing = get.query_row(key, |r| rollup_from_row(r, 0)).optional()?;
         if let Some(e) = existing {
@@ -536,6 +540,7 @@ fn merge_rollups(
             k.agent,
             k.environment,
             k.service,
+            k.tool,
             acc.count,
             acc.errors,
             acc.flagged,

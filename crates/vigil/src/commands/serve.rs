@@ -95,9 +95,12 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let api_task = tokio::spawn(
-        axum::serve(api, api_router(state.clone()))
-            .with_graceful_shutdown(wait(shutdown_rx.clone()))
-            .into_future(),
+        axum::serve(
+            api,
+            api_router(state.clone()).merge(vigil_ui::router(state.clone())),
+        )
+        .with_graceful_shutdown(wait(shutdown_rx.clone()))
+        .into_future(),
     );
     let http_task = tokio::spawn(
         axum::serve(otlp_http, otlp_router(state.clone()))

@@ -12,3 +12,4 @@ mod otlp_grpc;
 mod otlp_http;
 mod real_clients;
 mod support;
+mod ui;
