@@ -351,6 +351,53 @@ pub async fn gc_deletes_whole_old_traces(store: &dyn Store) {
 }
 
 /// Runs every conformance test against fresh stores made by `$make`.
+pub async fn users_log_in_to_their_projects_only(store: &dyn Store) {
+    let a = store.create_project("default").await.unwrap().id;
+    let b = store.create_project("other").await.unwrap().id;
+    assert!(store
+        .create_user("alice", "short", std::slice::from_ref(&a))
+        .await
+        .is_err());
+    assert!(store
+        .create_user("alice", "long enough pw", &[])
+        .await
+        .is_err());
+    let alice = store
+        .create_user("alice", "long enough pw", std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_user("alice", "another password", std::slice::from_ref(&a))
+            .await,
+        Err(crate::Error::AlreadyExists { .. })
+    ));
+    assert!(store
+        .login_user("alice", "wrong password")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .login_user("bob", "long enough pw")
+        .await
+        .unwrap()
+        .is_none());
+    let (user, token) = store
+        .login_user("alice", "long enough pw")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.id, alice.id);
+    assert_eq!(user.projects, vec![a.clone()]);
+    assert!(!user.projects.contains(&b));
+    let again = store.session_user(&token).await.unwrap().unwrap();
+    assert_eq!(again.name, "alice");
+    assert!(store.session_user("vs_forged").await.unwrap().is_none());
+    store.end_session(&token).await.unwrap();
+    assert!(store.session_user(&token).await.unwrap().is_none());
+    assert_eq!(store.list_users().await.unwrap().len(), 1);
+}
+
 #[macro_export]
 macro_rules! store_conformance_suite {
     ($make:expr) => {
@@ -362,6 +409,7 @@ macro_rules! store_conformance_suite {
         $crate::conformance_test!($make, sessions_stay_right_when_a_trace_arrives_in_pieces);
         $crate::conformance_test!($make, api_keys_authenticate_by_hash);
         $crate::conformance_test!($make, gc_deletes_whole_old_traces);
+        $crate::conformance_test!($make, users_log_in_to_their_projects_only);
     };
 }
 

@@ -11,6 +11,7 @@ pub mod rollup;
 pub mod sqlite;
 pub mod summary;
 pub mod traces;
+pub mod users;
 
 #[cfg(test)]
 mod conformance;
@@ -20,6 +21,7 @@ pub use projects::{ApiKeyInfo, NewApiKey, ProjectRow, ProjectStore, Scope};
 pub use query::*;
 pub use sqlite::{Durability, SqliteSettings, SqliteStore};
 pub use traces::TraceStore;
+pub use users::UserRow;
 
 /// Everything a node needs from storage, as one object.
 pub trait Store: TraceStore + ProjectStore {}

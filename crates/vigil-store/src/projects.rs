@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use vigil_model::ProjectId;
 
+use crate::users::UserRow;
 use crate::Result;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -79,4 +80,19 @@ pub trait ProjectStore: Send + Sync {
     async fn revoke_api_key(&self, project: &ProjectId, key_id: &str) -> Result<()>;
     /// Looks a presented secret up by its hash; `None` for unknown or revoked keys.
     async fn authenticate(&self, secret: &str) -> Result<Option<ApiKeyInfo>>;
+
+    /// Creates a local UI user who may see `projects`. Fails if the name is taken.
+    async fn create_user(
+        &self,
+        name: &str,
+        password: &str,
+        projects: &[ProjectId],
+    ) -> Result<UserRow>;
+    async fn list_users(&self) -> Result<Vec<UserRow>>;
+    /// Checks a password and opens a browser session: `(user, session token)`; `None` for an
+    /// unknown user, a disabled one or a wrong password (indistinguishable, also in time).
+    async fn login_user(&self, name: &str, password: &str) -> Result<Option<(UserRow, String)>>;
+    /// The user of a live session token.
+    async fn session_user(&self, token: &str) -> Result<Option<UserRow>>;
+    async fn end_session(&self, token: &str) -> Result<()>;
 }

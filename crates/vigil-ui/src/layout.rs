@@ -47,6 +47,7 @@ pub fn page(title: &str, viewer: &Viewer, active: Nav, body: Markup) -> Response
                     @if viewer.insecure {
                         span.badge.warn title="Started with --insecure-local: anyone who can reach this port sees everything." { "auth off" }
                     } @else {
+                        @if let Some(u) = &viewer.user { span.small.muted { (u) } }
                         a.small href="/login?add=1" title="Add another project's key" { "+ project" }
                         form.inline method="post" action="/logout" { button.link type="submit" { "Log out" } }
                     }

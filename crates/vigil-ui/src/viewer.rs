@@ -1,9 +1,11 @@
 //! Who is looking: the projects the browser's keys open, and the one being viewed.
 //!
-//! Logging in stores the project API key in an HttpOnly, SameSite=Strict cookie, and every page
-//! authenticates it again through the API's `Authenticator` (so a revoked key stops working within
-//! seconds). Adding the key of another project adds that project to the switcher; a browser never
-//! sees a project it holds no key for.
+//! Two ways in. A local user (`vigil users create`) logs in with name and password and gets a
+//! session token (stored hashed, checked on every page) that opens the projects granted to them.
+//! Or a project API key is stored in an HttpOnly, SameSite=Strict cookie and authenticated again on
+//! every page through the API's `Authenticator`, so a revoked key stops working within seconds;
+//! adding another project's key adds that project to the switcher. Either way a browser never sees
+//! a project it holds no grant or key for.
 
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -15,6 +17,7 @@ use crate::layout;
 
 pub const KEYS_COOKIE: &str = "vigil_keys";
 pub const PROJECT_COOKIE: &str = "vigil_project";
+pub const SESSION_COOKIE: &str = "vigil_session";
 /// A browser may hold keys to this many projects at once.
 pub const MAX_KEYS: usize = 16;
 
@@ -25,6 +28,8 @@ pub struct Viewer {
     pub projects: Vec<(ProjectId, String)>,
     /// Auth is off (`--insecure-local`).
     pub insecure: bool,
+    /// The local user signed in, if any (else API keys only).
+    pub user: Option<String>,
 }
 
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -56,6 +61,16 @@ pub fn keys_cookie(keys: &[String]) -> String {
     format!(
         "{KEYS_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000",
         keys.join(".")
+    )
+}
+
+pub fn session_cookie(token: &str) -> String {
+    if token.is_empty() {
+        return format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    }
+    format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        vigil_store::users::SESSION_TTL_SECONDS
     )
 }
 
@@ -96,9 +111,19 @@ pub async fn viewer(state: &AppState, headers: &HeaderMap, here: &str) -> Result
             projects: vec![(caller.project_id.clone(), name_of(&caller.project_id))],
             project: caller.project_id,
             insecure: true,
+            user: None,
         });
     }
     let mut projects: Vec<(ProjectId, String)> = Vec::new();
+    let mut user = None;
+    if let Some(token) = cookie(headers, SESSION_COOKIE) {
+        if let Ok(Some(u)) = state.store.session_user(token).await {
+            for p in &u.projects {
+                projects.push((p.clone(), name_of(p)));
+            }
+            user = Some(u.name);
+        }
+    }
     for key in cookie_keys(headers) {
         if let Some(project) = project_of(&state.auth, &key).await {
             if !projects.iter().any(|(p, _)| *p == project) {
@@ -118,6 +143,7 @@ pub async fn viewer(state: &AppState, headers: &HeaderMap, here: &str) -> Result
         project_name,
         projects,
         insecure: false,
+        user,
     })
 }
 

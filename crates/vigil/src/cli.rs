@@ -41,6 +41,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage local users of the web UI (name + password, access to chosen projects).
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Validate the configuration and print the resolved settings.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -189,6 +192,20 @@ pub enum ProjectsCommand {
     List,
     /// Create a project and print an API key for it.
     Create { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user. The password is read from the first line of standard input (or
+    /// `VIGIL_USER_PASSWORD`), never from an argument, so it stays out of shell history.
+    Create {
+        name: String,
+        /// A project (name or id) the user may see; repeat for several.
+        #[arg(long = "project", default_value = "default")]
+        projects: Vec<String>,
+    },
+    /// List users and their projects.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

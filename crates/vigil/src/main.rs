@@ -75,6 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models(args) => commands::query::models(config.resolve()?, args).await?,
         Command::Projects(cmd) => commands::admin::projects(config.resolve()?, cmd).await?,
         Command::Keys(cmd) => commands::admin::keys(config.resolve()?, cmd).await?,
+        Command::Users(cmd) => commands::admin::users(config.resolve()?, cmd).await?,
         Command::Config(_) => commands::admin::config_check(&config)?,
         Command::Bench(cli::BenchCommand::Ingest(args)) => commands::bench::ingest(args).await?,
     }

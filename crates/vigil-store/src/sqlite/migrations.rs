@@ -5,7 +5,10 @@ use rusqlite::Connection;
 
 use crate::{Error, Result};
 
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_users.sql")),
+];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {
     // Development builds before the chunked span layout stored one row per span; that layout is

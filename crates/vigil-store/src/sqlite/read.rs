@@ -206,15 +206,45 @@ fn cursor_value(field: TraceSortField, t: &TraceRow) -> CursorValue {
     }
 }
 
+/// Whether the query's time range covers more than a quarter of the project's history.
+fn wide_range(conn: &Connection, q: &TraceQuery) -> Result<bool> {
+    if q.start_time_min.is_none() && q.start_time_max.is_none() {
+        return Ok(false);
+    }
+    let (first, last): (Option<i64>, Option<i64>) = conn
+        // Two subqueries: SQLite answers a lone MIN or MAX from the index, not both at once.
+        .prepare_cached(
+            "SELECT (SELECT MIN(start_ns) FROM traces WHERE project_id = ?1),
+                    (SELECT MAX(start_ns) FROM traces WHERE project_id = ?1)",
+        )?
+        .query_row([q.project_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (Some(first), Some(last)) = (first, last) else {
+        return Ok(false);
+    };
+    let from = q.start_time_min.unwrap_or(first).max(first);
+    let to = q.start_time_max.unwrap_or(last).min(last);
+    let history = (last - first).max(1) as f64;
+    Ok((to - from) as f64 / history > 0.25)
+}
+
 pub(super) fn find_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage> {
     let limit = q.limit.clamp(1, MAX_PAGE_SIZE);
     let mut f = Filter::default();
     f.args.push(Sql::Text(q.project_id.0.clone()));
+    // Sorted by something other than time, a wide time range is best served by walking the sort's
+    // index and skipping rows outside the range; a narrow one by reading the range and sorting it.
+    // SQLite cannot tell which (it has no statistics on time), so estimate the range's share of the
+    // project's history and, when it is large, keep the time index out of the plan (unary `+`).
+    let time_col = if q.sort != TraceSortField::StartTime && wide_range(conn, q)? {
+        "+t.start_ns"
+    } else {
+        "t.start_ns"
+    };
     if let Some(v) = q.start_time_min {
-        f.and("t.start_ns >= ?", [Sql::Integer(v)]);
+        f.and(&format!("{time_col} >= ?"), [Sql::Integer(v)]);
     }
     if let Some(v) = q.start_time_max {
-        f.and("t.start_ns <= ?", [Sql::Integer(v)]);
+        f.and(&format!("{time_col} <= ?"), [Sql::Integer(v)]);
     }
     f.opt_text("t.service_name = ?", &q.service_name);
     f.opt_text("t.environment = ?", &q.environment);

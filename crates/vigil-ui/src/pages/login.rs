@@ -37,16 +37,29 @@ fn login_page(
         html! {
             div.login {
                 h1 { span.logo { "◉" } " Vigil" }
-                p.muted {
-                    @if adding { "Add another project: paste its API key." }
-                    @else { "Paste a project API key. " "It was printed once when the project was created; " code { "vigil keys create" } " makes another." }
-                }
                 @if let Some(e) = error { (layout::alert(e)) }
+                @if !adding {
+                    form method="post" action="/login" {
+                        h3 { "User" }
+                        label for="user" { "Name" }
+                        input #user type="text" name="user" autocomplete="username" autofocus;
+                        label for="password" { "Password" }
+                        input #password type="password" name="password" autocomplete="current-password";
+                        input type="hidden" name="next" value=(safe_next(next));
+                        button.primary type="submit" { "Log in" }
+                        p.muted.small { "Users are created with " code { "vigil users create NAME --project default" } "." }
+                    }
+                    div.or { "or" }
+                }
                 form method="post" action="/login" {
-                    label for="key" { "API key" }
-                    input #key type="password" name="key" placeholder="vk_…" autocomplete="off" autofocus required;
+                    h3 { "Project API key" }
+                    p.muted.small {
+                        @if adding { "Add another project: paste its API key." }
+                        @else { "The key printed when the project was created; " code { "vigil keys create" } " makes another." }
+                    }
+                    input #key type="password" name="key" placeholder="vk_…" autocomplete="off" aria-label="API key";
                     input type="hidden" name="next" value=(safe_next(next));
-                    button.primary type="submit" { @if adding { "Add project" } @else { "Log in" } }
+                    button.primary type="submit" { @if adding { "Add project" } @else { "Log in with key" } }
                 }
             }
         },
@@ -55,7 +68,9 @@ fn login_page(
 
 #[derive(Deserialize)]
 pub struct LoginForm {
-    key: String,
+    key: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
     next: Option<String>,
 }
 
@@ -64,14 +79,26 @@ pub async fn submit(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let key = f.key.trim().to_string();
+    let next = f.next.as_deref();
+    let fail = |msg: &str| login_page(next, false, Some(msg), StatusCode::UNAUTHORIZED);
+    if let Some(name) = f.user.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        let password = f.password.unwrap_or_default();
+        return match state.store.login_user(name, &password).await {
+            Ok(Some((user, token))) => {
+                let mut res = Redirect::to(&safe_next(next)).into_response();
+                append_cookie(&mut res, &viewer::session_cookie(&token));
+                if let Some(p) = user.projects.first() {
+                    append_cookie(&mut res, &project_cookie(p));
+                }
+                res
+            }
+            Ok(None) => fail("Wrong name or password."),
+            Err(e) => layout::error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        };
+    }
+    let key = f.key.unwrap_or_default().trim().to_string();
     let Some(project) = viewer::project_of(&state.auth, &key).await else {
-        return login_page(
-            f.next.as_deref(),
-            false,
-            Some("That key was not accepted: it is unknown, revoked, or lacks the read scope."),
-            StatusCode::UNAUTHORIZED,
-        );
+        return fail("That key was not accepted: it is unknown, revoked, or lacks the read scope.");
     };
     let mut keys = cookie_keys(&headers);
     keys.retain(|k| *k != key);
@@ -79,15 +106,21 @@ pub async fn submit(
     if keys.len() > MAX_KEYS {
         keys.remove(0);
     }
-    let mut res = Redirect::to(&safe_next(f.next.as_deref())).into_response();
+    let mut res = Redirect::to(&safe_next(next)).into_response();
     append_cookie(&mut res, &keys_cookie(&keys));
     append_cookie(&mut res, &project_cookie(&project));
     res
 }
 
-pub async fn logout() -> Response {
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = viewer::cookie(&headers, viewer::SESSION_COOKIE) {
+        if let Err(e) = state.store.end_session(token).await {
+            tracing::warn!(error = %e, "could not end a UI session");
+        }
+    }
     let mut res = Redirect::to("/login").into_response();
     append_cookie(&mut res, &keys_cookie(&[]));
+    append_cookie(&mut res, &viewer::session_cookie(""));
     append_cookie(
         &mut res,
         &format!(

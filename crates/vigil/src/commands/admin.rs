@@ -2,7 +2,7 @@
 
 use vigil_store::{ProjectStore, Scope, TraceStore};
 
-use crate::cli::{GcArgs, KeysCommand, ProjectsCommand};
+use crate::cli::{GcArgs, KeysCommand, ProjectsCommand, UsersCommand};
 use crate::config::{Config, Settings};
 
 pub async fn projects(settings: Settings, cmd: ProjectsCommand) -> anyhow::Result<()> {
@@ -20,6 +20,42 @@ pub async fn projects(settings: Settings, cmd: ProjectsCommand) -> anyhow::Resul
                 .await?;
             println!("created project `{}` (id {})", p.name, p.id);
             println!("API key (shown once): {}", key.secret);
+        }
+    }
+    Ok(())
+}
+
+pub async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
+    let store = super::open_store(&settings)?;
+    match cmd {
+        UsersCommand::Create { name, projects } => {
+            let mut ids = Vec::new();
+            for p in &projects {
+                ids.push(super::project_id(&store, Some(p)).await?);
+            }
+            let password = match std::env::var(crate::config::env_vars::VIGIL_USER_PASSWORD) {
+                Ok(p) => p,
+                Err(_) => {
+                    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        eprint!("password for `{name}` (input is shown; pipe it in to hide it): ");
+                    }
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let user = store.create_user(&name, &password, &ids).await?;
+            println!(
+                "created user `{}` with access to {}",
+                user.name,
+                projects.join(", ")
+            );
+        }
+        UsersCommand::List => {
+            for u in store.list_users().await? {
+                let projects: Vec<&str> = u.projects.iter().map(|p| p.as_str()).collect();
+                println!("{:<24}  {}", u.name, projects.join(", "));
+            }
         }
     }
     Ok(())

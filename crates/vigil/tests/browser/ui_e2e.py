@@ -59,12 +59,14 @@ try:
     check("unauthenticated request is refused", path() == "/login" and not d.find_elements(By.CSS_SELECTOR, "table"),
           d.current_url)
     shot("01-login")
-    d.find_element(By.NAME, "key").send_keys("vk_" + "x" * 40)
-    d.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    check("a wrong key is rejected", path() == "/login" and "not accepted" in d.page_source)
+    def log_in_with_key(key):
+        field = d.find_element(By.NAME, "key")
+        field.send_keys(key)
+        field.find_element(By.XPATH, "./ancestor::form//button[@type='submit']").click()
 
-    d.find_element(By.NAME, "key").send_keys(KEY)
-    d.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    log_in_with_key("vk_" + "x" * 40)
+    check("a wrong key is rejected", path() == "/login" and "not accepted" in d.page_source)
+    log_in_with_key(KEY)
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "table.traces tbody tr")))
     rows = d.find_elements(By.CSS_SELECTOR, "table.traces tbody tr")
     check("traces page lists traces after login", path() == "/ui/traces" and len(rows) >= 10, f"{len(rows)} rows")

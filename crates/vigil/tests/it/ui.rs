@@ -107,6 +107,78 @@ fn pages_refuse_strangers_escape_content_and_send_safe_headers() {
         && c.contains("HttpOnly")
         && c.contains("SameSite=Strict")));
 
+    // A local user logs in with name and password, sees the granted project, and logging out ends
+    // the session on the server (the old cookie no longer works).
+    let out = Command::new(vigil_bin())
+        .args([
+            "--data-dir",
+            server.dir.to_str().unwrap(),
+            "users",
+            "create",
+            "alice",
+            "--project",
+            "default",
+        ])
+        .env("VIGIL_USER_PASSWORD", "a long password")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = client
+        .post(format!("{}/login", server.api))
+        .form(&[
+            ("user", "alice"),
+            ("password", "not the password"),
+            ("next", "/ui/traces"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = client
+        .post(format!("{}/login", server.api))
+        .form(&[
+            ("user", "alice"),
+            ("password", "a long password"),
+            ("next", "/ui/traces"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let session = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("vigil_session=vs_"))
+        .expect("a session cookie");
+    let session = session.split(';').next().unwrap().to_string();
+    let res = client
+        .get(format!("{}/ui/traces/{id}", server.api))
+        .header("cookie", &session)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().unwrap().contains("alice"));
+    let res = client
+        .post(format!("{}/logout", server.api))
+        .header("cookie", &session)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let res = client
+        .get(format!("{}/ui/traces", server.api))
+        .header("cookie", &session)
+        .send()
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        303,
+        "a logged-out session must not open pages"
+    );
+
     // Another project's key never shows this project's traces.
     let other = cli(&server.dir, &["projects", "create", "other"]);
     let other_key = other
