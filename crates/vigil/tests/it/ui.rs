@@ -30,11 +30,28 @@ fn xss_trace(server: &TestServer) -> String {
 #[test]
 fn pages_refuse_strangers_escape_content_and_send_safe_headers() {
     let server = TestServer::start();
-    let id = xss_trace(&server);
     let client = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    // A fresh install teaches how to send the first trace instead of showing an empty table.
+    let empty = client
+        .get(format!("{}/ui/traces", server.api))
+        .header("cookie", format!("vigil_keys={}", server.key))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for snippet in [
+        "No traces yet",
+        "OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318",
+        "OpenAIInstrumentor",
+        "openinference",
+        "vigil demo",
+    ] {
+        assert!(empty.contains(snippet), "onboarding lacks {snippet}");
+    }
+    let id = xss_trace(&server);
     for path in [
         "/ui/traces",
         "/ui/dashboard",
