@@ -262,10 +262,19 @@ impl Span {
     /// The text that full-text search indexes: names, messages, tool arguments and results.
     pub fn search_text(&self) -> String {
         let mut out = String::with_capacity(256);
+        self.for_each_search_text(|s| {
+            out.push_str(s);
+            out.push('\n');
+        });
+        out
+    }
+
+    /// Calls `push` with each non-empty piece of `search_text`, so callers can skip repeats (a
+    /// conversation's history is in every LLM call of a turn).
+    pub fn for_each_search_text(&self, mut push: impl FnMut(&str)) {
         let mut push = |s: &str| {
             if !s.is_empty() {
-                out.push_str(s);
-                out.push('\n');
+                push(s);
             }
         };
         push(&self.name);
@@ -290,7 +299,6 @@ impl Span {
         if let Some(e) = &self.error_message {
             push(e);
         }
-        out
     }
 }
 

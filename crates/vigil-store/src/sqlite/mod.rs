@@ -1,8 +1,9 @@
 //! The embedded SQLite backend: one file in WAL mode, one writer thread that group-commits
 //! batches in transactions, and a small pool of read-only connections.
 //!
-//! Durability: with `Durability::Full` (the default) every commit syncs the WAL, so a write that
-//! returned is on disk even after power loss. `Durability::Normal` syncs only at checkpoints: a
+//! Durability: with `Durability::Full` (the default) every commit's WAL frames are synced before
+//! the write returns (by the writer's sync thread, see `writer.rs`), so a write that returned is on
+//! disk even after power loss. `Durability::Normal` syncs only at checkpoints: a
 //! crash of the process loses nothing, but a power cut or OS crash may roll back the last commits.
 
 mod migrations;
@@ -50,7 +51,13 @@ pub(crate) mod body {
     }
 
     pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-        let json = serde_json::to_vec(value).map_err(|e| Error::Corrupt(e.to_string()))?;
+        encode_sized(value, 1024)
+    }
+
+    /// `encode` with a guess of the JSON size, to spare the buffer's regrowth.
+    pub fn encode_sized<T: serde::Serialize + ?Sized>(value: &T, guess: usize) -> Result<Vec<u8>> {
+        let mut json = Vec::with_capacity(guess);
+        serde_json::to_writer(&mut json, value).map_err(|e| Error::Corrupt(e.to_string()))?;
         let len = u32::try_from(json.len())
             .map_err(|_| Error::Corrupt("a stored value is larger than 4 GiB".into()))?;
         let frame = COMPRESSOR.with(|cell| -> std::io::Result<Vec<u8>> {
@@ -172,7 +179,13 @@ impl SqliteStore {
             .collect::<Result<Vec<_>>>()?;
         let checkpointer = Connection::open(&path)?;
         checkpointer.busy_timeout(std::time::Duration::from_secs(10))?;
-        let writer = writer::spawn(conn, checkpointer, path.clone(), settings.max_pending_spans)?;
+        let writer = writer::spawn(
+            conn,
+            checkpointer,
+            path.clone(),
+            settings.max_pending_spans,
+            settings.durability == Durability::Full,
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,

@@ -102,15 +102,18 @@ fn trace_params(t: &TraceRow) -> [Sql; 24] {
     ]
 }
 
-/// Inserts a new trace's row and returns its internal key (`traces.id`).
-pub(super) fn insert_trace_row(conn: &Connection, t: &TraceRow) -> Result<i64> {
+/// Inserts the row of a trace not stored yet and returns its internal key (`traces.id`); `None`
+/// when the trace exists. One index descent for the common case of a new trace.
+pub(super) fn insert_new_trace_row(conn: &Connection, t: &TraceRow) -> Result<Option<i64>> {
     let sql = format!(
         "INSERT INTO traces ({TRACE_WRITE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-            ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+            ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
+         ON CONFLICT (project_id, trace_id) DO NOTHING"
     );
-    conn.prepare_cached(&sql)?
+    let n = conn
+        .prepare_cached(&sql)?
         .execute(params_from_iter(trace_params(t)))?;
-    Ok(conn.last_insert_rowid())
+    Ok((n == 1).then(|| conn.last_insert_rowid()))
 }
 
 /// Rewrites a trace's row in place, keeping its internal key.

@@ -1,11 +1,19 @@
 //! The single writer. Callers hand it batches through a bounded queue and wait for the commit;
 //! it drains whatever is queued into one transaction (group commit), so many small OTLP exports
-//! share one WAL sync. Acknowledgements go out only after `COMMIT` returned.
+//! share one WAL sync. Acknowledgements go out only after `COMMIT` returned and, with full
+//! durability, after the WAL is synced to disk.
+//!
+//! Syncing is pipelined: the connection runs with `synchronous=NORMAL` (a commit writes its WAL
+//! frames but does not wait for the disk) and a sync thread `fdatasync`s the WAL file after each
+//! commit, then sends that commit's acknowledgements, while the writer already runs the next
+//! transaction. This is as durable as `synchronous=FULL`: an acknowledged commit's frames were
+//! synced, and SQLite only reuses WAL space after a checkpoint that synced those frames into the
+//! database file. It just stops the writer from idling through every disk flush.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +30,7 @@ use crate::{Error, Result};
 
 use super::body;
 use super::read::{
-    apply_session_delta, get_trace_with_ref, insert_trace_row, load_facts, refresh_session,
+    apply_session_delta, get_trace_with_ref, insert_new_trace_row, load_facts, refresh_session,
     rollup_from_row, update_trace_row,
 };
 
@@ -76,17 +84,30 @@ fn prepare_chunks(spans: Vec<Span>) -> Result<Vec<PreparedChunk>> {
     for (project, trace_id, _, spans) in groups {
         for part in spans.chunks(CHUNK_SPANS) {
             let facts: Vec<SpanFacts> = part.iter().map(SpanFacts::from).collect();
+            // Each distinct piece once: the history and system prompt an agent resends in every
+            // LLM call of a turn would otherwise be tokenised again for each call.
             let mut text = String::new();
+            let mut seen: HashSet<u64> = HashSet::new();
             for s in part {
-                let mut t = s.search_text();
-                truncate_utf8(&mut t, FTS_TEXT_LIMIT);
-                text.push_str(&t);
-                text.push('\n');
+                let start = text.len();
+                s.for_each_search_text(|piece| {
+                    if text.len() - start < FTS_TEXT_LIMIT && seen.insert(piece_hash(piece)) {
+                        text.push_str(piece);
+                        text.push('\n');
+                    }
+                });
+                if text.len() - start > FTS_TEXT_LIMIT {
+                    let mut cut = start + FTS_TEXT_LIMIT;
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    text.truncate(cut);
+                }
             }
             chunks.push(PreparedChunk {
                 summary: summarize(&project, trace_id, &facts),
                 facts_blob: body::encode(&facts)?,
-                body: body::encode(part)?,
+                body: body::encode_sized(part, part.len() * 4096)?,
                 project: project.clone(),
                 trace_id,
                 facts,
@@ -127,33 +148,57 @@ pub struct WriterHandle {
     max_pending: usize,
 }
 
-/// The WAL is checkpointed in the background; if it still grows past this, the writer checkpoints
-/// it itself before the next batch, which bounds its size on disk.
-const WAL_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+/// The WAL is checkpointed in the background, but under constant writes that never empties it, so
+/// it would grow forever. Once the frames waiting in it pass this, the writer restarts it between
+/// two transactions (`RESTART`: the rest is copied back, then the next commit writes from the start
+/// of the file again). Writing over blocks already allocated and cached is much cheaper than
+/// growing the file, so the WAL is kept small and reused rather than truncated.
+const WAL_RESTART_BYTES: i64 = 64 * 1024 * 1024;
+/// Hard bound on the WAL file on disk, should restarts keep failing (e.g. a reader pinned a snapshot).
+const WAL_LIMIT_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Acknowledgements of one commit, sent once it is durable.
+type Acks = Vec<Box<dyn FnOnce(Option<&str>) + Send>>;
 
 pub fn spawn(
     conn: Connection,
     checkpointer: Connection,
     db_path: PathBuf,
     max_pending: usize,
+    sync_commits: bool,
 ) -> Result<WriterHandle> {
     let (tx, rx) = sync_channel(QUEUE_JOBS);
     let pending = Arc::new(AtomicUsize::new(0));
+    // Frames in the WAL as of the last background checkpoint, shared with the writer.
+    let wal_frames = Arc::new(AtomicI64::new(0));
+    let frames = wal_frames.clone();
     let p = pending.clone();
     // Checkpoints copy WAL pages into the database file; doing them on another thread keeps that
     // work off the write path. The channel closes when the writer stops, which stops the checkpointer.
     let (alive_tx, alive_rx) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("vigil-sqlite-checkpoint".into())
-        .spawn(move || checkpoint_loop(checkpointer, alive_rx))
+        .spawn(move || checkpoint_loop(checkpointer, alive_rx, frames))
         .map_err(|e| Error::Task(format!("cannot start the checkpoint thread: {e}")))?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let wal_path = PathBuf::from(format!("{}-wal", db_path.display()));
+    let syncer = if sync_commits {
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let (sync_tx, sync_rx) = sync_channel::<Acks>(1024);
+        let path = wal_path.clone();
+        std::thread::Builder::new()
+            .name("vigil-sqlite-sync".into())
+            .spawn(move || sync_loop(&path, sync_rx))
+            .map_err(|e| Error::Task(format!("cannot start the sync thread: {e}")))?;
+        Some(sync_tx)
+    } else {
+        None
+    };
     std::thread::Builder::new()
         .name("vigil-sqlite-writer".into())
         .spawn(move || {
             let _alive = alive_tx;
-            run(conn, rx, p, &wal_path)
+            run(conn, rx, p, &wal_path, &wal_frames, syncer)
         })
         .map_err(|e| Error::Task(format!("cannot start the writer thread: {e}")))?;
     Ok(WriterHandle {
@@ -163,18 +208,58 @@ pub fn spawn(
     })
 }
 
-fn checkpoint_loop(conn: Connection, alive: mpsc::Receiver<()>) {
+/// Syncs the WAL after commits and then acknowledges them; commits that queued up meanwhile share
+/// one sync.
+fn sync_loop(wal_path: &Path, rx: Receiver<Acks>) {
+    while let Ok(first) = rx.recv() {
+        let mut acks = first;
+        while let Ok(more) = rx.try_recv() {
+            acks.extend(more);
+        }
+        // Opened per sync: SQLite may truncate the file, and a fresh handle always names it.
+        let synced = std::fs::OpenOptions::new()
+            .write(true)
+            .open(wal_path)
+            .and_then(|f| f.sync_data());
+        let error = match &synced {
+            // A checkpoint may have emptied and removed nothing we need: no WAL file, nothing to sync.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::error!(error = %e, "syncing the WAL failed; the last writes are not acknowledged");
+                Some(format!("write could not be made durable: {e}"))
+            }
+            Ok(()) => None,
+        };
+        for ack in acks {
+            ack(error.as_deref());
+        }
+    }
+}
+
+fn checkpoint_loop(conn: Connection, alive: mpsc::Receiver<()>, wal_frames: Arc<AtomicI64>) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = alive.recv_timeout(Duration::from_millis(200))
     {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(error = %e, "background checkpoint skipped");
+        // Returns (busy, frames in the WAL, frames checkpointed).
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+            Ok(frames) => wal_frames.store(frames, Ordering::Relaxed),
+            Err(e) => tracing::debug!(error = %e, "background checkpoint skipped"),
         }
     }
     // Leave a small WAL behind on a clean stop.
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
-fn bound_wal(conn: &Connection, wal_path: &Path) {
+fn bound_wal(conn: &Connection, wal_path: &Path, wal_frames: &AtomicI64) {
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap_or(8192);
+    if wal_frames.load(Ordering::Relaxed) * page_size > WAL_RESTART_BYTES {
+        match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0)) {
+            Ok(0) => wal_frames.store(0, Ordering::Relaxed),
+            Ok(_) => tracing::debug!("WAL restart postponed: a reader still uses an old snapshot"),
+            Err(e) => tracing::debug!(error = %e, "WAL restart failed"),
+        }
+    }
     let size = std::fs::metadata(wal_path).map(|m| m.len()).unwrap_or(0);
     if size > WAL_LIMIT_BYTES {
         // TRUNCATE waits for readers of old snapshots, copies every frame back and empties the WAL file.
@@ -260,9 +345,16 @@ impl WriterHandle {
     }
 }
 
-fn run(mut conn: Connection, rx: Receiver<Job>, pending: Arc<AtomicUsize>, wal_path: &Path) {
+fn run(
+    mut conn: Connection,
+    rx: Receiver<Job>,
+    pending: Arc<AtomicUsize>,
+    wal_path: &Path,
+    wal_frames: &AtomicI64,
+    syncer: Option<SyncSender<Acks>>,
+) {
     while let Ok(first) = rx.recv() {
-        bound_wal(&conn, wal_path);
+        bound_wal(&conn, wal_path, wal_frames);
         let mut batch = Vec::new();
         let mut size = 0;
         let mut next = Some(first);
@@ -270,9 +362,21 @@ fn run(mut conn: Connection, rx: Receiver<Job>, pending: Arc<AtomicUsize>, wal_p
             match job {
                 Job::Exec(f) => {
                     // Flush what was gathered so far, then run the exec alone.
-                    flush(&mut conn, std::mem::take(&mut batch), &pending);
+                    flush(
+                        &mut conn,
+                        std::mem::take(&mut batch),
+                        &pending,
+                        syncer.as_ref(),
+                    );
                     size = 0;
+                    // Administrative writes acknowledge inside `f`, so they commit fully synced.
+                    if syncer.is_some() {
+                        let _ = conn.pragma_update(None, "synchronous", "FULL");
+                    }
                     f(&mut conn);
+                    if syncer.is_some() {
+                        let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+                    }
                 }
                 other => {
                     size += other.span_count();
@@ -283,12 +387,17 @@ fn run(mut conn: Connection, rx: Receiver<Job>, pending: Arc<AtomicUsize>, wal_p
                 next = rx.try_recv().ok();
             }
         }
-        flush(&mut conn, batch, &pending);
+        flush(&mut conn, batch, &pending, syncer.as_ref());
     }
     tracing::debug!("sqlite writer stopped");
 }
 
-fn flush(conn: &mut Connection, batch: Vec<Job>, pending: &AtomicUsize) {
+fn flush(
+    conn: &mut Connection,
+    batch: Vec<Job>,
+    pending: &AtomicUsize,
+    syncer: Option<&SyncSender<Acks>>,
+) {
     if batch.is_empty() {
         return;
     }
@@ -297,15 +406,38 @@ fn flush(conn: &mut Connection, batch: Vec<Job>, pending: &AtomicUsize) {
     pending.fetch_sub(total, Ordering::AcqRel);
     match result {
         Ok(outcomes) => {
+            // Each acknowledgement reports the commit's outcome, or the sync's failure.
+            let mut acks: Acks = Vec::with_capacity(batch.len());
             for (job, outcome) in batch.into_iter().zip(outcomes) {
+                let sync_failed = |e: &str| Error::Task(e.to_string());
                 match job {
-                    Job::Spans { ack, .. } => {
-                        let _ = ack.send(Ok(outcome));
-                    }
-                    Job::Logs { ack, .. } => {
-                        let _ = ack.send(Ok(outcome.inserted));
-                    }
+                    Job::Spans { ack, .. } => acks.push(Box::new(move |err: Option<&str>| {
+                        let _ = ack.send(match err {
+                            None => Ok(outcome),
+                            Some(e) => Err(sync_failed(e)),
+                        });
+                    })),
+                    Job::Logs { ack, .. } => acks.push(Box::new(move |err: Option<&str>| {
+                        let _ = ack.send(match err {
+                            None => Ok(outcome.inserted),
+                            Some(e) => Err(sync_failed(e)),
+                        });
+                    })),
                     Job::Exec(_) => {}
+                }
+            }
+            match syncer {
+                Some(tx) => {
+                    if let Err(mpsc::SendError(acks)) = tx.send(acks) {
+                        for ack in acks {
+                            ack(Some("the sync thread stopped"));
+                        }
+                    }
+                }
+                None => {
+                    for ack in acks {
+                        ack(None);
+                    }
                 }
             }
         }
@@ -328,23 +460,24 @@ fn flush(conn: &mut Connection, batch: Vec<Job>, pending: &AtomicUsize) {
     }
 }
 
+/// A rollup row's key, borrowing its strings from the batch being written.
 #[derive(Hash, PartialEq, Eq, Clone)]
-struct RollupKey {
-    project: String,
+struct RollupKey<'a> {
+    project: &'a str,
     minute: i64,
     kind: &'static str,
-    model: String,
-    provider: String,
-    agent: String,
-    environment: String,
-    service: String,
-    tool: String,
+    model: &'a str,
+    provider: &'a str,
+    agent: &'a str,
+    environment: &'a str,
+    service: &'a str,
+    tool: &'a str,
 }
 
 fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut rollups: HashMap<RollupKey, RollupTotals> = HashMap::new();
+    let mut rollups: HashMap<RollupKey<'_>, RollupTotals> = HashMap::new();
     for job in batch {
         let mut receipt = WriteReceipt::default();
         match job {
@@ -366,46 +499,61 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
 }
 
 /// Stores one chunk and brings its trace's row, its session's row and the rollups up to date.
-fn write_chunk(
+fn write_chunk<'a>(
     tx: &rusqlite::Transaction,
-    chunk: &PreparedChunk,
+    chunk: &'a PreparedChunk,
     receipt: &mut WriteReceipt,
-    rollups: &mut HashMap<RollupKey, RollupTotals>,
+    rollups: &mut HashMap<RollupKey<'a>, RollupTotals>,
 ) -> Result<()> {
-    let existing = get_trace_with_ref(tx, &chunk.project, chunk.trace_id)?;
-    let (trace_ref, fresh, old, row): (i64, Cow<[SpanFacts]>, Option<TraceRow>, TraceRow) =
-        match existing {
-            // A new trace (the common case): its summary was computed by the caller.
-            None => {
-                let Some(row) = chunk.summary.clone() else {
-                    return Ok(());
-                };
-                let trace_ref = insert_trace_row(tx, &row)?;
-                (trace_ref, Cow::Borrowed(&chunk.facts[..]), None, row)
+    let Some(summary) = &chunk.summary else {
+        return Ok(());
+    };
+    // A new trace (the common case): its summary was computed by the caller.
+    let inserted = insert_new_trace_row(tx, summary)?;
+    let existing = match inserted {
+        Some(_) => None,
+        None => get_trace_with_ref(tx, &chunk.project, chunk.trace_id)?,
+    };
+    // `known`: span ids the trace already had (`None` for a new trace).
+    type Outcome<'f> = (
+        i64,
+        Cow<'f, [SpanFacts]>,
+        Option<TraceRow>,
+        TraceRow,
+        Option<HashSet<SpanId>>,
+    );
+    let (trace_ref, fresh, old, row, known): Outcome<'_> = match (inserted, existing) {
+        (Some(trace_ref), _) => (
+            trace_ref,
+            Cow::Borrowed(&chunk.facts[..]),
+            None,
+            summary.clone(),
+            None,
+        ),
+        (None, None) => return Ok(()),
+        // More spans of a known trace: skip the ones already stored (redelivery) and
+        // re-summarise from the facts of all its chunks.
+        (None, Some((trace_ref, old))) => {
+            let mut all = load_facts(tx, trace_ref)?;
+            let known: HashSet<SpanId> = all.iter().map(|f| f.span_id).collect();
+            let fresh: Vec<SpanFacts> = chunk
+                .facts
+                .iter()
+                .filter(|f| !known.contains(&f.span_id))
+                .cloned()
+                .collect();
+            receipt.duplicates += chunk.facts.len() - fresh.len();
+            if fresh.is_empty() {
+                return Ok(());
             }
-            // More spans of a known trace: skip the ones already stored (redelivery) and
-            // re-summarise from the facts of all its chunks.
-            Some((trace_ref, old)) => {
-                let mut all = load_facts(tx, trace_ref)?;
-                let known: HashSet<SpanId> = all.iter().map(|f| f.span_id).collect();
-                let fresh: Vec<SpanFacts> = chunk
-                    .facts
-                    .iter()
-                    .filter(|f| !known.contains(&f.span_id))
-                    .cloned()
-                    .collect();
-                receipt.duplicates += chunk.facts.len() - fresh.len();
-                if fresh.is_empty() {
-                    return Ok(());
-                }
-                all.extend(fresh.iter().cloned());
-                let Some(row) = summarize(&chunk.project, chunk.trace_id, &all) else {
-                    return Ok(());
-                };
-                update_trace_row(tx, trace_ref, &row)?;
-                (trace_ref, Cow::Owned(fresh), Some(old), row)
-            }
-        };
+            all.extend(fresh.iter().cloned());
+            let Some(row) = summarize(&chunk.project, chunk.trace_id, &all) else {
+                return Ok(());
+            };
+            update_trace_row(tx, trace_ref, &row)?;
+            (trace_ref, Cow::Owned(fresh), Some(old), row, Some(known))
+        }
+    };
     // The body keeps every span the client sent; when some were redelivered, the stored facts
     // list only the new ones and readers keep the first copy of a span.
     let facts_blob = if fresh.len() == chunk.facts.len() {
@@ -431,7 +579,12 @@ fn write_chunk(
         apply_session_delta(tx, old, -1)?;
     }
     apply_session_delta(tx, &row, 1)?;
-    for f in fresh.iter() {
+    // Rollup keys borrow from the chunk, which outlives the batch's rollup map.
+    for f in chunk
+        .facts
+        .iter()
+        .filter(|f| known.as_ref().is_none_or(|k| !k.contains(&f.span_id)))
+    {
         add_rollup(rollups, &chunk.project, f);
     }
     receipt.inserted += fresh.len();
@@ -468,17 +621,21 @@ fn write_logs(
     Ok(())
 }
 
-fn add_rollup(rollups: &mut HashMap<RollupKey, RollupTotals>, project: &ProjectId, s: &SpanFacts) {
+fn add_rollup<'a>(
+    rollups: &mut HashMap<RollupKey<'a>, RollupTotals>,
+    project: &'a ProjectId,
+    s: &'a SpanFacts,
+) {
     let key = RollupKey {
-        project: project.0.clone(),
+        project: project.as_str(),
         minute: s.start_ns.div_euclid(60_000_000_000),
         kind: s.kind.as_str(),
-        model: s.model.clone().unwrap_or_default(),
-        provider: s.provider.clone().unwrap_or_default(),
-        agent: s.agent_name.clone().unwrap_or_default(),
-        environment: s.environment.clone().unwrap_or_default(),
-        service: s.service_name.clone().unwrap_or_default(),
-        tool: s.tool_name.clone().unwrap_or_default(),
+        model: s.model.as_deref().unwrap_or_default(),
+        provider: s.provider.as_deref().unwrap_or_default(),
+        agent: s.agent_name.as_deref().unwrap_or_default(),
+        environment: s.environment.as_deref().unwrap_or_default(),
+        service: s.service_name.as_deref().unwrap_or_default(),
+        tool: s.tool_name.as_deref().unwrap_or_default(),
     };
     let acc = rollups.entry(key).or_default();
     acc.count += 1;
@@ -502,7 +659,7 @@ fn add_rollup(rollups: &mut HashMap<RollupKey, RollupTotals>, project: &ProjectI
 
 fn merge_rollups(
     tx: &rusqlite::Transaction,
-    rollups: HashMap<RollupKey, RollupTotals>,
+    rollups: HashMap<RollupKey<'_>, RollupTotals>,
 ) -> Result<()> {
     let mut get = tx.prepare_cached(
         "SELECT count, error_count, flagged_count, input_tokens, output_tokens, cost_usd, priced_count, unpriced_count, latency_hist
@@ -555,14 +712,11 @@ fn merge_rollups(
     Ok(())
 }
 
-fn truncate_utf8(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
+fn piece_hash(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
 }
 
 const GC_CHUNK: usize = 1000;
