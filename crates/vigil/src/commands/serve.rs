@@ -80,6 +80,12 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
         max_grpc_message_bytes: settings.max_grpc_message_bytes,
     };
     let state = AppState::new(shared.clone(), Normalizer::new(prices), auth, limits);
+    let mut api_app = api_router(state.clone()).merge(vigil_ui::router(state.clone()));
+    if let Some(gw) = &settings.gateway {
+        let gateway = vigil_gateway::Gateway::new(gw.clone(), state.clone())
+            .map_err(|e| anyhow::anyhow!(e))?;
+        api_app = api_app.merge(gateway.router());
+    }
 
     let api = bind(settings.api_addr, "API").await?;
     let otlp_http = bind(settings.otlp_http_addr, "OTLP/HTTP").await?;
@@ -95,12 +101,9 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let api_task = tokio::spawn(
-        axum::serve(
-            api,
-            api_router(state.clone()).merge(vigil_ui::router(state.clone())),
-        )
-        .with_graceful_shutdown(wait(shutdown_rx.clone()))
-        .into_future(),
+        axum::serve(api, api_app)
+            .with_graceful_shutdown(wait(shutdown_rx.clone()))
+            .into_future(),
     );
     let http_task = tokio::spawn(
         axum::serve(otlp_http, otlp_router(state.clone()))

@@ -21,6 +21,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Extra or overriding model prices (USD per million tokens).
     pub prices: Vec<ModelPrice>,
+    /// The LLM gateway: providers and model routes (see `vigil_gateway::config`).
+    pub gateway: vigil_gateway::config::GatewayConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +128,8 @@ pub struct Settings {
     pub retention: vigil_store::Retention,
     pub gc_interval_secs: u64,
     pub prices: Vec<ModelPrice>,
+    /// `None` when no gateway provider is configured (the gateway routes answer 404 then).
+    pub gateway: Option<vigil_gateway::config::Resolved>,
 }
 
 impl Config {
@@ -222,6 +226,15 @@ impl Config {
                 .unwrap_or(600)
                 .max(1),
             prices: self.prices.clone(),
+            gateway: if self.gateway.enabled && !self.gateway.providers.is_empty() {
+                Some(
+                    self.gateway
+                        .resolve(|name| std::env::var(name).ok())
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                )
+            } else {
+                None
+            },
         })
     }
 }

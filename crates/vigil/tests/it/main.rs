@@ -8,6 +8,7 @@ mod api;
 mod backpressure;
 mod cli;
 mod crash;
+mod gateway;
 mod otlp_grpc;
 mod otlp_http;
 mod real_clients;

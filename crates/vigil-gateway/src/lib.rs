@@ -1,0 +1,875 @@
+//! The LLM gateway on Vigil's API port: OpenAI-compatible `POST /v1/chat/completions`,
+//! `POST /v1/embeddings` and `GET /v1/models`, Anthropic-compatible `POST /v1/messages`.
+//!
+//! A request names a model; `routing` turns it into an ordered list of targets (provider + model).
+//! Each target is tried with retries (429, 5xx, connection errors, timeouts; exponential backoff
+//! with jitter, `Retry-After` honoured) behind a circuit breaker, then the next target takes over.
+//! When the caller's format differs from the provider's, `translate` converts the request, the
+//! response and the stream. Every call ends as an `llm` span (`record`) joined to the caller's
+//! trace when it sends `traceparent`.
+
+pub mod config;
+pub mod format;
+pub mod record;
+pub mod routing;
+pub mod sse;
+pub mod translate;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use vigil_api::{AppState, Authenticator};
+use vigil_model::{now_unix_nanos, Message, ToolCall};
+use vigil_store::Scope;
+
+use crate::config::{ProviderKind, Resolved};
+use crate::format::{ApiFormat, GatewayError};
+use crate::record::{CallRecord, Outcome, SpanSink};
+use crate::routing::{backoff, Health, Target};
+use crate::sse::SseParser;
+
+/// Largest upstream response body read into memory (non-streaming).
+const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// Largest single stream event accepted from an upstream.
+const MAX_STREAM_EVENT: usize = 4 * 1024 * 1024;
+/// Output text kept for the trace of a streamed call.
+const MAX_TRACED_OUTPUT: usize = 256 * 1024;
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+pub struct Gateway {
+    cfg: Resolved,
+    /// One HTTP client per provider: connection pools and connect timeouts are per provider.
+    clients: HashMap<String, reqwest::Client>,
+    health: Health,
+    sink: SpanSink,
+    auth: Authenticator,
+    state: AppState,
+}
+
+impl Gateway {
+    pub fn new(cfg: Resolved, state: AppState) -> Result<Arc<Self>, String> {
+        let mut clients = HashMap::new();
+        for p in &cfg.providers {
+            let client = reqwest::Client::builder()
+                .connect_timeout(p.timeouts.connect)
+                .pool_max_idle_per_host(256)
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| format!("gateway provider `{}`: {e}", p.name))?;
+            clients.insert(p.name.clone(), client);
+        }
+        Ok(Arc::new(Self {
+            health: Health::new(&cfg),
+            sink: SpanSink::start(state.store.clone()),
+            auth: state.auth.clone(),
+            cfg,
+            clients,
+            state,
+        }))
+    }
+
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(chat_completions))
+            .route("/v1/messages", post(messages))
+            .route("/v1/embeddings", post(embeddings))
+            .route("/v1/models", get(models))
+            .with_state(self.clone())
+    }
+
+    /// Spans the gateway could not queue for writing (overload), for monitoring.
+    pub fn dropped_spans(&self) -> u64 {
+        self.sink.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+async fn chat_completions(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(gw, ApiFormat::OpenAi, Endpoint::Chat, headers, body).await
+}
+
+async fn messages(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    handle(gw, ApiFormat::Anthropic, Endpoint::Chat, headers, body).await
+}
+
+async fn embeddings(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    handle(gw, ApiFormat::OpenAi, Endpoint::Embeddings, headers, body).await
+}
+
+async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if let Err(e) = authenticate(&gw.auth, &headers, ApiFormat::OpenAi).await {
+        return e.into_response();
+    }
+    let mut names: Vec<&String> = gw.cfg.routes.keys().collect();
+    names.sort();
+    let data: Vec<Value> = names
+        .into_iter()
+        .map(|n| json!({"id": n, "object": "model", "created": 0, "owned_by": "vigil"}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Chat,
+    Embeddings,
+}
+
+/// The caller's Vigil key: `Authorization: Bearer` (OpenAI SDK), `x-api-key` (Anthropic SDK) or
+/// `x-vigil-api-key`.
+async fn authenticate(
+    auth: &Authenticator,
+    headers: &HeaderMap,
+    format: ApiFormat,
+) -> Result<vigil_model::ProjectId, GatewayError> {
+    let key = Authenticator::key_from_headers(headers).or_else(|| {
+        headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.trim().to_string())
+    });
+    auth.authenticate(key.as_deref(), Scope::Ingest)
+        .await
+        .map(|c| c.project_id)
+        .map_err(|e| GatewayError::new(format, e.code.http_status(), e.message))
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+async fn handle(
+    gw: Arc<Gateway>,
+    format: ApiFormat,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let start_ns = now_unix_nanos();
+    let project = match authenticate(&gw.auth, &headers, format).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let err = |status: StatusCode, msg: String| GatewayError::new(format, status, msg);
+    let bytes = match axum::body::to_bytes(body, gw.cfg.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body is larger than {} bytes",
+                    gw.cfg.max_body_bytes
+                ),
+            )
+            .into_response()
+        }
+    };
+    let req: Value = match serde_json::from_slice(&bytes) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "the request body must be a JSON object".into(),
+            )
+            .into_response()
+        }
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("the request body is not valid JSON: {e}"),
+            )
+            .into_response()
+        }
+    };
+    let Some(requested) = req["model"].as_str().map(str::to_string) else {
+        return err(StatusCode::BAD_REQUEST, "`model` is required".into()).into_response();
+    };
+    let Some(targets) = routing::targets(&gw.cfg, &gw.health, &requested) else {
+        return err(
+            StatusCode::NOT_FOUND,
+            format!("model `{requested}` is not served here: no gateway provider is configured"),
+        )
+        .into_response();
+    };
+    let stream = endpoint == Endpoint::Chat && req["stream"].as_bool() == Some(true);
+    let client_wants_usage = req
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let mut record = CallRecord {
+        project,
+        trace: header_str(&headers, "traceparent").and_then(|t| record::parse_traceparent(&t)),
+        start_ns,
+        requested_model: requested.clone(),
+        target_model: None,
+        provider: None,
+        client_format: match format {
+            ApiFormat::OpenAi => "openai",
+            ApiFormat::Anthropic => "anthropic",
+        },
+        request: match format {
+            ApiFormat::OpenAi => req.clone(),
+            ApiFormat::Anthropic => translate::anthropic_request_to_openai(&req, &requested),
+        },
+        attempts: Vec::new(),
+        circuit: None,
+        session: header_str(&headers, "x-vigil-session"),
+        user: header_str(&headers, "x-vigil-user"),
+        tags: header_str(&headers, "x-vigil-tags"),
+        outcome: Outcome::default(),
+    };
+    let mut last_error: Option<GatewayError> = None;
+    for (index, target) in targets.iter().enumerate() {
+        let key = target.key();
+        let (admitted, circuit) = gw.health.admit(&key);
+        if !admitted {
+            record.attempts.push(
+                json!({"target": key, "skipped": "circuit open", "circuit": circuit.as_str()}),
+            );
+            last_error = Some(
+                err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("every target of `{requested}` is failing; retry shortly"),
+                )
+                .with_retry_after(gw.cfg.circuit_open_for.as_secs().max(1)),
+            );
+            continue;
+        }
+        record.circuit = Some(circuit.as_str());
+        if endpoint == Endpoint::Embeddings && target.provider.kind == ProviderKind::Anthropic {
+            record
+                .attempts
+                .push(json!({"target": key, "skipped": "no embeddings on this provider"}));
+            continue;
+        }
+        let upstream_format = target.provider.kind.format();
+        let upstream_body = upstream_request(&req, format, upstream_format, &target.model, stream);
+        // A half-open circuit lets one probe through, without retries.
+        let attempts = if circuit == routing::CircuitState::HalfOpen {
+            1
+        } else {
+            1 + gw.cfg.retries
+        };
+        for attempt in 1..=attempts {
+            let t0 = Instant::now();
+            let sent = send(&gw, target, endpoint, &upstream_body, &headers).await;
+            let latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
+            let mut entry = json!({"target": key, "attempt": attempt, "latency_ms": latency_ms,
+                                   "failover": index > 0 && attempt == 1});
+            let (retry_after, error) = match sent {
+                Ok(resp) if resp.status().is_success() => {
+                    entry["status"] = json!(resp.status().as_u16());
+                    record.attempts.push(entry);
+                    record.target_model = Some(target.model.clone());
+                    record.provider = Some(target.provider.kind.span_name().to_string());
+                    return if stream {
+                        relay_stream(
+                            gw.clone(),
+                            resp,
+                            record,
+                            target.clone(),
+                            format,
+                            upstream_format,
+                            client_wants_usage,
+                            t0,
+                        )
+                    } else {
+                        finish_json(
+                            &gw,
+                            resp,
+                            record,
+                            target,
+                            format,
+                            upstream_format,
+                            endpoint,
+                            t0,
+                            started,
+                        )
+                        .await
+                    };
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = resp
+                        .headers()
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let text = read_capped(resp, 64 * 1024).await.unwrap_or_default();
+                    let message = upstream_message(&text)
+                        .unwrap_or_else(|| format!("upstream answered {status}"));
+                    entry["status"] = json!(status.as_u16());
+                    entry["error"] = json!(message);
+                    record.attempts.push(entry);
+                    if !(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()) {
+                        // The request itself is wrong: no retry, no failover, the caller hears why.
+                        gw.health.release_probe(&key);
+                        let e = err(
+                            status,
+                            format!("{} ({}): {message}", target.provider.name, target.model),
+                        );
+                        record.outcome.error = Some(e.message.clone());
+                        record.target_model = Some(target.model.clone());
+                        record.provider = Some(target.provider.kind.span_name().to_string());
+                        gw.sink
+                            .record(record.into_span(gw.state.normalizer.prices()));
+                        return e.into_response();
+                    }
+                    let mut e = err(
+                        if status == StatusCode::TOO_MANY_REQUESTS {
+                            status
+                        } else {
+                            StatusCode::BAD_GATEWAY
+                        },
+                        format!(
+                            "{} ({}) answered {}: {message}",
+                            target.provider.name,
+                            target.model,
+                            status.as_u16()
+                        ),
+                    );
+                    if let Some(r) = retry_after {
+                        e = e.with_retry_after(r.as_secs().max(1));
+                    }
+                    (retry_after, e)
+                }
+                Err(failure) => {
+                    entry["error"] = json!(failure);
+                    record.attempts.push(entry);
+                    (
+                        None,
+                        err(
+                            StatusCode::BAD_GATEWAY,
+                            format!("{} ({}): {failure}", target.provider.name, target.model),
+                        ),
+                    )
+                }
+            };
+            last_error = Some(error);
+            if gw.health.failure(&key) {
+                tracing::warn!(target = %key, "circuit opened after repeated failures");
+                break;
+            }
+            if attempt < attempts {
+                let wait = backoff(
+                    gw.cfg.backoff_base,
+                    gw.cfg.backoff_max,
+                    attempt,
+                    retry_after,
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    let e = last_error.unwrap_or_else(|| {
+        err(
+            StatusCode::BAD_GATEWAY,
+            format!("no target could serve `{requested}`"),
+        )
+    });
+    record.outcome.error = Some(e.message.clone());
+    gw.sink
+        .record(record.into_span(gw.state.normalizer.prices()));
+    e.into_response()
+}
+
+/// The body to send upstream: the caller's own (unknown fields kept) with the target's model, or
+/// its translation when the formats differ.
+fn upstream_request(
+    req: &Value,
+    from: ApiFormat,
+    to: ApiFormat,
+    model: &str,
+    stream: bool,
+) -> Value {
+    let mut body = match (from, to) {
+        (ApiFormat::OpenAi, ApiFormat::Anthropic) => {
+            translate::openai_request_to_anthropic(req, model)
+        }
+        (ApiFormat::Anthropic, ApiFormat::OpenAi) => {
+            translate::anthropic_request_to_openai(req, model)
+        }
+        _ => {
+            let mut b = req.clone();
+            b["model"] = json!(model);
+            b
+        }
+    };
+    // Ask OpenAI-format upstreams for usage in streams, so every streamed call has token counts.
+    if stream && to == ApiFormat::OpenAi {
+        body["stream_options"]["include_usage"] = json!(true);
+    }
+    body
+}
+
+async fn send(
+    gw: &Gateway,
+    target: &Target,
+    endpoint: Endpoint,
+    body: &Value,
+    client_headers: &HeaderMap,
+) -> Result<reqwest::Response, String> {
+    let p = &target.provider;
+    let client = gw
+        .clients
+        .get(&p.name)
+        .ok_or("no HTTP client for this provider")?;
+    let path = match endpoint {
+        Endpoint::Chat if p.kind == ProviderKind::Anthropic => "messages",
+        Endpoint::Chat => "chat/completions",
+        Endpoint::Embeddings => "embeddings",
+    };
+    let url = match p.kind {
+        ProviderKind::Azure => format!(
+            "{}/openai/deployments/{}/{path}?api-version={}",
+            p.base_url,
+            target.model,
+            p.api_version.as_deref().unwrap_or_default()
+        ),
+        _ => format!("{}/{path}", p.base_url),
+    };
+    let mut rb = client.post(url).json(body);
+    if let Some(key) = &p.api_key {
+        rb = match p.kind {
+            ProviderKind::Anthropic => rb.header("x-api-key", key),
+            ProviderKind::Azure => rb.header("api-key", key),
+            _ => rb.bearer_auth(key),
+        };
+    }
+    if p.kind == ProviderKind::Anthropic {
+        let version = header_str(client_headers, "anthropic-version")
+            .unwrap_or_else(|| ANTHROPIC_VERSION.into());
+        rb = rb.header("anthropic-version", version);
+        if let Some(beta) = header_str(client_headers, "anthropic-beta") {
+            rb = rb.header("anthropic-beta", beta);
+        }
+    }
+    match tokio::time::timeout(p.timeouts.first_token, rb.send()).await {
+        Err(_) => Err(format!("no response within {:?}", p.timeouts.first_token)),
+        Ok(Err(e)) if e.is_connect() => Err(format!("cannot connect: {e}")),
+        Ok(Err(e)) => Err(format!("request failed: {e}")),
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+async fn read_capped(resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("reading the upstream response failed: {e}"))?;
+        if out.len() + chunk.len() > cap {
+            return Err(format!("upstream response is larger than {cap} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// The message inside an upstream error body of either format.
+fn upstream_message(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v.pointer("/error/message")
+        .and_then(Value::as_str)
+        .or_else(|| v["message"].as_str())
+        .map(str::to_string)
+}
+
+/// Usage, output and finish reasons of an OpenAI-shaped response, for the trace.
+fn outcome_of(resp: &Value, outcome: &mut Outcome) {
+    outcome.response_model = resp["model"].as_str().map(str::to_string);
+    outcome.input_tokens = resp.pointer("/usage/prompt_tokens").and_then(Value::as_i64);
+    outcome.output_tokens = resp
+        .pointer("/usage/completion_tokens")
+        .and_then(Value::as_i64)
+        .or_else(|| {
+            outcome
+                .input_tokens
+                .map(|_| 0)
+                .filter(|_| resp["data"].is_array())
+        });
+    for c in resp["choices"].as_array().into_iter().flatten() {
+        outcome
+            .output
+            .extend(record::messages(&json!([c["message"]])));
+        if let Some(f) = c["finish_reason"].as_str() {
+            outcome.finish_reasons.push(f.to_string());
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish_json(
+    gw: &Arc<Gateway>,
+    resp: reqwest::Response,
+    mut record: CallRecord,
+    target: &Target,
+    client: ApiFormat,
+    upstream: ApiFormat,
+    endpoint: Endpoint,
+    t0: Instant,
+    started: Instant,
+) -> Response {
+    let key = target.key();
+    let remaining = target
+        .provider
+        .timeouts
+        .total
+        .saturating_sub(started.elapsed());
+    let body = match tokio::time::timeout(remaining, read_capped(resp, MAX_RESPONSE_BYTES)).await {
+        Ok(read) => read,
+        Err(_) => Err("the upstream response did not finish in time".to_string()),
+    };
+    let parsed = body.and_then(|b| match serde_json::from_slice::<Value>(&b) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(format!(
+            "returned a response that is not valid JSON: {}",
+            String::from_utf8_lossy(&b[..b.len().min(200)])
+        )),
+    });
+    let resp = match parsed {
+        Ok(v) => v,
+        Err(why) => {
+            gw.health.failure(&key);
+            let e = GatewayError::new(
+                client,
+                StatusCode::BAD_GATEWAY,
+                format!("{} ({}) {why}", target.provider.name, target.model),
+            );
+            record.outcome.error = Some(e.message.clone());
+            gw.sink
+                .record(record.into_span(gw.state.normalizer.prices()));
+            return e.into_response();
+        }
+    };
+    gw.health.success(&key, t0.elapsed());
+    record.outcome.ttft_ms = None;
+    let openai_view = match upstream {
+        ApiFormat::Anthropic => {
+            translate::anthropic_response_to_openai(&resp, now_unix_nanos() / 1_000_000_000)
+        }
+        ApiFormat::OpenAi => resp.clone(),
+    };
+    outcome_of(&openai_view, &mut record.outcome);
+    let out = match (client, upstream) {
+        (ApiFormat::OpenAi, ApiFormat::Anthropic) => openai_view,
+        (ApiFormat::Anthropic, ApiFormat::OpenAi) => translate::openai_response_to_anthropic(&resp),
+        _ => resp,
+    };
+    let mut span = record.into_span(gw.state.normalizer.prices());
+    if endpoint == Endpoint::Embeddings {
+        span.kind = vigil_model::SpanKind::Embedding;
+        span.name = format!("embeddings {}", span.model.clone().unwrap_or_default());
+        span.input_messages.clear();
+    }
+    gw.sink.record(span);
+    axum::Json(out).into_response()
+}
+
+/// What a stream said, gathered for the trace whatever the formats.
+#[derive(Default)]
+struct StreamAccumulator {
+    text: String,
+    /// (id, name, arguments) per tool call, in order.
+    tools: Vec<(Option<String>, String, String)>,
+    openai_tool_index: Vec<u64>,
+}
+
+impl StreamAccumulator {
+    fn observe_openai(&mut self, v: &Value, outcome: &mut Outcome, first: &mut Option<Instant>) {
+        if let Some(m) = v["model"].as_str() {
+            outcome.response_model = Some(m.to_string());
+        }
+        if let Some(n) = v.pointer("/usage/prompt_tokens").and_then(Value::as_i64) {
+            outcome.input_tokens = Some(n);
+        }
+        if let Some(n) = v
+            .pointer("/usage/completion_tokens")
+            .and_then(Value::as_i64)
+        {
+            outcome.output_tokens = Some(n);
+        }
+        let choice = &v["choices"][0];
+        if let Some(t) = choice
+            .pointer("/delta/content")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            first.get_or_insert_with(Instant::now);
+            if self.text.len() < MAX_TRACED_OUTPUT {
+                self.text.push_str(t);
+            }
+        }
+        for tc in choice
+            .pointer("/delta/tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            first.get_or_insert_with(Instant::now);
+            let k = tc["index"].as_u64().unwrap_or(0);
+            let at = match self.openai_tool_index.iter().position(|i| *i == k) {
+                Some(at) => at,
+                None => {
+                    self.openai_tool_index.push(k);
+                    self.tools.push((
+                        tc["id"].as_str().map(str::to_string),
+                        String::new(),
+                        String::new(),
+                    ));
+                    self.tools.len() - 1
+                }
+            };
+            if let Some(n) = tc.pointer("/function/name").and_then(Value::as_str) {
+                self.tools[at].1.push_str(n);
+            }
+            if let Some(a) = tc.pointer("/function/arguments").and_then(Value::as_str) {
+                if self.tools[at].2.len() < MAX_TRACED_OUTPUT {
+                    self.tools[at].2.push_str(a);
+                }
+            }
+        }
+        if let Some(f) = choice["finish_reason"].as_str() {
+            outcome.finish_reasons = vec![f.to_string()];
+        }
+    }
+
+    fn observe_anthropic(&mut self, v: &Value, outcome: &mut Outcome, first: &mut Option<Instant>) {
+        match v["type"].as_str() {
+            Some("message_start") => {
+                outcome.response_model = v
+                    .pointer("/message/model")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                outcome.input_tokens = v
+                    .pointer("/message/usage/input_tokens")
+                    .and_then(Value::as_i64);
+            }
+            Some("content_block_start")
+                if v.pointer("/content_block/type") == Some(&json!("tool_use")) =>
+            {
+                first.get_or_insert_with(Instant::now);
+                self.tools.push((
+                    v.pointer("/content_block/id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    v.pointer("/content_block/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    String::new(),
+                ));
+            }
+            Some("content_block_delta") => {
+                first.get_or_insert_with(Instant::now);
+                if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
+                    if self.text.len() < MAX_TRACED_OUTPUT {
+                        self.text.push_str(t);
+                    }
+                }
+                if let (Some(p), Some(last)) = (
+                    v.pointer("/delta/partial_json").and_then(Value::as_str),
+                    self.tools.last_mut(),
+                ) {
+                    last.2.push_str(p);
+                }
+            }
+            Some("message_delta") => {
+                if let Some(n) = v.pointer("/usage/output_tokens").and_then(Value::as_i64) {
+                    outcome.output_tokens = Some(n);
+                }
+                if let Some(s) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    outcome.finish_reasons =
+                        vec![translate::anthropic_stop_to_openai(s).to_string()];
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn message(self) -> Message {
+        Message {
+            role: "assistant".into(),
+            content: (!self.text.is_empty()).then_some(self.text),
+            tool_calls: self
+                .tools
+                .into_iter()
+                .map(|(id, name, args)| ToolCall {
+                    id,
+                    name,
+                    arguments: serde_json::from_str(&args).unwrap_or(Value::String(args)),
+                })
+                .collect(),
+            ..Message::default()
+        }
+    }
+}
+
+/// Relays (and, across formats, translates) an upstream stream to the client. The relay runs as
+/// its own task feeding a small channel: when the client goes away the channel closes, the task
+/// drops the upstream response (cancelling it) and the span says so.
+#[allow(clippy::too_many_arguments)]
+fn relay_stream(
+    gw: Arc<Gateway>,
+    resp: reqwest::Response,
+    mut record: CallRecord,
+    target: Target,
+    client: ApiFormat,
+    upstream: ApiFormat,
+    client_wants_usage: bool,
+    t0: Instant,
+) -> Response {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let key = target.key();
+        let deadline = tokio::time::Instant::now() + target.provider.timeouts.total;
+        let mut parser = SseParser::new(MAX_STREAM_EVENT);
+        let mut to_anthropic = translate::OpenAiToAnthropicStream::default();
+        let mut to_openai = translate::AnthropicToOpenAiStream::new(
+            client_wants_usage,
+            now_unix_nanos() / 1_000_000_000,
+        );
+        let mut acc = StreamAccumulator::default();
+        let mut first: Option<Instant> = None;
+        let mut upstream_stream = resp.bytes_stream();
+        let mut failed: Option<String> = None;
+        'relay: loop {
+            let next = tokio::time::timeout_at(deadline, upstream_stream.next()).await;
+            let ended = matches!(next, Ok(None));
+            let events = match next {
+                Ok(Some(Ok(bytes))) => match parser.feed(&bytes) {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                },
+                Ok(Some(Err(e))) => {
+                    failed = Some(format!("the upstream stream broke: {e}"));
+                    break;
+                }
+                Ok(None) => parser.finish().into_iter().collect(),
+                Err(_) => {
+                    failed = Some(format!(
+                        "the upstream stream did not finish within {:?}",
+                        target.provider.timeouts.total
+                    ));
+                    break;
+                }
+            };
+            for ev in events {
+                // Upstream error events are relayed as errors in the caller's format.
+                if ev.event.as_deref() == Some("error") {
+                    failed = Some(
+                        upstream_message(ev.data.as_bytes())
+                            .unwrap_or_else(|| "upstream stream error".into()),
+                    );
+                    break 'relay;
+                }
+                let parsed: Option<Value> = serde_json::from_str(&ev.data).ok();
+                if let Some(v) = &parsed {
+                    if v.get("error").is_some()
+                        && v.get("choices").is_none()
+                        && v.get("type") != Some(&json!("message_start"))
+                    {
+                        failed = Some(
+                            upstream_message(ev.data.as_bytes())
+                                .unwrap_or_else(|| "upstream stream error".into()),
+                        );
+                        break 'relay;
+                    }
+                    match upstream {
+                        ApiFormat::OpenAi => acc.observe_openai(v, &mut record.outcome, &mut first),
+                        ApiFormat::Anthropic => {
+                            acc.observe_anthropic(v, &mut record.outcome, &mut first)
+                        }
+                    }
+                }
+                let out = match (client, upstream) {
+                    (ApiFormat::OpenAi, ApiFormat::OpenAi) => {
+                        let usage_only = parsed.as_ref().is_some_and(|v| {
+                            v["choices"].as_array().is_some_and(|c| c.is_empty())
+                                && v.get("usage").is_some()
+                        });
+                        if usage_only && !client_wants_usage {
+                            String::new()
+                        } else {
+                            format!("data: {}\n\n", ev.data)
+                        }
+                    }
+                    (ApiFormat::Anthropic, ApiFormat::Anthropic) => match &ev.event {
+                        Some(name) => format!("event: {name}\ndata: {}\n\n", ev.data),
+                        None => format!("data: {}\n\n", ev.data),
+                    },
+                    (ApiFormat::Anthropic, ApiFormat::OpenAi) => to_anthropic.chunk(&ev.data),
+                    (ApiFormat::OpenAi, ApiFormat::Anthropic) => to_openai.event(&ev.data),
+                };
+                if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
+                    record.outcome.cancelled = true;
+                    break 'relay;
+                }
+            }
+            if ended {
+                // Close the translated stream even if the upstream ended without its last event.
+                let tail = match (client, upstream) {
+                    (ApiFormat::Anthropic, ApiFormat::OpenAi) => to_anthropic.finish(),
+                    (ApiFormat::OpenAi, ApiFormat::Anthropic) => to_openai.finish(),
+                    _ => String::new(),
+                };
+                if !tail.is_empty() && tx.send(Bytes::from(tail)).await.is_err() {
+                    record.outcome.cancelled = true;
+                }
+                break;
+            }
+        }
+        drop(upstream_stream);
+        if let Some(message) = &failed {
+            let e = GatewayError::new(
+                client,
+                StatusCode::BAD_GATEWAY,
+                format!("{} ({}): {message}", target.provider.name, target.model),
+            );
+            let _ = tx.send(Bytes::from(e.sse_event())).await;
+            record.outcome.error = Some(e.message);
+            gw.health.failure(&key);
+        } else if record.outcome.cancelled {
+            gw.health.release_probe(&key);
+        } else {
+            gw.health.success(&key, t0.elapsed());
+        }
+        record.outcome.ttft_ms = first.map(|f| f.duration_since(t0).as_secs_f64() * 1000.0);
+        record.outcome.output = vec![acc.message()];
+        gw.sink
+            .record(record.into_span(gw.state.normalizer.prices()));
+    });
+    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|b| b.map(Ok::<_, Infallible>))
+    }));
+    let mut res = Response::new(body);
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}

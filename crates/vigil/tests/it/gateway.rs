@@ -1,0 +1,165 @@
+//! The gateway with the official `openai` and `anthropic` SDKs (tests/gateway/sdk_clients.py) in
+//! front of `shared/tools/mock_llm.py`: failover, retries, circuit breaking, streaming, cross-format
+//! routing and errors; then the spans every call left behind, through the query API.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn config(mock: &str) -> String {
+    format!(
+        r#"
+[gateway]
+retries = 2
+backoff_base = "10ms"
+backoff_max = "100ms"
+circuit = {{ failures = 3, window = "30s", open_for = "1s" }}
+
+[[gateway.providers]]
+name = "mockoai"
+kind = "openai_compatible"
+base_url = "{mock}/v1"
+
+[[gateway.providers]]
+name = "mockant"
+kind = "anthropic"
+base_url = "{mock}/v1"
+api_key_env = "VIGIL_TEST_ANTHROPIC_KEY"
+
+[[gateway.models]]
+name = "fast"
+targets = [{{ provider = "mockoai", model = "m1-fail500" }}, {{ provider = "mockoai", model = "gpt-4o-mini" }}]
+
+[[gateway.models]]
+name = "claude-via-openai"
+targets = [{{ provider = "mockant", model = "claude-haiku-4-5" }}]
+
+[[gateway.models]]
+name = "gpt-via-anthropic"
+targets = [{{ provider = "mockoai", model = "gpt-4o-mini" }}]
+"#
+    )
+}
+
+fn gateway_spans(server: &TestServer, expect: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, page) = server.get("/api/v1/traces?service=vigil-gateway&limit=200");
+        let traces = page["traces"].as_array().cloned().unwrap_or_default();
+        if traces.len() >= expect || std::time::Instant::now() > deadline {
+            return traces
+                .iter()
+                .flat_map(|t| {
+                    let (_, d) = server.get(&format!(
+                        "/api/v1/traces/{}",
+                        t["trace_id"].as_str().unwrap()
+                    ));
+                    d["spans"].as_array().cloned().unwrap_or_default()
+                })
+                .collect();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn official_sdks_through_the_gateway_and_every_call_traced() {
+    let mock = MockLlm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    std::fs::write(&cfg, config(&mock.base)).unwrap();
+    let server = TestServer::start_with(
+        &[],
+        &[
+            ("VIGIL_CONFIG", cfg.to_str().unwrap()),
+            ("VIGIL_TEST_ANTHROPIC_KEY", "sk-ant-not-a-real-key"),
+        ],
+    );
+    let out = Command::new(python())
+        .arg(repo_root().join("crates/vigil/tests/gateway/sdk_clients.py"))
+        .args([&server.api, &server.key, &mock.base])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("all gateway checks passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // 14 calls made it past authentication (the wrong-key call and the model list leave no span).
+    let spans = gateway_spans(&server, 14);
+    assert!(spans.len() >= 14, "{} gateway spans", spans.len());
+    let attr = |s: &Value, k: &str| s["attributes"][k].clone();
+
+    // Failover: three failed attempts on the first target, then the second answered.
+    let failover = spans
+        .iter()
+        .find(|s| attr(s, "vigil.gateway.failovers") == 1 && s["session_id"] == "sess-gw")
+        .expect("the failover call");
+    let attempts = attr(failover, "vigil.gateway.attempts");
+    assert_eq!(attempts.as_array().unwrap().len(), 4, "{attempts}");
+    assert_eq!(attempts[0]["status"], 500);
+    assert_eq!(failover["user_id"], "user-gw");
+    assert_eq!(failover["status"], "ok");
+    assert!(
+        failover["cost_usd"].as_f64().unwrap() > 0.0,
+        "gpt-4o-mini is priced"
+    );
+    assert_eq!(
+        attr(failover, "vigil.tags"),
+        serde_json::json!(["team=support", "app=web"])
+    );
+
+    // The open circuit was recorded on the call that skipped the target.
+    assert!(spans.iter().any(|s| attr(s, "vigil.gateway.attempts")
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x["skipped"] == "circuit open"))));
+
+    // The streamed call joined the caller's trace, with time to first token and the tool call.
+    let (status, joined) = server.get("/api/v1/traces/0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(status, 200, "the traceparent's trace");
+    let s = &joined["spans"][0];
+    assert_eq!(s["parent_span_id"], "b7ad6b7169203331");
+    assert!(s["time_to_first_token_ms"].as_f64().is_some());
+    assert_eq!(
+        s["output_messages"][0]["tool_calls"][0]["name"],
+        "lookup_order"
+    );
+    assert_eq!(
+        s["output_messages"][0]["tool_calls"][0]["arguments"]["query"],
+        "where is A-1001"
+    );
+    assert!(
+        s["input_tokens"].as_i64().unwrap() > 0,
+        "usage was asked for upstream"
+    );
+
+    // Cross-format: an OpenAI client served by an Anthropic model.
+    let cross = spans
+        .iter()
+        .find(|s| {
+            attr(s, "vigil.gateway.requested_model") == "claude-via-openai"
+                && s["provider"] == "anthropic"
+        })
+        .expect("a cross-format span");
+    assert_eq!(attr(cross, "vigil.gateway.client_format"), "openai");
+    assert!(cross["cost_usd"].as_f64().unwrap() > 0.0);
+
+    // Failures are spans too: the 429 after retries and the malformed upstream JSON.
+    assert!(spans.iter().any(|s| s["status"] == "error"
+        && s["error_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("429"))));
+    assert!(spans.iter().any(|s| s["status"] == "error"
+        && s["error_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not valid JSON"))));
+    assert!(spans.iter().any(|s| s["kind"] == "embedding"));
+    // Provider keys never reach a span.
+    assert!(!serde_json::to_string(&spans)
+        .unwrap()
+        .contains("sk-ant-not-a-real-key"));
+}
