@@ -36,6 +36,9 @@ pub struct GatewayConfig {
     pub circuit: CircuitConfig,
     /// Largest request body accepted (`8MiB`).
     pub max_body_size: String,
+    pub cache: crate::cache::CacheConfig,
+    /// Rate limits and budgets per team, user or model (keys carry their own).
+    pub limits: Vec<crate::limits::LimitRule>,
 }
 
 impl Default for GatewayConfig {
@@ -50,6 +53,8 @@ impl Default for GatewayConfig {
             timeouts: Timeouts::default(),
             circuit: CircuitConfig::default(),
             max_body_size: "8MiB".into(),
+            cache: crate::cache::CacheConfig::default(),
+            limits: Vec::new(),
         }
     }
 }
@@ -263,6 +268,11 @@ pub struct Resolved {
     pub circuit_window: Duration,
     pub circuit_open_for: Duration,
     pub max_body_bytes: usize,
+    pub cache_enabled: bool,
+    pub cache_ttl: Duration,
+    pub cache_max_bytes: usize,
+    pub semantic: Option<crate::cache::SemanticConfig>,
+    pub limits: Vec<crate::limits::LimitRule>,
 }
 
 impl GatewayConfig {
@@ -348,6 +358,32 @@ impl GatewayConfig {
             circuit_window: parse_duration("gateway.circuit.window", &self.circuit.window)?,
             circuit_open_for: parse_duration("gateway.circuit.open_for", &self.circuit.open_for)?,
             max_body_bytes,
+            cache_enabled: self.cache.enabled,
+            cache_ttl: parse_duration("gateway.cache.ttl", &self.cache.ttl)?,
+            cache_max_bytes: parse_size(&self.cache.max_size).ok_or_else(|| {
+                format!(
+                    "`gateway.cache.max_size` is not a size: `{}`",
+                    self.cache.max_size
+                )
+            })?,
+            semantic: self.cache.semantic.clone(),
+            limits: {
+                for l in &self.limits {
+                    if !matches!(l.scope.as_str(), "team" | "user" | "model") {
+                        return Err(format!(
+                            "gateway limit scope must be team, user or model, got `{}`",
+                            l.scope
+                        ));
+                    }
+                    if !matches!(l.budget_period.as_str(), "month" | "total") {
+                        return Err(format!(
+                            "gateway limit `budget_period` must be month or total, got `{}`",
+                            l.budget_period
+                        ));
+                    }
+                }
+                self.limits.clone()
+            },
         })
     }
 }
@@ -361,6 +397,7 @@ fn parse_size(s: &str) -> Option<usize> {
         "" | "B" => 1,
         "KiB" | "KB" | "k" => 1024,
         "MiB" | "MB" | "M" => 1024 * 1024,
+        "GiB" | "GB" | "G" => 1024 * 1024 * 1024,
         _ => return None,
     };
     n.checked_mul(mult)

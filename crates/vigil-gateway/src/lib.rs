@@ -8,8 +8,10 @@
 //! response and the stream. Every call ends as an `llm` span (`record`) joined to the caller's
 //! trace when it sends `traceparent`.
 
+pub mod cache;
 pub mod config;
 pub mod format;
+pub mod limits;
 pub mod record;
 pub mod routing;
 pub mod sse;
@@ -47,8 +49,15 @@ const MAX_STREAM_EVENT: usize = 4 * 1024 * 1024;
 const MAX_TRACED_OUTPUT: usize = 256 * 1024;
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// Virtual-key lookups by secret hash: the key (or its absence) and when it was looked up.
+type KeyCache = HashMap<Vec<u8>, (Option<vigil_store::GatewayKeyInfo>, Instant)>;
+
 pub struct Gateway {
     cfg: Resolved,
+    cache: Option<cache::Cache>,
+    limits: Arc<limits::Limits>,
+    /// Virtual keys looked up recently: secret hash → (key, when), like API keys.
+    keys: std::sync::Mutex<KeyCache>,
     /// One HTTP client per provider: connection pools and connect timeouts are per provider.
     clients: HashMap<String, reqwest::Client>,
     health: Health,
@@ -58,7 +67,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(cfg: Resolved, state: AppState) -> Result<Arc<Self>, String> {
+    pub async fn start(cfg: Resolved, state: AppState) -> Result<Arc<Self>, String> {
         let mut clients = HashMap::new();
         for p in &cfg.providers {
             let client = reqwest::Client::builder()
@@ -70,6 +79,11 @@ impl Gateway {
             clients.insert(p.name.clone(), client);
         }
         Ok(Arc::new(Self {
+            cache: cfg
+                .cache_enabled
+                .then(|| cache::Cache::new(cfg.cache_ttl, cfg.cache_max_bytes)),
+            limits: limits::Limits::start(&cfg.limits, state.store.clone()).await,
+            keys: std::sync::Mutex::new(HashMap::new()),
             health: Health::new(&cfg),
             sink: SpanSink::start(state.store.clone()),
             auth: state.auth.clone(),
@@ -85,6 +99,7 @@ impl Gateway {
             .route("/v1/messages", post(messages))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/models", get(models))
+            .route("/api/v1/gateway/events", get(events))
             .with_state(self.clone())
     }
 
@@ -111,7 +126,7 @@ async fn embeddings(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
 }
 
 async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    if let Err(e) = authenticate(&gw.auth, &headers, ApiFormat::OpenAi).await {
+    if let Err(e) = authenticate(&gw, &headers, ApiFormat::OpenAi).await {
         return e.into_response();
     }
     let mut names: Vec<&String> = gw.cfg.routes.keys().collect();
@@ -129,22 +144,83 @@ enum Endpoint {
     Embeddings,
 }
 
-/// The caller's Vigil key: `Authorization: Bearer` (OpenAI SDK), `x-api-key` (Anthropic SDK) or
-/// `x-vigil-api-key`.
+/// Budget-threshold events (and later other gateway events) of the caller's project.
+async fn events(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let key = Authenticator::key_from_headers(&headers);
+    let caller = match gw.auth.authenticate(key.as_deref(), Scope::Read).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    match gw.state.store.gateway_events(&caller.project_id, 0).await {
+        Ok(ev) => axum::Json(json!({"events": ev})).into_response(),
+        Err(e) => vigil_api::ApiError::from(e).into_response(),
+    }
+}
+
+/// Who is calling: a project API key (no limits of its own) or a gateway virtual key.
+struct Identity {
+    project: vigil_model::ProjectId,
+    key: Option<vigil_store::GatewayKeyInfo>,
+}
+
+/// The caller's key: `Authorization: Bearer` (OpenAI SDK), `x-api-key` (Anthropic SDK) or
+/// `x-vigil-api-key`; a project API key (`vk_…`) or a gateway virtual key (`gk_…`).
 async fn authenticate(
-    auth: &Authenticator,
+    gw: &Gateway,
     headers: &HeaderMap,
     format: ApiFormat,
-) -> Result<vigil_model::ProjectId, GatewayError> {
+) -> Result<Identity, GatewayError> {
     let key = Authenticator::key_from_headers(headers).or_else(|| {
         headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
             .map(|s| s.trim().to_string())
     });
-    auth.authenticate(key.as_deref(), Scope::Ingest)
+    if let Some(k) = key
+        .as_deref()
+        .filter(|k| vigil_store::gateway::is_gateway_key(k))
+    {
+        let hash = vigil_store::keys::hash(k);
+        let cached = gw.keys.lock().ok().and_then(|m| {
+            m.get(&hash)
+                .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
+                .map(|(i, _)| i.clone())
+        });
+        let info = match cached {
+            Some(info) => info,
+            None => {
+                let info = gw.state.store.gateway_key(k).await.map_err(|e| {
+                    GatewayError::new(format, StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                })?;
+                if let Ok(mut m) = gw.keys.lock() {
+                    if m.len() > 10_000 {
+                        m.clear();
+                    }
+                    m.insert(hash, (info.clone(), Instant::now()));
+                }
+                info
+            }
+        };
+        return info
+            .map(|i| Identity {
+                project: i.project_id.clone(),
+                key: Some(i),
+            })
+            .ok_or_else(|| {
+                GatewayError::new(
+                    format,
+                    StatusCode::UNAUTHORIZED,
+                    "unknown or revoked gateway key",
+                )
+            });
+    }
+    gw.auth
+        .authenticate(key.as_deref(), Scope::Ingest)
         .await
-        .map(|c| c.project_id)
+        .map(|c| Identity {
+            project: c.project_id,
+            key: None,
+        })
         .map_err(|e| GatewayError::new(format, e.code.http_status(), e.message))
 }
 
@@ -165,10 +241,11 @@ async fn handle(
 ) -> Response {
     let started = Instant::now();
     let start_ns = now_unix_nanos();
-    let project = match authenticate(&gw.auth, &headers, format).await {
-        Ok(p) => p,
+    let identity = match authenticate(&gw, &headers, format).await {
+        Ok(i) => i,
         Err(e) => return e.into_response(),
     };
+    let project = identity.project.clone();
     let err = |status: StatusCode, msg: String| GatewayError::new(format, status, msg);
     let bytes = match axum::body::to_bytes(body, gw.cfg.max_body_bytes).await {
         Ok(b) => b,
@@ -203,6 +280,41 @@ async fn handle(
     let Some(requested) = req["model"].as_str().map(str::to_string) else {
         return err(StatusCode::BAD_REQUEST, "`model` is required".into()).into_response();
     };
+    if let Some(k) = &identity.key {
+        if !k.spec.models.is_empty() && !k.spec.models.contains(&requested) {
+            return err(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this key may not use model `{requested}` (allowed: {})",
+                    k.spec.models.join(", ")
+                ),
+            )
+            .into_response();
+        }
+    }
+    let caller = limits::Caller {
+        project: project.clone(),
+        key: identity.key.as_ref().map(|k| {
+            (
+                k.id.clone(),
+                limits::Limit {
+                    rpm: k.spec.rpm,
+                    tpm: k.spec.tpm,
+                    budget_usd: k.spec.budget_usd,
+                    budget_period: k.spec.budget_period.clone(),
+                },
+            )
+        }),
+        team: identity.key.as_ref().and_then(|k| k.spec.team.clone()),
+        user: header_str(&headers, "x-vigil-user")
+            .or_else(|| identity.key.as_ref().and_then(|k| k.spec.user.clone())),
+        model: requested.clone(),
+    };
+    if let Err(refusal) = gw.limits.admit(&caller) {
+        return err(StatusCode::TOO_MANY_REQUESTS, refusal.message)
+            .with_retry_after(refusal.retry_after)
+            .into_response();
+    }
     let Some(targets) = routing::targets(&gw.cfg, &gw.health, &requested) else {
         return err(
             StatusCode::NOT_FOUND,
@@ -216,7 +328,7 @@ async fn handle(
         .and_then(Value::as_bool)
         == Some(true);
     let mut record = CallRecord {
-        project,
+        project: project.clone(),
         trace: header_str(&headers, "traceparent").and_then(|t| record::parse_traceparent(&t)),
         start_ns,
         requested_model: requested.clone(),
@@ -233,10 +345,57 @@ async fn handle(
         attempts: Vec::new(),
         circuit: None,
         session: header_str(&headers, "x-vigil-session"),
-        user: header_str(&headers, "x-vigil-user"),
+        user: caller.user.clone(),
         tags: header_str(&headers, "x-vigil-tags"),
+        key: identity
+            .key
+            .as_ref()
+            .map(|k| (k.id.clone(), k.spec.team.clone())),
+        cost_saved_usd: None,
+        embedding: false,
         outcome: Outcome::default(),
     };
+    let mut ctx = CallCtx {
+        caller,
+        cache_key: None,
+        embedding: None,
+    };
+    // Caches, unless the caller opts out with `x-vigil-cache: off`.
+    let cache_wanted = endpoint == Endpoint::Chat
+        && !matches!(
+            header_str(&headers, "x-vigil-cache").as_deref(),
+            Some("off" | "no" | "false" | "no-store")
+        );
+    if let (Some(c), true) = (&gw.cache, cache_wanted) {
+        let key = cache::exact_key(project.as_str(), &requested, &record.request);
+        let mut hit = c.get(&key).map(|e| (e, "exact", 1.0));
+        if hit.is_none() {
+            if let Some(sem) = &gw.cfg.semantic {
+                if let Some(text) = cache::semantic_text(&record.request) {
+                    ctx.embedding = embed(&gw, &sem.embedding_model, &text).await;
+                    if let Some(v) = &ctx.embedding {
+                        hit = c
+                            .nearest((project.as_str(), &requested), v, sem.threshold)
+                            .map(|(e, sim)| (e, "semantic", sim));
+                    }
+                }
+            }
+        }
+        if let Some((entry, kind, similarity)) = hit {
+            return serve_cached(
+                &gw,
+                entry,
+                kind,
+                similarity,
+                record,
+                &ctx,
+                format,
+                stream,
+                client_wants_usage,
+            );
+        }
+        ctx.cache_key = Some(key);
+    }
     let mut last_error: Option<GatewayError> = None;
     for (index, target) in targets.iter().enumerate() {
         let key = target.key();
@@ -286,6 +445,7 @@ async fn handle(
                             gw.clone(),
                             resp,
                             record,
+                            ctx,
                             target.clone(),
                             format,
                             upstream_format,
@@ -297,6 +457,7 @@ async fn handle(
                             &gw,
                             resp,
                             record,
+                            ctx,
                             target,
                             format,
                             upstream_format,
@@ -331,8 +492,7 @@ async fn handle(
                         record.outcome.error = Some(e.message.clone());
                         record.target_model = Some(target.model.clone());
                         record.provider = Some(target.provider.kind.span_name().to_string());
-                        gw.sink
-                            .record(record.into_span(gw.state.normalizer.prices()));
+                        gw.finish(record, &ctx, None);
                         return e.into_response();
                     }
                     let mut e = err(
@@ -388,9 +548,117 @@ async fn handle(
         )
     });
     record.outcome.error = Some(e.message.clone());
-    gw.sink
-        .record(record.into_span(gw.state.normalizer.prices()));
+    gw.finish(record, &ctx, None);
     e.into_response()
+}
+
+/// What a call carries to its end: who to charge, and where to cache the answer.
+struct CallCtx {
+    caller: limits::Caller,
+    cache_key: Option<[u8; 32]>,
+    embedding: Option<Vec<f32>>,
+}
+
+impl Gateway {
+    /// Ends a call: its span, its tokens and cost against limits and budgets, and (for a complete
+    /// answer, given in OpenAI shape) the cache.
+    fn finish(&self, record: CallRecord, ctx: &CallCtx, answer: Option<Value>) -> Option<f64> {
+        let target_model = record.target_model.clone().unwrap_or_default();
+        let provider = record.provider.clone().unwrap_or_default();
+        let span = record.into_span(self.state.normalizer.prices());
+        let tokens = span.input_tokens.unwrap_or(0) + span.output_tokens.unwrap_or(0);
+        let cost = span.cost_usd;
+        if span.attributes.get("vigil.gateway.cache_hit") != Some(&json!(true)) {
+            self.limits.settle(&ctx.caller, tokens.max(0) as u64, cost);
+        }
+        if let (Some(c), Some(key), Some(answer)) = (&self.cache, ctx.cache_key, answer) {
+            c.put(
+                key,
+                (ctx.caller.project.as_str(), &ctx.caller.model),
+                cache::Entry {
+                    response: answer,
+                    cost_usd: cost,
+                    target_model,
+                    provider,
+                },
+                ctx.embedding.clone(),
+            );
+        }
+        self.sink.record(span);
+        cost
+    }
+}
+
+/// The embedding of `text` by the gateway's own embedding model (for the semantic cache).
+async fn embed(gw: &Gateway, model: &str, text: &str) -> Option<Vec<f32>> {
+    let target = routing::targets(&gw.cfg, &gw.health, model)?
+        .into_iter()
+        .next()?;
+    let body = json!({"model": target.model, "input": text});
+    let resp = send(gw, &target, Endpoint::Embeddings, &body, &HeaderMap::new())
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&read_capped(resp, 8 * 1024 * 1024).await.ok()?).ok()?;
+    v.pointer("/data/0/embedding")?
+        .as_array()?
+        .iter()
+        .map(|x| x.as_f64().map(|f| f as f32))
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn serve_cached(
+    gw: &Gateway,
+    entry: cache::Entry,
+    kind: &str,
+    similarity: f64,
+    mut record: CallRecord,
+    ctx: &CallCtx,
+    client: ApiFormat,
+    stream: bool,
+    client_wants_usage: bool,
+) -> Response {
+    record.target_model = Some(entry.target_model.clone());
+    record.provider = Some(entry.provider.clone());
+    record.outcome.cache_hit = true;
+    record.cost_saved_usd = entry.cost_usd;
+    record
+        .attempts
+        .push(json!({"cache": kind, "similarity": similarity}));
+    outcome_of(&entry.response, &mut record.outcome);
+    record.outcome.ttft_ms = Some(0.0);
+    gw.finish(record, ctx, None);
+    let mut res = if stream {
+        let body = match client {
+            ApiFormat::OpenAi => cache::openai_stream_of(&entry.response, client_wants_usage),
+            ApiFormat::Anthropic => cache::anthropic_stream_of(&entry.response),
+        };
+        let mut r = Response::new(Body::from(body));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        r
+    } else {
+        match client {
+            ApiFormat::OpenAi => axum::Json(entry.response).into_response(),
+            ApiFormat::Anthropic => {
+                axum::Json(translate::openai_response_to_anthropic(&entry.response)).into_response()
+            }
+        }
+    };
+    res.headers_mut().insert(
+        "x-vigil-cache",
+        HeaderValue::from_static(if kind == "exact" {
+            "hit"
+        } else {
+            "semantic-hit"
+        }),
+    );
+    res
 }
 
 /// The body to send upstream: the caller's own (unknown fields kept) with the target's model, or
@@ -522,6 +790,7 @@ async fn finish_json(
     gw: &Arc<Gateway>,
     resp: reqwest::Response,
     mut record: CallRecord,
+    ctx: CallCtx,
     target: &Target,
     client: ApiFormat,
     upstream: ApiFormat,
@@ -556,8 +825,7 @@ async fn finish_json(
                 format!("{} ({}) {why}", target.provider.name, target.model),
             );
             record.outcome.error = Some(e.message.clone());
-            gw.sink
-                .record(record.into_span(gw.state.normalizer.prices()));
+            gw.finish(record, &ctx, None);
             return e.into_response();
         }
     };
@@ -571,17 +839,16 @@ async fn finish_json(
     };
     outcome_of(&openai_view, &mut record.outcome);
     let out = match (client, upstream) {
-        (ApiFormat::OpenAi, ApiFormat::Anthropic) => openai_view,
+        (ApiFormat::OpenAi, ApiFormat::Anthropic) => openai_view.clone(),
         (ApiFormat::Anthropic, ApiFormat::OpenAi) => translate::openai_response_to_anthropic(&resp),
         _ => resp,
     };
-    let mut span = record.into_span(gw.state.normalizer.prices());
     if endpoint == Endpoint::Embeddings {
-        span.kind = vigil_model::SpanKind::Embedding;
-        span.name = format!("embeddings {}", span.model.clone().unwrap_or_default());
-        span.input_messages.clear();
+        record.embedding = true;
+        gw.finish(record, &ctx, None);
+    } else {
+        gw.finish(record, &ctx, Some(openai_view));
     }
-    gw.sink.record(span);
     axum::Json(out).into_response()
 }
 
@@ -724,6 +991,24 @@ impl StreamAccumulator {
     }
 }
 
+/// A canonical assistant message as an OpenAI response message.
+fn message_json(m: &Message) -> Value {
+    let mut v = json!({"role": "assistant", "content": m.content});
+    if !m.tool_calls.is_empty() {
+        v["tool_calls"] = Value::Array(
+            m.tool_calls
+                .iter()
+                .map(|tc| {
+                    json!({"id": tc.id, "type": "function",
+                                 "function": {"name": tc.name, "arguments": match &tc.arguments {
+                                     Value::String(s) => s.clone(), other => other.to_string() }}})
+                })
+                .collect(),
+        );
+    }
+    v
+}
+
 /// Relays (and, across formats, translates) an upstream stream to the client. The relay runs as
 /// its own task feeding a small channel: when the client goes away the channel closes, the task
 /// drops the upstream response (cancelling it) and the span says so.
@@ -732,6 +1017,7 @@ fn relay_stream(
     gw: Arc<Gateway>,
     resp: reqwest::Response,
     mut record: CallRecord,
+    ctx: CallCtx,
     target: Target,
     client: ApiFormat,
     upstream: ApiFormat,
@@ -857,9 +1143,22 @@ fn relay_stream(
             gw.health.success(&key, t0.elapsed());
         }
         record.outcome.ttft_ms = first.map(|f| f.duration_since(t0).as_secs_f64() * 1000.0);
-        record.outcome.output = vec![acc.message()];
-        gw.sink
-            .record(record.into_span(gw.state.normalizer.prices()));
+        let message = acc.message();
+        // A complete streamed answer is cached like any other, in OpenAI shape.
+        let answer = (failed.is_none() && !record.outcome.cancelled).then(|| {
+            let (input, output) = (record.outcome.input_tokens.unwrap_or(0), record.outcome.output_tokens.unwrap_or(0));
+            json!({
+                "id": format!("chatcmpl-vigil-{}", now_unix_nanos()),
+                "object": "chat.completion",
+                "created": now_unix_nanos() / 1_000_000_000,
+                "model": record.outcome.response_model.clone().unwrap_or_default(),
+                "choices": [{"index": 0, "message": message_json(&message),
+                             "finish_reason": record.outcome.finish_reasons.first().cloned().unwrap_or_else(|| "stop".into())}],
+                "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output},
+            })
+        });
+        record.outcome.output = vec![message];
+        gw.finish(record, &ctx, answer);
     });
     let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|b| b.map(Ok::<_, Infallible>))

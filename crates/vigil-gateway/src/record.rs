@@ -156,6 +156,12 @@ pub struct CallRecord {
     pub session: Option<String>,
     pub user: Option<String>,
     pub tags: Option<String>,
+    /// The virtual key used, and its team.
+    pub key: Option<(String, Option<String>)>,
+    /// On a cache hit: what the original answer cost.
+    pub cost_saved_usd: Option<f64>,
+    /// An embeddings call rather than a chat.
+    pub embedding: bool,
     pub outcome: Outcome,
 }
 
@@ -212,6 +218,15 @@ impl CallRecord {
         if self.outcome.cancelled {
             put("vigil.gateway.cancelled", json!(true));
         }
+        if let Some((id, team)) = &self.key {
+            put("vigil.gateway.key_id", json!(id));
+            if let Some(t) = team {
+                put("vigil.gateway.team", json!(t));
+            }
+        }
+        if let Some(saved) = self.cost_saved_usd {
+            put("vigil.gateway.cost_saved_usd", json!(saved));
+        }
         if let Some(t) = &self.tags {
             put(
                 "vigil.tags",
@@ -252,8 +267,15 @@ impl CallRecord {
             span_id: random_span_id(),
             parent_span_id: parent,
             project_id: self.project,
-            kind: SpanKind::Llm,
-            name: format!("chat {model}"),
+            kind: if self.embedding {
+                SpanKind::Embedding
+            } else {
+                SpanKind::Llm
+            },
+            name: format!(
+                "{} {model}",
+                if self.embedding { "embeddings" } else { "chat" }
+            ),
             service_name: Some("vigil-gateway".into()),
             session_id: self.session,
             user_id: self.user,
@@ -269,7 +291,11 @@ impl CallRecord {
             time_to_first_token_ms: self.outcome.ttft_ms,
             status,
             error_message,
-            input_messages: messages(&self.request["messages"]),
+            input_messages: if self.embedding {
+                Vec::new()
+            } else {
+                messages(&self.request["messages"])
+            },
             output_messages: self.outcome.output,
             declared_tools,
             finish_reasons: self.outcome.finish_reasons,

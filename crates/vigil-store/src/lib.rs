@@ -4,6 +4,7 @@
 //! PostgreSQL backend can be added beside `sqlite/` without touching them.
 
 mod error;
+pub mod gateway;
 pub mod keys;
 pub mod projects;
 pub mod query;
@@ -17,6 +18,7 @@ pub mod users;
 mod conformance;
 
 pub use error::{Error, Result};
+pub use gateway::{GatewayEvent, GatewayKeyInfo, GatewayKeySpec, GatewayStore, SpendDelta};
 pub use projects::{ApiKeyInfo, NewApiKey, ProjectRow, ProjectStore, Scope};
 pub use query::*;
 pub use sqlite::{Durability, SqliteSettings, SqliteStore};
@@ -24,5 +26,5 @@ pub use traces::TraceStore;
 pub use users::UserRow;
 
 /// Everything a node needs from storage, as one object.
-pub trait Store: TraceStore + ProjectStore {}
-impl<T: TraceStore + ProjectStore> Store for T {}
+pub trait Store: TraceStore + ProjectStore + GatewayStore {}
+impl<T: TraceStore + ProjectStore + GatewayStore> Store for T {}

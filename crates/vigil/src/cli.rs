@@ -44,6 +44,9 @@ pub enum Command {
     /// Manage local users of the web UI (name + password, access to chosen projects).
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage the gateway's virtual keys (per team, user or app; allowed models, limits, budget).
+    #[command(subcommand, name = "gateway-keys")]
+    GatewayKeys(GatewayKeysCommand),
     /// Validate the configuration and print the resolved settings.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -192,6 +195,48 @@ pub enum ProjectsCommand {
     List,
     /// Create a project and print an API key for it.
     Create { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayKeysCommand {
+    /// Issue a virtual key (printed once; stored only as a hash).
+    Create {
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// What the key is for (an app, a person).
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        /// Comma-separated model names the key may use (default: every model).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Requests per minute.
+        #[arg(long)]
+        rpm: Option<u32>,
+        /// Tokens per minute.
+        #[arg(long)]
+        tpm: Option<u64>,
+        /// Budget in USD.
+        #[arg(long)]
+        budget: Option<f64>,
+        /// `month` (resets on the 1st, UTC) or `total`.
+        #[arg(long, default_value = "month")]
+        period: String,
+    },
+    /// List a project's virtual keys (never their secrets).
+    List {
+        #[arg(long, default_value = "default")]
+        project: String,
+    },
+    /// Revoke a virtual key by id.
+    Revoke {
+        id: String,
+        #[arg(long, default_value = "default")]
+        project: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -76,6 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Projects(cmd) => commands::admin::projects(config.resolve()?, cmd).await?,
         Command::Keys(cmd) => commands::admin::keys(config.resolve()?, cmd).await?,
         Command::Users(cmd) => commands::admin::users(config.resolve()?, cmd).await?,
+        Command::GatewayKeys(cmd) => commands::admin::gateway_keys(config.resolve()?, cmd).await?,
         Command::Config(_) => commands::admin::config_check(&config)?,
         Command::Bench(cli::BenchCommand::Ingest(args)) => commands::bench::ingest(args).await?,
     }

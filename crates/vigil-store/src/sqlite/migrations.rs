@@ -8,6 +8,7 @@ use crate::{Error, Result};
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_users.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_gateway.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

@@ -6,6 +6,7 @@
 //! disk even after power loss. `Durability::Normal` syncs only at checkpoints: a
 //! crash of the process loses nothing, but a power cut or OS crash may roll back the last commits.
 
+mod gateway;
 mod migrations;
 mod projects;
 mod read;

@@ -2,7 +2,7 @@
 
 use vigil_store::{ProjectStore, Scope, TraceStore};
 
-use crate::cli::{GcArgs, KeysCommand, ProjectsCommand, UsersCommand};
+use crate::cli::{GatewayKeysCommand, GcArgs, KeysCommand, ProjectsCommand, UsersCommand};
 use crate::config::{Config, Settings};
 
 pub async fn projects(settings: Settings, cmd: ProjectsCommand) -> anyhow::Result<()> {
@@ -56,6 +56,73 @@ pub async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> 
                 let projects: Vec<&str> = u.projects.iter().map(|p| p.as_str()).collect();
                 println!("{:<24}  {}", u.name, projects.join(", "));
             }
+        }
+    }
+    Ok(())
+}
+
+pub async fn gateway_keys(settings: Settings, cmd: GatewayKeysCommand) -> anyhow::Result<()> {
+    use vigil_store::{GatewayKeySpec, GatewayStore};
+    let store = super::open_store(&settings)?;
+    match cmd {
+        GatewayKeysCommand::Create {
+            project,
+            name,
+            team,
+            user,
+            models,
+            rpm,
+            tpm,
+            budget,
+            period,
+        } => {
+            let id = super::project_id(&store, Some(&project)).await?;
+            let spec = GatewayKeySpec {
+                name,
+                team,
+                user,
+                models: models.into_iter().filter(|m| !m.is_empty()).collect(),
+                rpm,
+                tpm,
+                budget_usd: budget,
+                budget_period: period,
+            };
+            let (secret, info) = store.create_gateway_key(&id, spec).await?;
+            // The secret alone on stdout, so scripts can capture it.
+            println!("{secret}");
+            eprintln!(
+                "created gateway key {} for project `{project}`; it is not shown again",
+                info.id
+            );
+        }
+        GatewayKeysCommand::List { project } => {
+            let id = super::project_id(&store, Some(&project)).await?;
+            for k in store.list_gateway_keys(&id).await? {
+                println!(
+                    "{:<18} {:<10} {:<16} team={} user={} models={} rpm={} tpm={} budget={}{}",
+                    k.id,
+                    k.display,
+                    k.spec.name,
+                    k.spec.team.as_deref().unwrap_or("-"),
+                    k.spec.user.as_deref().unwrap_or("-"),
+                    if k.spec.models.is_empty() {
+                        "*".to_string()
+                    } else {
+                        k.spec.models.join(",")
+                    },
+                    k.spec.rpm.map_or("-".into(), |v| v.to_string()),
+                    k.spec.tpm.map_or("-".into(), |v| v.to_string()),
+                    k.spec
+                        .budget_usd
+                        .map_or("-".into(), |v| format!("${v}/{}", k.spec.budget_period)),
+                    if k.revoked { " (revoked)" } else { "" },
+                );
+            }
+        }
+        GatewayKeysCommand::Revoke { id, project } => {
+            let p = super::project_id(&store, Some(&project)).await?;
+            store.revoke_gateway_key(&p, &id).await?;
+            println!("revoked {id}");
         }
     }
     Ok(())

@@ -82,7 +82,8 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
     let state = AppState::new(shared.clone(), Normalizer::new(prices), auth, limits);
     let mut api_app = api_router(state.clone()).merge(vigil_ui::router(state.clone()));
     if let Some(gw) = &settings.gateway {
-        let gateway = vigil_gateway::Gateway::new(gw.clone(), state.clone())
+        let gateway = vigil_gateway::Gateway::start(gw.clone(), state.clone())
+            .await
             .map_err(|e| anyhow::anyhow!(e))?;
         api_app = api_app.merge(gateway.router());
     }

@@ -13,7 +13,7 @@ import urllib.request
 import anthropic
 import openai
 
-BASE, KEY, MOCK = sys.argv[1:4]
+BASE, KEY, MOCK, VKEY = sys.argv[1:5]
 oai = openai.OpenAI(base_url=BASE + "/v1", api_key=KEY, max_retries=0)
 ant = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0)
 TOOLS_OAI = [{"type": "function", "function": {"name": "lookup_order", "description": "Find an order",
@@ -124,4 +124,53 @@ e = oai.embeddings.create(model="mockoai/text-embedding-3-small", input=["a", "b
 check("embeddings pass through", len(e.data) == 2 and len(e.data[0].embedding) == 16)
 names = [m.id for m in oai.models.list()]
 check("GET /v1/models lists the configured aliases", {"fast", "claude-via-openai", "gpt-via-anthropic"} <= set(names), names)
+# 7b. A hanging upstream: the first target answers only after SLOW_MS (2 s); its first-token timeout
+# is 300 ms, so the gateway gives up on it (no retries help a timeout twice over) and fails over.
+t0 = time.time()
+r = oai.chat.completions.create(model="slowpoke", messages=[{"role": "user", "content": "are you there"}],
+                                extra_headers={"x-vigil-cache": "off"})
+elapsed = time.time() - t0
+check("a hanging upstream times out and the next target answers", r.choices[0].message.content and elapsed < 2.0, elapsed)
+
+# 8. Caching: exact (same request, keys in any order), opt-out, semantic, and hits served as streams.
+def cached(**kw):
+    raw = oai.chat.completions.with_raw_response.create(model="cheap-cached", **kw)
+    return raw.headers.get("x-vigil-cache"), raw.parse()
+
+before = hits().get("model:gpt-4o-mini", 0)
+h1, r1 = cached(messages=[{"role": "user", "content": "cache me"}], temperature=0)
+h2, r2 = cached(temperature=0, messages=[{"content": "cache me", "role": "user"}])
+check("the same request is answered from the exact cache", h1 is None and h2 == "hit" and r2.choices[0].message.content == r1.choices[0].message.content, (h1, h2))
+check("a cache hit does not reach the upstream", hits().get("model:gpt-4o-mini", 0) == before + 1, hits())
+h3, _ = cached(messages=[{"role": "user", "content": "cache me"}], temperature=0, extra_headers={"x-vigil-cache": "off"})
+check("x-vigil-cache: off bypasses the cache", h3 is None and hits().get("model:gpt-4o-mini", 0) == before + 2)
+h4, r4 = cached(messages=[{"role": "system", "content": "You are terse."}, {"role": "user", "content": "cache me"}], temperature=0)
+check("a different request with the same question is a semantic hit", h4 == "semantic-hit" and r4.choices[0].message.content == r1.choices[0].message.content, h4)
+text = "".join(c.choices[0].delta.content or "" for c in oai.chat.completions.create(
+    model="cheap-cached", stream=True, temperature=0, messages=[{"role": "user", "content": "cache me"}]) if c.choices)
+check("a cached answer is replayed as a stream", text == r1.choices[0].message.content, text)
+
+# 9. Rate limits: `limited` allows 2 requests per minute.
+for i in range(2):
+    oai.chat.completions.create(model="limited", messages=[{"role": "user", "content": f"limit {i}"}])
+try:
+    oai.chat.completions.create(model="limited", messages=[{"role": "user", "content": "limit 2"}])
+    check("the third request in a minute is refused", False)
+except openai.RateLimitError as e:
+    check("the third request in a minute is a 429 with Retry-After", 0 < int(e.response.headers["retry-after"]) <= 60 and "2 requests per minute" in str(e), e)
+
+# 10. A virtual key: allowed models, then a budget that one call exhausts.
+vk = openai.OpenAI(base_url=BASE + "/v1", api_key=VKEY, max_retries=0)
+try:
+    vk.chat.completions.create(model="gpt-via-anthropic", messages=[{"role": "user", "content": "hi"}])
+    check("a model outside the key's list is refused", False)
+except openai.PermissionDeniedError:
+    check("a model outside the key's list is refused (403)", True)
+r = vk.chat.completions.create(model="fast", messages=[{"role": "user", "content": "spend it"}])
+check("the key's first call goes through", r.choices[0].message.content)
+try:
+    vk.chat.completions.create(model="fast", messages=[{"role": "user", "content": "spend more"}])
+    check("an exhausted budget refuses calls", False)
+except openai.RateLimitError as e:
+    check("an exhausted budget is a 429 saying so", "budget" in str(e) and int(e.response.headers["retry-after"]) > 0, e)
 print("all gateway checks passed", flush=True)

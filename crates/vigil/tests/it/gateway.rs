@@ -39,6 +39,34 @@ targets = [{{ provider = "mockant", model = "claude-haiku-4-5" }}]
 [[gateway.models]]
 name = "gpt-via-anthropic"
 targets = [{{ provider = "mockoai", model = "gpt-4o-mini" }}]
+
+[[gateway.providers]]
+name = "mockslow"
+kind = "openai_compatible"
+base_url = "{mock}/v1"
+timeouts = {{ connect = "1s", first_token = "300ms", total = "5s" }}
+
+[[gateway.models]]
+name = "slowpoke"
+targets = [{{ provider = "mockslow", model = "m-slow" }}, {{ provider = "mockoai", model = "gpt-4o-mini" }}]
+
+[[gateway.models]]
+name = "cheap-cached"
+targets = [{{ provider = "mockoai", model = "gpt-4o-mini" }}]
+
+[[gateway.models]]
+name = "limited"
+targets = [{{ provider = "mockoai", model = "gpt-4o-mini" }}]
+
+[[gateway.limits]]
+scope = "model"
+subject = "limited"
+rpm = 2
+
+[gateway.cache]
+enabled = true
+ttl = "10m"
+semantic = {{ embedding_model = "mockoai/text-embedding-3-small", threshold = 0.999 }}
 "#
     )
 }
@@ -77,9 +105,30 @@ fn official_sdks_through_the_gateway_and_every_call_traced() {
             ("VIGIL_TEST_ANTHROPIC_KEY", "sk-ant-not-a-real-key"),
         ],
     );
+    // A virtual key for one team: two models allowed, and a budget that one call uses up.
+    let virtual_key = cli(
+        &server.dir,
+        &[
+            "gateway-keys",
+            "create",
+            "--name",
+            "support-bot",
+            "--team",
+            "support",
+            "--models",
+            "fast,cheap-cached",
+            "--budget",
+            "0.000001",
+            "--period",
+            "total",
+        ],
+    )
+    .trim()
+    .to_string();
+    assert!(virtual_key.starts_with("gk_"), "{virtual_key}");
     let out = Command::new(python())
         .arg(repo_root().join("crates/vigil/tests/gateway/sdk_clients.py"))
-        .args([&server.api, &server.key, &mock.base])
+        .args([&server.api, &server.key, &mock.base, &virtual_key])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -89,10 +138,25 @@ fn official_sdks_through_the_gateway_and_every_call_traced() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // 14 calls made it past authentication (the wrong-key call and the model list leave no span).
-    let spans = gateway_spans(&server, 14);
-    assert!(spans.len() >= 14, "{} gateway spans", spans.len());
+    // 23 calls were answered or failed upstream (refusals by key, limit or budget leave no span).
+    let spans = gateway_spans(&server, 23);
+    assert!(spans.len() >= 23, "{} gateway spans", spans.len());
     let attr = |s: &Value, k: &str| s["attributes"][k].clone();
+
+    // A hanging upstream timed out after `first_token` and the next target answered.
+    let slow = spans
+        .iter()
+        .find(|s| attr(s, "vigil.gateway.requested_model") == "slowpoke")
+        .expect("the slowpoke span");
+    let attempts = attr(slow, "vigil.gateway.attempts");
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no response within"),
+        "{attempts}"
+    );
+    assert_eq!(slow["status"], "ok");
 
     // Failover: three failed attempts on the first target, then the second answered.
     let failover = spans
@@ -158,6 +222,30 @@ fn official_sdks_through_the_gateway_and_every_call_traced() {
             .as_str()
             .is_some_and(|m| m.contains("not valid JSON"))));
     assert!(spans.iter().any(|s| s["kind"] == "embedding"));
+    // Cache hits are spans with what they saved; virtual-key calls carry the key and team.
+    let hit = spans
+        .iter()
+        .find(|s| attr(s, "vigil.gateway.cache_hit") == true)
+        .expect("a cache-hit span");
+    assert!(attr(hit, "vigil.gateway.cost_saved_usd").as_f64().unwrap() > 0.0);
+    assert_eq!(hit["cost_usd"], 0.0);
+    assert!(spans
+        .iter()
+        .any(|s| attr(s, "vigil.gateway.team") == "support"
+            && attr(s, "vigil.gateway.key_id")
+                .as_str()
+                .is_some_and(|k| k.starts_with("gkid_"))));
+    // The budget's thresholds became events.
+    let (status, events) = server.get("/api/v1/gateway/events");
+    assert_eq!(status, 200);
+    let percents: Vec<i64> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "budget_threshold" && e["payload"]["scope"] == "key")
+        .map(|e| e["payload"]["percent"].as_i64().unwrap())
+        .collect();
+    assert_eq!(percents, vec![50, 80, 100], "{events}");
     // Provider keys never reach a span.
     assert!(!serde_json::to_string(&spans)
         .unwrap()
