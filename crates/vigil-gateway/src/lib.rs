@@ -327,7 +327,7 @@ async fn handle(
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         == Some(true);
-    let mut record = CallRecord {
+    let record = CallRecord {
         project: project.clone(),
         trace: header_str(&headers, "traceparent").and_then(|t| record::parse_traceparent(&t)),
         start_ns,
@@ -396,6 +396,63 @@ async fn handle(
         }
         ctx.cache_key = Some(key);
     }
+    // From here the call may go upstream: if the client goes away meanwhile, the handler's future is
+    // dropped (which cancels the upstream request) and the guard records the call as cancelled.
+    let mut guard = CancelGuard {
+        gw: gw.clone(),
+        parts: Some((record.clone(), ctx.clone())),
+    };
+    let res = try_targets(
+        &gw,
+        format,
+        endpoint,
+        &headers,
+        &req,
+        &requested,
+        &targets,
+        stream,
+        client_wants_usage,
+        started,
+        record,
+        ctx,
+    )
+    .await;
+    guard.parts = None;
+    res
+}
+
+/// Records a call whose client went away before it was answered.
+struct CancelGuard {
+    gw: Arc<Gateway>,
+    parts: Option<(CallRecord, CallCtx)>,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if let Some((mut record, ctx)) = self.parts.take() {
+            record.outcome.cancelled = true;
+            self.gw.finish(record, &ctx, None);
+        }
+    }
+}
+
+/// Tries the targets in order, with retries, until one answers.
+#[allow(clippy::too_many_arguments)]
+async fn try_targets(
+    gw: &Arc<Gateway>,
+    format: ApiFormat,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    req: &Value,
+    requested: &str,
+    targets: &[Target],
+    stream: bool,
+    client_wants_usage: bool,
+    started: Instant,
+    mut record: CallRecord,
+    ctx: CallCtx,
+) -> Response {
+    let err = |status: StatusCode, msg: String| GatewayError::new(format, status, msg);
     let mut last_error: Option<GatewayError> = None;
     for (index, target) in targets.iter().enumerate() {
         let key = target.key();
@@ -421,7 +478,7 @@ async fn handle(
             continue;
         }
         let upstream_format = target.provider.kind.format();
-        let upstream_body = upstream_request(&req, format, upstream_format, &target.model, stream);
+        let upstream_body = upstream_request(req, format, upstream_format, &target.model, stream);
         // A half-open circuit lets one probe through, without retries.
         let attempts = if circuit == routing::CircuitState::HalfOpen {
             1
@@ -430,7 +487,7 @@ async fn handle(
         };
         for attempt in 1..=attempts {
             let t0 = Instant::now();
-            let sent = send(&gw, target, endpoint, &upstream_body, &headers).await;
+            let sent = send(gw, target, endpoint, &upstream_body, headers).await;
             let latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
             let mut entry = json!({"target": key, "attempt": attempt, "latency_ms": latency_ms,
                                    "failover": index > 0 && attempt == 1});
@@ -454,7 +511,7 @@ async fn handle(
                         )
                     } else {
                         finish_json(
-                            &gw,
+                            gw,
                             resp,
                             record,
                             ctx,
@@ -553,6 +610,7 @@ async fn handle(
 }
 
 /// What a call carries to its end: who to charge, and where to cache the answer.
+#[derive(Clone)]
 struct CallCtx {
     caller: limits::Caller,
     cache_key: Option<[u8; 32]>,

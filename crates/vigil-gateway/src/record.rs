@@ -127,7 +127,7 @@ pub fn messages(list: &Value) -> Vec<Message> {
 }
 
 /// What a call produced, gathered from the response or the stream.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct Outcome {
     pub response_model: Option<String>,
     pub output: Vec<Message>,
@@ -141,6 +141,7 @@ pub struct Outcome {
 }
 
 /// Everything known about one call when it ends.
+#[derive(Clone)]
 pub struct CallRecord {
     pub project: ProjectId,
     pub trace: Option<(TraceId, SpanId)>,

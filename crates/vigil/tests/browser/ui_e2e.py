@@ -166,7 +166,10 @@ try:
 
     # Models & cost: prices used, unpriced models with how to add a price.
     d.get(BASE + "/ui/models?range=all")
-    check("models page shows spend and prices", "Price used" in d.page_source and len(d.find_elements(By.CSS_SELECTOR, "table.list tbody tr")) >= 3)
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "table.list tbody tr")))
+    rows = d.find_elements(By.CSS_SELECTOR, "table.list tbody tr")
+    check("models page shows spend and prices", "Price used" in d.page_source and len(rows) >= 3,
+          f"{d.current_url}: {len(rows)} rows; {d.find_element(By.TAG_NAME, 'main').text[:300]}")
     check("unpriced models say how to add a price", "[[prices]]" in d.page_source)
     shot("10-models")
 

@@ -173,4 +173,13 @@ try:
     check("an exhausted budget refuses calls", False)
 except openai.RateLimitError as e:
     check("an exhausted budget is a 429 saying so", "budget" in str(e) and int(e.response.headers["retry-after"]) > 0, e)
+# 11. A client that goes away before the answer: the call is recorded as cancelled.
+import httpx
+try:
+    httpx.post(BASE + "/v1/chat/completions", timeout=0.5,
+               headers={"authorization": "Bearer " + KEY, "x-vigil-cache": "off", "x-vigil-session": "sess-gone"},
+               json={"model": "mockoai/m2-slow", "messages": [{"role": "user", "content": "never mind"}]})
+    check("the client gives up", False)
+except httpx.TimeoutException:
+    check("the client gave up after 0.5 s", True)
 print("all gateway checks passed", flush=True)

@@ -138,9 +138,9 @@ fn official_sdks_through_the_gateway_and_every_call_traced() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // 23 calls were answered or failed upstream (refusals by key, limit or budget leave no span).
-    let spans = gateway_spans(&server, 23);
-    assert!(spans.len() >= 23, "{} gateway spans", spans.len());
+    // 24 calls were answered, failed upstream or were abandoned or failed upstream (refusals by key, limit or budget leave no span).
+    let spans = gateway_spans(&server, 24);
+    assert!(spans.len() >= 24, "{} gateway spans", spans.len());
     let attr = |s: &Value, k: &str| s["attributes"][k].clone();
 
     // A hanging upstream timed out after `first_token` and the next target answered.
@@ -222,6 +222,18 @@ fn official_sdks_through_the_gateway_and_every_call_traced() {
             .as_str()
             .is_some_and(|m| m.contains("not valid JSON"))));
     assert!(spans.iter().any(|s| s["kind"] == "embedding"));
+    // The client that went away: its call is a cancelled span.
+    let gone = spans
+        .iter()
+        .find(|s| s["session_id"] == "sess-gone")
+        .expect("the cancelled call's span");
+    assert_eq!(attr(gone, "vigil.gateway.cancelled"), true);
+    assert_eq!(gone["status"], "error");
+    assert!(gone["error_message"]
+        .as_str()
+        .unwrap()
+        .contains("cancelled"));
+
     // Cache hits are spans with what they saved; virtual-key calls carry the key and team.
     let hit = spans
         .iter()
