@@ -867,13 +867,13 @@ async fn finish_json(
         Err(_) => Err("the upstream response did not finish in time".to_string()),
     };
     let parsed = body.and_then(|b| match serde_json::from_slice::<Value>(&b) {
-        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(v @ Value::Object(_)) => Ok((v, b)),
         _ => Err(format!(
             "returned a response that is not valid JSON: {}",
             String::from_utf8_lossy(&b[..b.len().min(200)])
         )),
     });
-    let resp = match parsed {
+    let (resp, raw) = match parsed {
         Ok(v) => v,
         Err(why) => {
             gw.health.failure(&key);
@@ -896,10 +896,14 @@ async fn finish_json(
         ApiFormat::OpenAi => resp.clone(),
     };
     outcome_of(&openai_view, &mut record.outcome);
+    // Same format: the upstream's bytes go back untouched (unknown fields and all), with no second
+    // serialisation; across formats, the translation.
     let out = match (client, upstream) {
-        (ApiFormat::OpenAi, ApiFormat::Anthropic) => openai_view.clone(),
-        (ApiFormat::Anthropic, ApiFormat::OpenAi) => translate::openai_response_to_anthropic(&resp),
-        _ => resp,
+        (ApiFormat::OpenAi, ApiFormat::Anthropic) => Some(openai_view.clone()),
+        (ApiFormat::Anthropic, ApiFormat::OpenAi) => {
+            Some(translate::openai_response_to_anthropic(&resp))
+        }
+        _ => None,
     };
     if endpoint == Endpoint::Embeddings {
         record.embedding = true;
@@ -907,7 +911,10 @@ async fn finish_json(
     } else {
         gw.finish(record, &ctx, Some(openai_view));
     }
-    axum::Json(out).into_response()
+    match out {
+        Some(v) => axum::Json(v).into_response(),
+        None => ([(header::CONTENT_TYPE, "application/json")], raw).into_response(),
+    }
 }
 
 /// What a stream said, gathered for the trace whatever the formats.

@@ -395,7 +395,7 @@ fn run(
 fn flush(
     conn: &mut Connection,
     batch: Vec<Job>,
-    pending: &AtomicUsize,
+    pending: &Arc<AtomicUsize>,
     syncer: Option<&SyncSender<Acks>>,
 ) {
     if batch.is_empty() {
@@ -403,27 +403,33 @@ fn flush(
     }
     let total: usize = batch.iter().map(Job::span_count).sum();
     let result = write_batch(conn, &batch);
-    pending.fetch_sub(total, Ordering::AcqRel);
     match result {
         Ok(outcomes) => {
-            // Each acknowledgement reports the commit's outcome, or the sync's failure.
+            // Each acknowledgement reports the commit's outcome, or the sync's failure. A job stays
+            // counted as pending until it is acknowledged, so back-pressure covers the disk sync too.
             let mut acks: Acks = Vec::with_capacity(batch.len());
             for (job, outcome) in batch.into_iter().zip(outcomes) {
                 let sync_failed = |e: &str| Error::Task(e.to_string());
+                let (n, pending) = (job.span_count(), pending.clone());
+                let release = move || {
+                    pending.fetch_sub(n, Ordering::AcqRel);
+                };
                 match job {
                     Job::Spans { ack, .. } => acks.push(Box::new(move |err: Option<&str>| {
+                        release();
                         let _ = ack.send(match err {
                             None => Ok(outcome),
                             Some(e) => Err(sync_failed(e)),
                         });
                     })),
                     Job::Logs { ack, .. } => acks.push(Box::new(move |err: Option<&str>| {
+                        release();
                         let _ = ack.send(match err {
                             None => Ok(outcome.inserted),
                             Some(e) => Err(sync_failed(e)),
                         });
                     })),
-                    Job::Exec(_) => {}
+                    Job::Exec(_) => release(),
                 }
             }
             match syncer {
@@ -442,6 +448,7 @@ fn flush(
             }
         }
         Err(e) => {
+            pending.fetch_sub(total, Ordering::AcqRel);
             tracing::error!(error = %e, spans = total, "write batch failed, nothing of it was committed");
             let msg = e.to_string();
             for job in batch {
