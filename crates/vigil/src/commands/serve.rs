@@ -51,7 +51,8 @@ pub async fn bootstrap(store: &SqliteStore) -> anyhow::Result<ProjectId> {
     eprintln!();
     eprintln!("      {}", key.secret);
     eprintln!();
-    eprintln!("  Send it as `Authorization: Bearer <key>` or `x-vigil-api-key: <key>`, e.g.");
+    eprintln!("  Log in to the web UI with it, and send it as `Authorization: Bearer <key>` or");
+    eprintln!("  `x-vigil-api-key: <key>`, e.g.");
     eprintln!(
         "      export OTEL_EXPORTER_OTLP_HEADERS=\"x-vigil-api-key={}\"",
         key.secret
@@ -127,6 +128,14 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
     eprintln!("  API + UI    http://{api_addr}");
     eprintln!("  OTLP/HTTP   http://{http_addr}");
     eprintln!("  OTLP/gRPC   http://{grpc_addr}");
+    match &settings.gateway {
+        Some(gw) => eprintln!(
+            "  gateway     http://{api_addr}/v1  ({} providers, {} model aliases)",
+            gw.providers.len(),
+            gw.routes.len()
+        ),
+        None => eprintln!("  gateway     off (add [[gateway.providers]] to vigil.toml)"),
+    }
     eprintln!("  data        {}", store.path().display());
     if settings.insecure_local {
         eprintln!("  auth        OFF (--insecure-local): every request acts on project `default`");
