@@ -6,12 +6,12 @@
 pub mod auth;
 pub mod error;
 pub mod otlp;
-mod params;
+pub mod params;
 pub mod query_api;
 pub mod router;
 pub mod state;
 
 pub use auth::{Authenticator, Caller};
 pub use error::{ApiError, ErrorCode};
-pub use router::{api_router, otlp_router};
+pub use router::{api_router, edge, otlp_router};
 pub use state::{AppState, EdgeLimits};

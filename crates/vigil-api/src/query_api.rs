@@ -323,3 +323,13 @@ pub async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
         json!({"project": project, "key": caller.key, "auth": !state.auth.is_insecure()}),
     ))
 }
+
+/// Gateway events of the caller's project (budget thresholds crossed), oldest first.
+pub async fn gateway_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = reader(&state, &headers).await?;
+    let events = state.store.gateway_events(&caller.project_id, 0).await?;
+    Ok(Json(json!({ "events": events })))
+}

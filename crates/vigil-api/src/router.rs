@@ -27,6 +27,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/metrics"),
     ("get", "/api/v1/models"),
     ("get", "/api/v1/whoami"),
+    ("get", "/api/v1/gateway/events"),
     ("get", "/api/v1/openapi.json"),
     ("post", "/v1/traces"),
     ("post", "/v1/logs"),
@@ -39,7 +40,8 @@ fn otlp_routes() -> Router<AppState> {
         .route("/v1/logs", post(export_logs))
 }
 
-/// The API port (7070 by default): query API, OTLP/HTTP for single-port setups, health.
+/// The routes of the API port (7070 by default): query API, OTLP/HTTP for single-port setups,
+/// health. The binary merges the UI and the gateway into it, then wraps the whole port in `edge`.
 pub fn api_router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/traces", get(query_api::list_traces))
@@ -49,6 +51,7 @@ pub fn api_router(state: AppState) -> Router {
         .route("/api/v1/metrics", get(query_api::metrics))
         .route("/api/v1/models", get(query_api::models))
         .route("/api/v1/whoami", get(query_api::whoami))
+        .route("/api/v1/gateway/events", get(query_api::gateway_events))
         .route("/api/v1/openapi.json", get(openapi))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -58,24 +61,27 @@ pub fn api_router(state: AppState) -> Router {
         .merge(api)
         .merge(otlp_routes())
         .route("/healthz", get(healthz))
-        .fallback(not_found)
-        .layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(ErrorCode::Internal, "internal error").into_response()
-        }))
         .with_state(state)
 }
 
 /// The OTLP/HTTP port (4318 by default).
 pub fn otlp_router(state: AppState) -> Router {
-    otlp_routes()
-        .route("/healthz", get(healthz))
+    edge(
+        otlp_routes()
+            .route("/healthz", get(healthz))
+            .with_state(state),
+    )
+}
+
+/// What every HTTP port gets around all of its routes, whichever crate added them: request
+/// tracing, a panic answered as a 500 (never a dropped connection), and a JSON 404.
+pub fn edge(router: Router) -> Router {
+    router
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(ErrorCode::Internal, "internal error").into_response()
         }))
-        .with_state(state)
 }
 
 async fn openapi() -> Response {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use vigil_api::{api_router, otlp_router, AppState, Authenticator, EdgeLimits};
+use vigil_api::{api_router, edge, otlp_router, AppState, Authenticator, EdgeLimits};
 use vigil_ingest::Normalizer;
 use vigil_model::ProjectId;
 use vigil_store::{ProjectStore, Scope, SqliteStore, Store, TraceStore};
@@ -103,7 +103,7 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let api_task = tokio::spawn(
-        axum::serve(api, api_app)
+        axum::serve(api, edge(api_app))
             .with_graceful_shutdown(wait(shutdown_rx.clone()))
             .into_future(),
     );
