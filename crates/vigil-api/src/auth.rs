@@ -1,4 +1,5 @@
-//! API key authentication for OTLP (HTTP headers, gRPC metadata) and the query API.
+//! API key authentication for OTLP (HTTP headers, gRPC metadata), the query API and the gateway's
+//! virtual keys.
 //!
 //! Keys are looked up by hash and cached for a few seconds, so a revoked key stops working within
 //! `CACHE_TTL` on every node without a lookup per request.
@@ -9,15 +10,39 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use vigil_model::ProjectId;
-use vigil_store::{keys, ApiKeyInfo, Scope, Store};
+use vigil_store::{keys, ApiKeyInfo, GatewayKeyInfo, Scope, Store};
 
 use crate::error::{ApiError, ErrorCode};
 
 const CACHE_TTL: Duration = Duration::from_secs(5);
 const CACHE_MAX: usize = 10_000;
 
-/// Key hash → what the key may do, and when that was looked up.
-type KeyCache = HashMap<Vec<u8>, (ApiKeyInfo, Instant)>;
+/// Key hash → what the key may do, and when that was looked up. Only found keys are kept, so a key
+/// created a moment ago works at once.
+struct KeyCache<V>(Mutex<HashMap<Vec<u8>, (V, Instant)>>);
+
+impl<V: Clone> KeyCache<V> {
+    fn new() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+
+    fn get(&self, hash: &[u8]) -> Option<V> {
+        let cache = self.0.lock().ok()?;
+        cache
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(v, _)| v.clone())
+    }
+
+    fn put(&self, hash: Vec<u8>, value: V) {
+        if let Ok(mut cache) = self.0.lock() {
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(hash, (value, Instant::now()));
+        }
+    }
+}
 
 /// Who is calling: the project every read and write is scoped to.
 #[derive(Clone, Debug)]
@@ -31,7 +56,8 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     /// `Some(project)` when auth is disabled (`--insecure-local`): everything maps to it.
     insecure_project: Option<ProjectId>,
-    cache: Arc<Mutex<KeyCache>>,
+    api_keys: Arc<KeyCache<ApiKeyInfo>>,
+    gateway_keys: Arc<KeyCache<GatewayKeyInfo>>,
 }
 
 impl Authenticator {
@@ -39,7 +65,8 @@ impl Authenticator {
         Self {
             store,
             insecure_project,
-            cache: Arc::new(Mutex::new(HashMap::new())),
+            api_keys: Arc::new(KeyCache::new()),
+            gateway_keys: Arc::new(KeyCache::new()),
         }
     }
 
@@ -91,19 +118,25 @@ impl Authenticator {
 
     async fn lookup(&self, key: &str) -> Result<Option<ApiKeyInfo>, ApiError> {
         let hash = keys::hash(key);
-        if let Ok(cache) = self.cache.lock() {
-            if let Some((info, at)) = cache.get(&hash) {
-                if at.elapsed() < CACHE_TTL {
-                    return Ok(Some(info.clone()));
-                }
-            }
+        if let Some(info) = self.api_keys.get(&hash) {
+            return Ok(Some(info));
         }
         let found = self.store.authenticate(key).await?;
-        if let (Some(info), Ok(mut cache)) = (&found, self.cache.lock()) {
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(hash, (info.clone(), Instant::now()));
+        if let Some(info) = &found {
+            self.api_keys.put(hash, info.clone());
+        }
+        Ok(found)
+    }
+
+    /// The live gateway virtual key with this secret (`gk_…`), cached like API keys.
+    pub async fn gateway_key(&self, secret: &str) -> Result<Option<GatewayKeyInfo>, ApiError> {
+        let hash = keys::hash(secret);
+        if let Some(info) = self.gateway_keys.get(&hash) {
+            return Ok(Some(info));
+        }
+        let found = self.store.gateway_key(secret).await?;
+        if let Some(info) = &found {
+            self.gateway_keys.put(hash, info.clone());
         }
         Ok(found)
     }

@@ -49,15 +49,10 @@ const MAX_STREAM_EVENT: usize = 4 * 1024 * 1024;
 const MAX_TRACED_OUTPUT: usize = 256 * 1024;
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
-/// Virtual-key lookups by secret hash: the key (or its absence) and when it was looked up.
-type KeyCache = HashMap<Vec<u8>, (Option<vigil_store::GatewayKeyInfo>, Instant)>;
-
 pub struct Gateway {
     cfg: Resolved,
     cache: Option<cache::Cache>,
     limits: Arc<limits::Limits>,
-    /// Virtual keys looked up recently: secret hash → (key, when), like API keys.
-    keys: std::sync::Mutex<KeyCache>,
     /// One HTTP client per provider: connection pools and connect timeouts are per provider.
     clients: HashMap<String, reqwest::Client>,
     health: Health,
@@ -83,7 +78,6 @@ impl Gateway {
                 .cache_enabled
                 .then(|| cache::Cache::new(cfg.cache_ttl, cfg.cache_max_bytes)),
             limits: limits::Limits::start(&cfg.limits, state.store.clone()).await,
-            keys: std::sync::Mutex::new(HashMap::new()),
             health: Health::new(&cfg),
             sink: SpanSink::start(state.store.clone()),
             auth: state.auth.clone(),
@@ -99,7 +93,6 @@ impl Gateway {
             .route("/v1/messages", post(messages))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/models", get(models))
-            .route("/api/v1/gateway/events", get(events))
             .with_state(self.clone())
     }
 
@@ -144,19 +137,6 @@ enum Endpoint {
     Embeddings,
 }
 
-/// Budget-threshold events (and later other gateway events) of the caller's project.
-async fn events(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let key = Authenticator::key_from_headers(&headers);
-    let caller = match gw.auth.authenticate(key.as_deref(), Scope::Read).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    match gw.state.store.gateway_events(&caller.project_id, 0).await {
-        Ok(ev) => axum::Json(json!({"events": ev})).into_response(),
-        Err(e) => vigil_api::ApiError::from(e).into_response(),
-    }
-}
-
 /// Who is calling: a project API key (no limits of its own) or a gateway virtual key.
 struct Identity {
     project: vigil_model::ProjectId,
@@ -180,27 +160,11 @@ async fn authenticate(
         .as_deref()
         .filter(|k| vigil_store::gateway::is_gateway_key(k))
     {
-        let hash = vigil_store::keys::hash(k);
-        let cached = gw.keys.lock().ok().and_then(|m| {
-            m.get(&hash)
-                .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
-                .map(|(i, _)| i.clone())
-        });
-        let info = match cached {
-            Some(info) => info,
-            None => {
-                let info = gw.state.store.gateway_key(k).await.map_err(|e| {
-                    GatewayError::new(format, StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-                })?;
-                if let Ok(mut m) = gw.keys.lock() {
-                    if m.len() > 10_000 {
-                        m.clear();
-                    }
-                    m.insert(hash, (info.clone(), Instant::now()));
-                }
-                info
-            }
-        };
+        let info = gw
+            .auth
+            .gateway_key(k)
+            .await
+            .map_err(|e| GatewayError::new(format, e.code.http_status(), e.message))?;
         return info
             .map(|i| Identity {
                 project: i.project_id.clone(),
@@ -620,13 +584,15 @@ struct CallCtx {
 impl Gateway {
     /// Ends a call: its span, its tokens and cost against limits and budgets, and (for a complete
     /// answer, given in OpenAI shape) the cache.
-    fn finish(&self, record: CallRecord, ctx: &CallCtx, answer: Option<Value>) -> Option<f64> {
+    fn finish(&self, record: CallRecord, ctx: &CallCtx, answer: Option<Value>) {
         let target_model = record.target_model.clone().unwrap_or_default();
         let provider = record.provider.clone().unwrap_or_default();
+        // A cache hit used no tokens and cost nothing: it counts against no limit.
+        let cache_hit = record.outcome.cache_hit;
         let span = record.into_span(self.state.normalizer.prices());
         let tokens = span.input_tokens.unwrap_or(0) + span.output_tokens.unwrap_or(0);
         let cost = span.cost_usd;
-        if span.attributes.get("vigil.gateway.cache_hit") != Some(&json!(true)) {
+        if !cache_hit {
             self.limits.settle(&ctx.caller, tokens.max(0) as u64, cost);
         }
         if let (Some(c), Some(key), Some(answer)) = (&self.cache, ctx.cache_key, answer) {
@@ -643,7 +609,6 @@ impl Gateway {
             );
         }
         self.sink.record(span);
-        cost
     }
 }
 
@@ -888,7 +853,6 @@ async fn finish_json(
         }
     };
     gw.health.success(&key, t0.elapsed());
-    record.outcome.ttft_ms = None;
     let openai_view = match upstream {
         ApiFormat::Anthropic => {
             translate::anthropic_response_to_openai(&resp, now_unix_nanos() / 1_000_000_000)

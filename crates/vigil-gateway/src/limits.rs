@@ -129,6 +129,11 @@ fn period_of(kind: &str, now_ns: i64) -> String {
     s.get(..7).unwrap_or("total").to_string()
 }
 
+/// The rate window of one scope of one project.
+fn window_key(c: &Caller, scope: &str, subject: &str) -> String {
+    format!("{}|{scope}|{subject}", c.project.0)
+}
+
 /// Seconds until the next UTC month starts.
 fn until_next_month(now_ns: i64) -> u64 {
     let s = vigil_model::format_rfc3339_nanos(now_ns);
@@ -187,11 +192,11 @@ impl Limits {
         limits
     }
 
-    /// The limited scopes of a call: (scope, subject, limit).
-    fn scopes(&self, c: &Caller) -> Vec<(String, String, Limit)> {
+    /// Every scope a call has, with its limit if one applies: (scope, subject, limit).
+    fn scopes(&self, c: &Caller) -> Vec<(&'static str, String, Option<Limit>)> {
         let mut out = Vec::new();
         if let Some((id, limit)) = &c.key {
-            out.push(("key".to_string(), id.clone(), limit.clone()));
+            out.push(("key", id.clone(), Some(limit.clone())));
         }
         for (scope, subject) in [
             ("team", c.team.as_ref()),
@@ -199,9 +204,8 @@ impl Limits {
             ("model", Some(&c.model)),
         ] {
             if let Some(s) = subject {
-                if let Some(l) = self.rules.get(&(scope.to_string(), s.clone())) {
-                    out.push((scope.to_string(), s.clone(), l.clone()));
-                }
+                let limit = self.rules.get(&(scope.to_string(), s.clone())).cloned();
+                out.push((scope, s.clone(), limit));
             }
         }
         out
@@ -211,39 +215,42 @@ impl Limits {
     pub fn admit(&self, c: &Caller) -> Result<(), Refusal> {
         let now_ns = now_unix_nanos();
         let now = now_ns / 1_000_000_000;
-        let scopes = self.scopes(c);
+        let limited: Vec<(&str, String, Limit)> = self
+            .scopes(c)
+            .into_iter()
+            .filter_map(|(scope, subject, l)| Some((scope, subject, l?)))
+            .collect();
         {
             let spend = self.spend.lock().unwrap_or_else(|e| e.into_inner());
-            for (scope, subject, l) in &scopes {
+            for (scope, subject, l) in &limited {
                 if let Some(budget) = l.budget_usd {
                     let period = period_of(&l.budget_period, now_ns);
                     let spent = spend
                         .get(&(
                             c.project.0.clone(),
-                            scope.clone(),
+                            scope.to_string(),
                             subject.clone(),
-                            period.clone(),
+                            period,
                         ))
                         .copied()
                         .unwrap_or(0.0);
                     if spent >= budget {
+                        let total = l.budget_period == "total";
                         return Err(Refusal {
                             message: format!(
                                 "the {} budget of ${budget:.2} for {scope} `{subject}` is used up (${spent:.4} spent{})",
-                                if l.budget_period == "total" { "total" } else { "monthly" },
-                                if l.budget_period == "total" { "" } else { " this month" }
+                                if total { "total" } else { "monthly" },
+                                if total { "" } else { " this month" }
                             ),
-                            retry_after: if l.budget_period == "total" { 86_400 } else { until_next_month(now_ns) },
+                            retry_after: if total { 86_400 } else { until_next_month(now_ns) },
                         });
                     }
                 }
             }
         }
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        for (scope, subject, l) in &scopes {
-            let w = windows
-                .entry(format!("{}|{scope}|{subject}", c.project.0))
-                .or_default();
+        for (scope, subject, l) in &limited {
+            let w = windows.entry(window_key(c, scope, subject)).or_default();
             let (requests, tokens) = w.totals(now);
             if let Some(rpm) = l.rpm {
                 if requests >= u64::from(rpm) {
@@ -264,9 +271,9 @@ impl Limits {
                 }
             }
         }
-        for (scope, subject, _) in &scopes {
+        for (scope, subject, _) in &limited {
             windows
-                .entry(format!("{}|{scope}|{subject}", c.project.0))
+                .entry(window_key(c, scope, subject))
                 .or_default()
                 .slot(now)
                 .requests += 1;
@@ -274,17 +281,18 @@ impl Limits {
         Ok(())
     }
 
-    /// Counts a finished call's tokens and cost. Spend is attributed to every scope of the call
-    /// (key, team, user, model), limited or not, so it can be reported.
+    /// Counts a finished call's tokens (against the limited scopes' windows) and its cost. Spend is
+    /// attributed to every scope of the call (key, team, user, model), limited or not, so it can be
+    /// reported.
     pub fn settle(&self, c: &Caller, tokens: u64, cost_usd: Option<f64>) {
         let now_ns = now_unix_nanos();
         let now = now_ns / 1_000_000_000;
         let scopes = self.scopes(c);
         {
             let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-            for (scope, subject, _) in &scopes {
+            for (scope, subject, _) in scopes.iter().filter(|s| s.2.is_some()) {
                 windows
-                    .entry(format!("{}|{scope}|{subject}", c.project.0))
+                    .entry(window_key(c, scope, subject))
                     .or_default()
                     .slot(now)
                     .tokens += tokens;
@@ -293,38 +301,24 @@ impl Limits {
         let Some(cost) = cost_usd.filter(|c| *c > 0.0) else {
             return;
         };
-        let mut attributed: Vec<(String, String, Option<Limit>)> = scopes
-            .into_iter()
-            .map(|(s, sub, l)| (s, sub, Some(l)))
-            .collect();
-        for (scope, subject) in [
-            ("key", c.key.as_ref().map(|k| &k.0)),
-            ("team", c.team.as_ref()),
-            ("user", c.user.as_ref()),
-            ("model", Some(&c.model)),
-        ] {
-            if let Some(s) = subject {
-                if !attributed.iter().any(|(a, b, _)| a == scope && b == s) {
-                    attributed.push((scope.to_string(), s.clone(), None));
-                }
-            }
-        }
         let mut events = Vec::new();
         {
             let mut spend = self.spend.lock().unwrap_or_else(|e| e.into_inner());
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            for (scope, subject, limit) in attributed {
-                let kind = limit
-                    .as_ref()
-                    .map_or("month", |l| l.budget_period.as_str())
-                    .to_string();
-                for period in [period_of(&kind, now_ns), "total".to_string()]
-                    .into_iter()
-                    .collect::<std::collections::BTreeSet<_>>()
-                {
+            for (scope, subject, limit) in scopes {
+                // Spend is kept for the limit's own period (this month, or in total) and in total.
+                let current = period_of(
+                    limit.as_ref().map_or("month", |l| l.budget_period.as_str()),
+                    now_ns,
+                );
+                let mut periods = vec![current.clone()];
+                if current != "total" {
+                    periods.push("total".to_string());
+                }
+                for period in periods {
                     let key = (
                         c.project.0.clone(),
-                        scope.clone(),
+                        scope.to_string(),
                         subject.clone(),
                         period.clone(),
                     );
@@ -333,28 +327,29 @@ impl Limits {
                     spend.insert(key, after);
                     pending.push(SpendDelta {
                         project: c.project.clone(),
-                        scope: scope.clone(),
+                        scope: scope.to_string(),
                         subject: subject.clone(),
                         period: period.clone(),
                         cost_usd: cost,
                     });
-                    if let Some(budget) = limit
+                    let Some(budget) = limit
                         .as_ref()
                         .and_then(|l| l.budget_usd)
-                        .filter(|_| period == period_of(&kind, now_ns))
-                    {
-                        for pct in [50u32, 80, 100] {
-                            let line = budget * f64::from(pct) / 100.0;
-                            if before < line && after >= line {
-                                events.push(GatewayEvent {
-                                    project_id: c.project.clone(),
-                                    time: now_ns,
-                                    kind: "budget_threshold".into(),
-                                    subject: format!("{scope}:{subject}"),
-                                    payload: json!({"scope": scope, "subject": subject, "percent": pct, "budget_usd": budget,
-                                                    "spent_usd": after, "period": period}),
-                                });
-                            }
+                        .filter(|_| period == current)
+                    else {
+                        continue;
+                    };
+                    for pct in [50u32, 80, 100] {
+                        let line = budget * f64::from(pct) / 100.0;
+                        if before < line && after >= line {
+                            events.push(GatewayEvent {
+                                project_id: c.project.clone(),
+                                time: now_ns,
+                                kind: "budget_threshold".into(),
+                                subject: format!("{scope}:{subject}"),
+                                payload: json!({"scope": scope, "subject": subject, "percent": pct, "budget_usd": budget,
+                                                "spent_usd": after, "period": period}),
+                            });
                         }
                     }
                 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use vigil_model::{
-    now_unix_nanos, Message, PriceTable, ProjectId, Span, SpanId, SpanKind, SpanStatus, ToolCall,
-    TraceId, Usage,
+    now_unix_nanos, Message, PriceTable, ProjectId, Span, SpanId, SpanKind, SpanStatus, TraceId,
+    Usage,
 };
 use vigil_store::Store;
 
@@ -82,48 +82,11 @@ pub fn random_span_id() -> SpanId {
 }
 
 /// OpenAI-shaped messages (requests of either format are translated to this shape first) →
-/// canonical messages.
+/// canonical messages, with ingest's parser.
 pub fn messages(list: &Value) -> Vec<Message> {
     list.as_array()
-        .into_iter()
-        .flatten()
-        .map(|m| Message {
-            role: m["role"].as_str().unwrap_or("user").to_string(),
-            content: match &m["content"] {
-                Value::String(s) => Some(s.clone()),
-                Value::Array(parts) => Some(
-                    parts
-                        .iter()
-                        .filter_map(|p| p["text"].as_str())
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                ),
-                _ => None,
-            },
-            tool_calls: m["tool_calls"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|tc| {
-                    let args = tc
-                        .pointer("/function/arguments")
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    ToolCall {
-                        id: tc["id"].as_str().map(str::to_string),
-                        name: tc
-                            .pointer("/function/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                        arguments: serde_json::from_str(args).unwrap_or_else(|_| json!(args)),
-                    }
-                })
-                .collect(),
-            tool_call_id: m["tool_call_id"].as_str().map(str::to_string),
-            name: m["name"].as_str().map(str::to_string),
-        })
-        .collect()
+        .map(|items| vigil_ingest::normalize::from_openai_objects(items))
+        .unwrap_or_default()
 }
 
 /// What a call produced, gathered from the response or the stream.

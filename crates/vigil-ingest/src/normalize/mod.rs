@@ -11,6 +11,9 @@ pub mod flags;
 mod genai;
 mod messages;
 mod openinference;
+/// OpenAI-shaped message objects → canonical messages (the gateway reads request and response
+/// bodies with the same parser as ingest).
+pub use messages::from_openai_objects;
 mod openllmetry;
 
 use std::sync::Arc;
