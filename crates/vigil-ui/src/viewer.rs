@@ -7,6 +7,8 @@
 //! adding another project's key adds that project to the switcher. Either way a browser never sees
 //! a project it holds no grant or key for.
 
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use vigil_api::{AppState, Authenticator};
@@ -30,6 +32,20 @@ pub struct Viewer {
     pub insecure: bool,
     /// The local user signed in, if any (else API keys only).
     pub user: Option<String>,
+}
+
+/// Every page takes a `Viewer` argument: a browser without a valid login is sent to the login page
+/// (and back here afterwards) before the handler runs.
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let here = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or_else(|| parts.uri.to_string(), |u| u.0.to_string());
+        viewer(state, &parts.headers, &here).await
+    }
 }
 
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -83,7 +99,7 @@ pub fn project_cookie(project: &ProjectId) -> String {
 
 /// Resolves the viewer, or answers with a redirect to the login page (keeping where they were
 /// going) when the browser holds no valid key.
-pub async fn viewer(state: &AppState, headers: &HeaderMap, here: &str) -> Result<Viewer, Response> {
+async fn viewer(state: &AppState, headers: &HeaderMap, here: &str) -> Result<Viewer, Response> {
     let names = match state.store.list_projects().await {
         Ok(p) => p,
         Err(e) => {

@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{OriginalUri, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Query, State};
 use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -15,10 +14,11 @@ use vigil_store::{
     MetricsDimension, MetricsPoint, MetricsQuery, MetricsResult, TraceQuery, TraceSortField,
 };
 
-use super::TimeRange;
+use super::RangeParams;
 use crate::charts::{line_chart, Series};
+use crate::fmt;
 use crate::layout::{self, Nav};
-use crate::{fmt, viewer};
+use crate::viewer::{self, Viewer};
 
 /// Groups drawn as their own line; the rest are summed into "other".
 const TOP_GROUPS: usize = 6;
@@ -33,28 +33,17 @@ const SPLITS: &[(&str, &str, MetricsDimension)] = &[
 
 #[derive(Deserialize, Default)]
 pub struct DashQuery {
-    range: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
+    #[serde(flatten)]
+    range: RangeParams,
     split: Option<String>,
 }
 
 pub async fn show(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
+    v: Viewer,
     Query(q): Query<DashQuery>,
 ) -> Response {
-    let v = match viewer::viewer(&state, &headers, &uri.to_string()).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let (range, range_error) = TimeRange::parse(
-        q.range.as_deref(),
-        q.from.as_deref(),
-        q.to.as_deref(),
-        "24h",
-    );
+    let (range, range_error) = q.range.resolve("24h");
     let mut errors: Vec<String> = range_error.into_iter().collect();
     let split_key = q.split.as_deref().unwrap_or("model");
     let split = SPLITS

@@ -10,7 +10,7 @@ use vigil_api::AppState;
 use vigil_model::ProjectId;
 
 use crate::layout;
-use crate::viewer::{self, cookie_keys, keys_cookie, project_cookie, safe_next, MAX_KEYS};
+use crate::viewer::{self, cookie_keys, keys_cookie, project_cookie, safe_next, Viewer, MAX_KEYS};
 
 #[derive(Deserialize, Default)]
 pub struct LoginQuery {
@@ -137,15 +137,7 @@ pub struct SwitchQuery {
 }
 
 /// Switches the viewed project, if the browser holds a key for it.
-pub async fn switch_project(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<SwitchQuery>,
-) -> Response {
-    let v = match viewer::viewer(&state, &headers, "/ui/traces").await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn switch_project(v: Viewer, Query(q): Query<SwitchQuery>) -> Response {
     let wanted = ProjectId(q.id);
     if !v.projects.iter().any(|(p, _)| *p == wanted) {
         return layout::error_page(StatusCode::NOT_FOUND, "no such project");

@@ -8,6 +8,7 @@ pub mod trace;
 pub mod traces;
 
 use maud::{html, Markup};
+use serde::Deserialize;
 use vigil_model::{now_unix_nanos, parse_duration_secs, parse_rfc3339_nanos};
 
 /// The ranges the picker offers; `custom` uses `from`/`to`.
@@ -21,6 +22,26 @@ pub const RANGES: &[(&str, &str)] = &[
     ("all", "All time"),
     ("custom", "Custom…"),
 ];
+
+/// The time-range part of a page's query string (`range`, or `from`/`to` for a custom range).
+#[derive(Deserialize, Default, Clone)]
+pub struct RangeParams {
+    pub range: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl RangeParams {
+    /// The range asked for, `default` if none; unknown input falls back to `default` with the reason.
+    pub fn resolve(&self, default: &str) -> (TimeRange, Option<String>) {
+        TimeRange::parse(
+            self.range.as_deref(),
+            self.from.as_deref(),
+            self.to.as_deref(),
+            default,
+        )
+    }
+}
 
 /// A resolved time range in Unix ns, and how it was asked for.
 pub struct TimeRange {

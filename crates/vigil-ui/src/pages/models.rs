@@ -1,41 +1,30 @@
 //! Models & cost: spend by model, provider and service, the price each model was charged at, and
 //! the models Vigil could not price with the exact lines to add to `vigil.toml`.
 
-use axum::extract::{OriginalUri, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Query, State};
 use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 use vigil_api::AppState;
 use vigil_store::{MetricsDimension, MetricsQuery, MetricsResult};
 
-use super::TimeRange;
+use super::RangeParams;
+use crate::fmt;
 use crate::layout::{self, Nav};
-use crate::{fmt, viewer};
+use crate::viewer::{self, Viewer};
 
 #[derive(Deserialize, Default)]
 pub struct ModelsQuery {
-    range: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
+    #[serde(flatten)]
+    range: RangeParams,
 }
 
 pub async fn show(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
+    v: Viewer,
     Query(q): Query<ModelsQuery>,
 ) -> Response {
-    let v = match viewer::viewer(&state, &headers, &uri.to_string()).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let (range, range_error) = TimeRange::parse(
-        q.range.as_deref(),
-        q.from.as_deref(),
-        q.to.as_deref(),
-        "30d",
-    );
+    let (range, range_error) = q.range.resolve("30d");
     let mut errors: Vec<String> = range_error.into_iter().collect();
     let (from, to) = range.bounds();
     let usage = state

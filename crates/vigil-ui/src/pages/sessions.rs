@@ -1,8 +1,8 @@
 //! Sessions: the list with a breakdown by session length (does quality fall as conversations grow?)
 //! and one session read as a conversation, turn by turn.
 
-use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -10,10 +10,12 @@ use vigil_api::AppState;
 use vigil_model::{Span, SpanKind};
 use vigil_store::{SessionLengthBucket, SessionQuery, TraceRow};
 
-use super::TimeRange;
+use super::RangeParams;
+use crate::fmt;
 use crate::layout::{self, Nav};
 use crate::pages::trace::transcript;
-use crate::{fmt, viewer};
+use crate::viewer::{self, Viewer};
+use vigil_api::params::non_empty;
 
 const PAGE: usize = 50;
 /// Turns whose conversation is shown inline; longer sessions link to the rest.
@@ -21,9 +23,8 @@ const TURNS_SHOWN: usize = 60;
 
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
-    range: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
+    #[serde(flatten)]
+    range: RangeParams,
     user: Option<String>,
     environment: Option<String>,
     agent: Option<String>,
@@ -32,24 +33,11 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
+    v: Viewer,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let v = match viewer::viewer(&state, &headers, &uri.to_string()).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let (range, mut errors) = {
-        let (r, e) = TimeRange::parse(q.range.as_deref(), q.from.as_deref(), q.to.as_deref(), "7d");
-        (r, e.into_iter().collect::<Vec<_>>())
-    };
-    let text = |o: &Option<String>| {
-        o.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
+    let (range, range_error) = q.range.resolve("7d");
+    let mut errors: Vec<String> = range_error.into_iter().collect();
     let offset: usize = q
         .cursor
         .as_deref()
@@ -59,9 +47,9 @@ pub async fn list(
         project_id: v.project.clone(),
         start_time_min: range.from,
         start_time_max: range.to,
-        user_id: text(&q.user),
-        environment: text(&q.environment),
-        agent_name: text(&q.agent),
+        user_id: non_empty(&q.user),
+        environment: non_empty(&q.environment),
+        agent_name: non_empty(&q.agent),
         limit: PAGE,
         offset,
     };
@@ -180,16 +168,7 @@ fn length_breakdown(buckets: &[SessionLengthBucket]) -> Markup {
     }
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    Path(id): Path<String>,
-) -> Response {
-    let v = match viewer::viewer(&state, &headers, &uri.to_string()).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn show(State(state): State<AppState>, v: Viewer, Path(id): Path<String>) -> Response {
     let detail = match state.store.get_session(&v.project, &id).await {
         Ok(Some(d)) => d,
         Ok(None) => {

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -14,8 +14,9 @@ use vigil_ingest::normalize::events::merge_log_events;
 use vigil_model::{Message, Span, SpanId, SpanKind, SpanStatus, TraceId};
 use vigil_store::TraceDetail;
 
+use crate::fmt;
 use crate::layout::{self, Nav};
-use crate::{fmt, viewer};
+use crate::viewer::{self, Viewer};
 
 #[derive(Deserialize, Default)]
 pub struct TraceQuery {
@@ -25,15 +26,10 @@ pub struct TraceQuery {
 
 pub async fn show(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
+    v: Viewer,
     Path(id): Path<String>,
     Query(q): Query<TraceQuery>,
 ) -> Response {
-    let v = match viewer::viewer(&state, &headers, &uri.to_string()).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let Ok(trace_id) = TraceId::from_hex(&id) else {
         return layout::error_page(
             StatusCode::BAD_REQUEST,

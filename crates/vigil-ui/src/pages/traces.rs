@@ -1,8 +1,7 @@
 //! The traces table: every filter of `GET /api/v1/traces`, search, sorting and cursor paging, all
 //! in the URL so a view can be shared.
 
-use axum::extract::{OriginalUri, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Query, State};
 use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -11,17 +10,17 @@ use vigil_api::AppState;
 use vigil_model::{format_rfc3339_nanos, FlagKind};
 use vigil_store::{Facets, TracePage, TraceQuery};
 
-use super::TimeRange;
+use super::{RangeParams, TimeRange};
+use crate::fmt;
 use crate::layout::{self, Nav};
-use crate::{fmt, viewer};
+use crate::viewer::Viewer;
 
 /// The page's query string. Everything is text so that a bad value becomes a message on the page,
 /// not a bare 400.
 #[derive(Deserialize, Default, Clone)]
 pub struct Filters {
-    pub range: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
+    #[serde(flatten)]
+    pub range: RangeParams,
     pub service: Option<String>,
     pub environment: Option<String>,
     pub agent: Option<String>,
@@ -40,6 +39,25 @@ pub struct Filters {
     pub cursor: Option<String>,
     pub refresh: Option<String>,
 }
+
+/// The parameters that narrow the list (each one of `GET /api/v1/traces`)…
+const FILTER_KEYS: &[&str] = &[
+    "q",
+    "service",
+    "environment",
+    "agent",
+    "model",
+    "provider",
+    "tool",
+    "status",
+    "flags",
+    "min_duration_ms",
+    "min_cost_usd",
+    "session",
+    "user",
+];
+/// …and those that only change how it is shown.
+const VIEW_KEYS: &[&str] = &["sort", "order", "refresh"];
 
 impl Filters {
     fn get(&self, name: &str) -> &str {
@@ -68,28 +86,10 @@ impl Filters {
     /// The URL of this view with some parameters replaced (the cursor is always dropped unless
     /// given).
     fn url(&self, range: &TimeRange, overrides: &[(&str, &str)]) -> String {
-        const KEYS: &[&str] = &[
-            "q",
-            "service",
-            "environment",
-            "agent",
-            "model",
-            "provider",
-            "tool",
-            "status",
-            "flags",
-            "min_duration_ms",
-            "min_cost_usd",
-            "session",
-            "user",
-            "sort",
-            "order",
-            "refresh",
-        ];
         let range_pairs = range.pairs();
         let mut pairs: Vec<(&str, &str)> =
             range_pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        for k in KEYS {
+        for k in FILTER_KEYS.iter().chain(VIEW_KEYS) {
             let v = overrides
                 .iter()
                 .find(|(o, _)| o == k)
@@ -103,25 +103,17 @@ impl Filters {
         format!("/ui/traces{}", layout::query(&pairs))
     }
 
+    /// The URL of this view with every filter cleared.
+    fn url_without_filters(&self, range: &TimeRange) -> String {
+        let cleared: Vec<(&str, &str)> = FILTER_KEYS.iter().map(|k| (*k, "")).collect();
+        self.url(range, &cleared)
+    }
+
     fn active_count(&self) -> usize {
-        [
-            "service",
-            "environment",
-            "agent",
-            "model",
-            "provider",
-            "tool",
-            "status",
-            "flags",
-            "min_duration_ms",
-            "min_cost_usd",
-            "session",
-            "user",
-            "q",
-        ]
-        .iter()
-        .filter(|k| !self.get(k).is_empty())
-        .count()
+        FILTER_KEYS
+            .iter()
+            .filter(|k| !self.get(k).is_empty())
+            .count()
     }
 
     fn to_query(
@@ -164,23 +156,8 @@ impl Filters {
     }
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    Query(f): Query<Filters>,
-) -> Response {
-    let here = uri.to_string();
-    let v = match viewer::viewer(&state, &headers, &here).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let (range, range_error) = TimeRange::parse(
-        f.range.as_deref(),
-        f.from.as_deref(),
-        f.to.as_deref(),
-        "24h",
-    );
+pub async fn list(State(state): State<AppState>, v: Viewer, Query(f): Query<Filters>) -> Response {
+    let (range, range_error) = f.range.resolve("24h");
     let caller = vigil_api::Caller {
         project_id: v.project.clone(),
         key: None,
@@ -285,7 +262,7 @@ fn filter_bar(f: &Filters, range: &TimeRange, facets: &Facets) -> Markup {
                 input type="hidden" name="sort" value=(f.get("sort"));
                 input type="hidden" name="order" value=(f.get("order"));
                 @if f.active_count() > 0 {
-                    a.clear href=(f.url(range, &[("q", ""), ("service", ""), ("environment", ""), ("agent", ""), ("model", ""), ("provider", ""), ("tool", ""), ("status", ""), ("flags", ""), ("min_duration_ms", ""), ("min_cost_usd", ""), ("session", ""), ("user", "")])) { "Clear filters" }
+                    a.clear href=(f.url_without_filters(range)) { "Clear filters" }
                 }
             }
         }
