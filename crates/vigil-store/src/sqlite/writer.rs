@@ -169,16 +169,16 @@ pub fn spawn(
 ) -> Result<WriterHandle> {
     let (tx, rx) = sync_channel(QUEUE_JOBS);
     let pending = Arc::new(AtomicUsize::new(0));
-    // Frames in the WAL as of the last background checkpoint, shared with the writer.
-    let wal_frames = Arc::new(AtomicI64::new(0));
-    let frames = wal_frames.clone();
+    // Bytes of frames in the WAL as of the last background checkpoint, shared with the writer.
+    let wal_bytes = Arc::new(AtomicI64::new(0));
+    let published = wal_bytes.clone();
     let p = pending.clone();
     // Checkpoints copy WAL pages into the database file; doing them on another thread keeps that
     // work off the write path. The channel closes when the writer stops, which stops the checkpointer.
     let (alive_tx, alive_rx) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("vigil-sqlite-checkpoint".into())
-        .spawn(move || checkpoint_loop(checkpointer, alive_rx, frames))
+        .spawn(move || checkpoint_loop(checkpointer, alive_rx, published))
         .map_err(|e| Error::Task(format!("cannot start the checkpoint thread: {e}")))?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let wal_path = PathBuf::from(format!("{}-wal", db_path.display()));
@@ -198,7 +198,7 @@ pub fn spawn(
         .name("vigil-sqlite-writer".into())
         .spawn(move || {
             let _alive = alive_tx;
-            run(conn, rx, p, &wal_path, &wal_frames, syncer)
+            run(conn, rx, p, &wal_path, &wal_bytes, syncer)
         })
         .map_err(|e| Error::Task(format!("cannot start the writer thread: {e}")))?;
     Ok(WriterHandle {
@@ -236,12 +236,16 @@ fn sync_loop(wal_path: &Path, rx: Receiver<Acks>) {
     }
 }
 
-fn checkpoint_loop(conn: Connection, alive: mpsc::Receiver<()>, wal_frames: Arc<AtomicI64>) {
+fn checkpoint_loop(conn: Connection, alive: mpsc::Receiver<()>, wal_bytes: Arc<AtomicI64>) {
+    // The page size is fixed once the database exists: read it once, not per checkpoint.
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap_or(8192);
     while let Err(mpsc::RecvTimeoutError::Timeout) = alive.recv_timeout(Duration::from_millis(200))
     {
         // Returns (busy, frames in the WAL, frames checkpointed).
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
-            Ok(frames) => wal_frames.store(frames, Ordering::Relaxed),
+            Ok(frames) => wal_bytes.store(frames * page_size, Ordering::Relaxed),
             Err(e) => tracing::debug!(error = %e, "background checkpoint skipped"),
         }
     }
@@ -249,13 +253,10 @@ fn checkpoint_loop(conn: Connection, alive: mpsc::Receiver<()>, wal_frames: Arc<
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
-fn bound_wal(conn: &Connection, wal_path: &Path, wal_frames: &AtomicI64) {
-    let page_size: i64 = conn
-        .query_row("PRAGMA page_size", [], |r| r.get(0))
-        .unwrap_or(8192);
-    if wal_frames.load(Ordering::Relaxed) * page_size > WAL_RESTART_BYTES {
+fn bound_wal(conn: &Connection, wal_path: &Path, wal_bytes: &AtomicI64) {
+    if wal_bytes.load(Ordering::Relaxed) > WAL_RESTART_BYTES {
         match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0)) {
-            Ok(0) => wal_frames.store(0, Ordering::Relaxed),
+            Ok(0) => wal_bytes.store(0, Ordering::Relaxed),
             Ok(_) => tracing::debug!("WAL restart postponed: a reader still uses an old snapshot"),
             Err(e) => tracing::debug!(error = %e, "WAL restart failed"),
         }
@@ -350,11 +351,11 @@ fn run(
     rx: Receiver<Job>,
     pending: Arc<AtomicUsize>,
     wal_path: &Path,
-    wal_frames: &AtomicI64,
+    wal_bytes: &AtomicI64,
     syncer: Option<SyncSender<Acks>>,
 ) {
     while let Ok(first) = rx.recv() {
-        bound_wal(&conn, wal_path, wal_frames);
+        bound_wal(&conn, wal_path, wal_bytes);
         let mut batch = Vec::new();
         let mut size = 0;
         let mut next = Some(first);
