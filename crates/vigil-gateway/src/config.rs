@@ -259,7 +259,8 @@ fn resolve_timeouts(t: &Timeouts) -> Result<ResolvedTimeouts, String> {
 /// Everything the gateway runs with, validated.
 #[derive(Debug, Clone)]
 pub struct Resolved {
-    pub providers: Vec<Provider>,
+    /// Shared, so that routing a request hands out references, not copies of URLs and keys.
+    pub providers: Vec<std::sync::Arc<Provider>>,
     pub routes: HashMap<String, ModelRoute>,
     pub retries: u32,
     pub backoff_base: Duration,
@@ -280,9 +281,9 @@ impl GatewayConfig {
     /// need not touch the process environment).
     pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<Resolved, String> {
         let default_timeouts = resolve_timeouts(&self.timeouts)?;
-        let mut providers = Vec::new();
+        let mut providers: Vec<std::sync::Arc<Provider>> = Vec::new();
         for p in &self.providers {
-            if providers.iter().any(|q: &Provider| q.name == p.name) {
+            if providers.iter().any(|q| q.name == p.name) {
                 return Err(format!("gateway provider `{}` is defined twice", p.name));
             }
             let base_url = p
@@ -313,7 +314,7 @@ impl GatewayConfig {
                     p.name
                 ));
             }
-            providers.push(Provider {
+            providers.push(std::sync::Arc::new(Provider {
                 name: p.name.clone(),
                 kind: p.kind,
                 base_url: base_url.trim_end_matches('/').to_string(),
@@ -323,7 +324,7 @@ impl GatewayConfig {
                     Some(t) => resolve_timeouts(t)?,
                     None => default_timeouts,
                 },
-            });
+            }));
         }
         let mut routes = HashMap::new();
         for m in &self.models {

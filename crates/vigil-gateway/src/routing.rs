@@ -10,7 +10,7 @@ use crate::config::{Provider, Resolved, Strategy};
 /// One (provider, model) a request may be sent to.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub provider: Provider,
+    pub provider: std::sync::Arc<Provider>,
     pub model: String,
 }
 
