@@ -15,6 +15,9 @@ pub enum Error {
     InvalidQuery(String),
     #[error("`{0}` not found")]
     NotFound(String),
+    /// Another writer took the same position first (e.g. of an audit chain); re-read and retry.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("`{name}` already exists")]
     AlreadyExists { name: String },
     #[error("cannot open data directory `{path}`: {source}")]

@@ -5,6 +5,7 @@
 
 mod error;
 pub mod gateway;
+pub mod governance;
 pub mod keys;
 pub mod projects;
 pub mod query;
@@ -19,6 +20,9 @@ mod conformance;
 
 pub use error::{Error, Result};
 pub use gateway::{GatewayEvent, GatewayKeyInfo, GatewayKeySpec, GatewayStore, SpendDelta};
+pub use governance::{
+    Approval, ApprovalStatus, AuditCheckpoint, AuditRow, GovernanceStore, StoredPolicy,
+};
 pub use projects::{ApiKeyInfo, NewApiKey, ProjectRow, ProjectStore, Scope};
 pub use query::*;
 pub use sqlite::{Durability, SqliteSettings, SqliteStore};
@@ -26,5 +30,5 @@ pub use traces::TraceStore;
 pub use users::UserRow;
 
 /// Everything a node needs from storage, as one object.
-pub trait Store: TraceStore + ProjectStore + GatewayStore {}
-impl<T: TraceStore + ProjectStore + GatewayStore> Store for T {}
+pub trait Store: TraceStore + ProjectStore + GatewayStore + GovernanceStore {}
+impl<T: TraceStore + ProjectStore + GatewayStore + GovernanceStore> Store for T {}

@@ -9,6 +9,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_users.sql")),
     (3, include_str!("../../migrations/sqlite/0003_gateway.sql")),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_governance.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

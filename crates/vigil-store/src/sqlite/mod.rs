@@ -7,6 +7,7 @@
 //! crash of the process loses nothing, but a power cut or OS crash may roll back the last commits.
 
 mod gateway;
+mod governance;
 mod migrations;
 mod projects;
 mod read;

@@ -745,7 +745,7 @@ fn gc(conn: &mut Connection, retention: &Retention) -> Result<GcReport> {
             let n = delete_traces(
                 conn,
                 "SELECT id, project_id, trace_id, session_id, span_count FROM traces WHERE start_ns < ?1 LIMIT ?2",
-                cutoff,
+                &[&cutoff, &(GC_CHUNK as i64)],
                 &mut report,
             )?;
             if n == 0 {
@@ -760,7 +760,7 @@ fn gc(conn: &mut Connection, retention: &Retention) -> Result<GcReport> {
     }
     if let Some(max) = retention.max_size_bytes {
         while used_bytes(conn)? > max {
-            let n = delete_traces(conn, "SELECT id, project_id, trace_id, session_id, span_count FROM traces WHERE start_ns < ?1 ORDER BY start_ns LIMIT ?2", i64::MAX, &mut report)?;
+            let n = delete_traces(conn, "SELECT id, project_id, trace_id, session_id, span_count FROM traces WHERE start_ns < ?1 ORDER BY start_ns LIMIT ?2", &[&i64::MAX, &(GC_CHUNK as i64)], &mut report)?;
             if n == 0 {
                 break;
             }
@@ -774,19 +774,19 @@ fn gc(conn: &mut Connection, retention: &Retention) -> Result<GcReport> {
     Ok(report)
 }
 
-/// Deletes one batch of whole traces selected by `select` (bound to `?1` = cutoff, `?2` = limit;
-/// selecting `id, project_id, trace_id, session_id, span_count`).
-fn delete_traces(
+/// Deletes one batch of whole traces selected by `select` with `params` (selecting
+/// `id, project_id, trace_id, session_id, span_count`).
+pub(crate) fn delete_traces(
     conn: &mut Connection,
     select: &str,
-    cutoff: i64,
+    params: &[&dyn rusqlite::ToSql],
     report: &mut GcReport,
 ) -> Result<usize> {
     type Victim = (i64, String, Vec<u8>, Option<String>, i64);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let victims: Vec<Victim> = {
         let mut stmt = tx.prepare(select)?;
-        let rows = stmt.query_map(params![cutoff, GC_CHUNK as i64], |r| {
+        let rows = stmt.query_map(params, |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?;
         rows.collect::<rusqlite::Result<_>>()?

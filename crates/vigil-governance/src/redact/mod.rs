@@ -1,0 +1,526 @@
+//! Redaction before storage. Every span and log record from OTLP ingest, and every gateway call,
+//! passes through a project's [`Redactor`] before it reaches the store, so what is stored (and
+//! what full-text search indexes) never contains the sensitive value.
+//!
+//! Per detector the project chooses: `mask` (`[REDACTED:email]`), `hash` (`[email:1f2e…]`, an
+//! HMAC with the server's secret, so equal values still correlate across traces) or `drop` (the
+//! whole field goes). Custom regex rules add detectors of the project's own.
+
+pub mod detectors;
+
+use std::collections::{BTreeMap, HashMap};
+
+use hmac::{Hmac, Mac};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+use vigil_model::{LogEvent, Message, Span};
+
+pub use detectors::{Detector, Detectors, Finding};
+
+/// What happens to a sensitive value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Off,
+    #[default]
+    Mask,
+    Hash,
+    Drop,
+}
+
+/// A detector of the project's own: any match of `pattern` is treated like a built-in finding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRule {
+    pub name: String,
+    pub pattern: String,
+    #[serde(default)]
+    pub action: Action,
+}
+
+/// `[redaction]` in `vigil.toml`: the defaults, then `[redaction.projects.<name>]` overrides.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactionConfig {
+    pub enabled: bool,
+    /// Action for every detector not listed in `detectors`.
+    pub action: Action,
+    /// Per detector: `off`, `mask`, `hash` or `drop`.
+    pub detectors: BTreeMap<String, Action>,
+    pub rules: Vec<CustomRule>,
+    pub projects: BTreeMap<String, ProjectRedaction>,
+}
+
+impl Default for RedactionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            action: Action::Mask,
+            detectors: BTreeMap::new(),
+            rules: Vec::new(),
+            projects: BTreeMap::new(),
+        }
+    }
+}
+
+/// A project's differences from the defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectRedaction {
+    pub enabled: Option<bool>,
+    pub action: Option<Action>,
+    pub detectors: BTreeMap<String, Action>,
+    pub rules: Vec<CustomRule>,
+}
+
+impl RedactionConfig {
+    /// Names every mistake at once: unknown detectors, rules that do not compile.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        let mut check =
+            |scope: &str, detectors: &BTreeMap<String, Action>, rules: &[CustomRule]| {
+                for name in detectors.keys() {
+                    if Detector::parse(name).is_none() {
+                        errors.push(format!(
+                            "{scope}: unknown detector `{name}` (known: {})",
+                            Detector::ALL.map(Detector::as_str).join(", ")
+                        ));
+                    }
+                }
+                for r in rules {
+                    if r.name.trim().is_empty() {
+                        errors.push(format!("{scope}: a custom rule needs a `name`"));
+                    }
+                    if let Err(e) = Regex::new(&r.pattern) {
+                        errors.push(format!("{scope}: rule `{}`: invalid pattern: {e}", r.name));
+                    }
+                }
+            };
+        check("[redaction]", &self.detectors, &self.rules);
+        for (p, o) in &self.projects {
+            check(&format!("[redaction.projects.{p}]"), &o.detectors, &o.rules);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// The settings that apply to one project.
+    pub fn for_project(&self, project_name: &str) -> ProjectSettings {
+        let o = self.projects.get(project_name);
+        let enabled = o.and_then(|o| o.enabled).unwrap_or(self.enabled);
+        let default = o.and_then(|o| o.action).unwrap_or(self.action);
+        let mut actions = BTreeMap::new();
+        for d in Detector::ALL {
+            let a = o
+                .and_then(|o| o.detectors.get(d.as_str()))
+                .or_else(|| self.detectors.get(d.as_str()))
+                .copied()
+                .unwrap_or(default);
+            actions.insert(d, if enabled { a } else { Action::Off });
+        }
+        let mut rules = if enabled {
+            self.rules.clone()
+        } else {
+            Vec::new()
+        };
+        if enabled {
+            rules.extend(o.map(|o| o.rules.clone()).unwrap_or_default());
+        }
+        ProjectSettings { actions, rules }
+    }
+}
+
+/// The resolved settings of one project.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProjectSettings {
+    pub actions: BTreeMap<Detector, Action>,
+    pub rules: Vec<CustomRule>,
+}
+
+/// How many values of each kind were redacted (custom rules under their own names).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RedactionCounts(pub BTreeMap<String, u64>);
+
+impl RedactionCounts {
+    fn add(&mut self, name: &str) {
+        if let Some(c) = self.0.get_mut(name) {
+            *c += 1;
+        } else {
+            self.0.insert(name.to_string(), 1);
+        }
+    }
+
+    pub fn merge(&mut self, other: &RedactionCounts) {
+        for (k, v) in &other.0 {
+            *self.0.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The outcome for one string.
+enum Text {
+    Unchanged,
+    Replaced(String),
+    /// A `drop` detector matched: the whole field goes.
+    Drop,
+}
+
+/// One project's compiled redaction.
+pub struct Redactor {
+    detectors: Detectors,
+    actions: HashMap<Detector, Action>,
+    entropy: Action,
+    rules: Vec<(String, Regex, Action)>,
+    secret: Vec<u8>,
+}
+
+impl Redactor {
+    /// `secret` keys the HMAC of the `hash` action; it must stay the same across restarts for
+    /// hashed values to keep correlating.
+    pub fn new(settings: &ProjectSettings, secret: &[u8]) -> Result<Self, String> {
+        let actions: HashMap<Detector, Action> = settings
+            .actions
+            .iter()
+            .filter(|(_, a)| **a != Action::Off)
+            .map(|(d, a)| (*d, *a))
+            .collect();
+        let enabled: Vec<Detector> = actions.keys().copied().collect();
+        let mut rules = Vec::new();
+        for r in &settings.rules {
+            if r.action == Action::Off {
+                continue;
+            }
+            let re = Regex::new(&r.pattern)
+                .map_err(|e| format!("redaction rule `{}`: invalid pattern: {e}", r.name))?;
+            rules.push((r.name.clone(), re, r.action));
+        }
+        Ok(Self {
+            detectors: Detectors::new(&enabled),
+            entropy: actions
+                .get(&Detector::HighEntropySecret)
+                .copied()
+                .unwrap_or(Action::Off),
+            actions,
+            rules,
+            secret: secret.to_vec(),
+        })
+    }
+
+    /// Whether this redactor can change anything (a disabled project skips the walk entirely).
+    pub fn is_active(&self) -> bool {
+        !self.actions.is_empty() || !self.rules.is_empty()
+    }
+
+    fn marker(&self, label: &str, value: &str, action: Action) -> String {
+        match action {
+            Action::Hash => {
+                let tag = Hmac::<Sha256>::new_from_slice(&self.secret)
+                    .map(|mut mac| {
+                        mac.update(value.as_bytes());
+                        hex::encode(&mac.finalize().into_bytes()[..8])
+                    })
+                    .unwrap_or_default();
+                format!("[{label}:{tag}]")
+            }
+            _ => format!("[REDACTED:{label}]"),
+        }
+    }
+
+    fn text(&self, s: &str, counts: &mut RedactionCounts) -> Text {
+        let mut findings = Vec::new();
+        self.detectors.scan(s, &mut findings);
+        let mut current: Option<String> = None;
+        if !findings.is_empty() {
+            let mut out = String::with_capacity(s.len());
+            let mut at = 0;
+            for f in &findings {
+                let action = self
+                    .actions
+                    .get(&f.detector)
+                    .copied()
+                    .unwrap_or(Action::Mask);
+                counts.add(f.detector.as_str());
+                if action == Action::Drop {
+                    return Text::Drop;
+                }
+                out.push_str(&s[at..f.start]);
+                out.push_str(&self.marker(f.detector.as_str(), &s[f.start..f.end], action));
+                at = f.end;
+            }
+            out.push_str(&s[at..]);
+            current = Some(out);
+        }
+        for (name, re, action) in &self.rules {
+            let base = current.as_deref().unwrap_or(s);
+            if !re.is_match(base) {
+                continue;
+            }
+            let mut dropped = false;
+            let replaced = re
+                .replace_all(base, |c: &regex::Captures| {
+                    counts.add(name);
+                    if *action == Action::Drop {
+                        dropped = true;
+                    }
+                    self.marker(name, &c[0], *action)
+                })
+                .into_owned();
+            if dropped {
+                return Text::Drop;
+            }
+            current = Some(replaced);
+        }
+        match current {
+            Some(s) => Text::Replaced(s),
+            None => Text::Unchanged,
+        }
+    }
+
+    /// Redacts a string in place; `false` means the field must be dropped.
+    pub fn redact_string(&self, s: &mut String, counts: &mut RedactionCounts) -> bool {
+        match self.text(s, counts) {
+            Text::Unchanged => true,
+            Text::Replaced(r) => {
+                *s = r;
+                true
+            }
+            Text::Drop => false,
+        }
+    }
+
+    fn opt_string(&self, s: &mut Option<String>, counts: &mut RedactionCounts) {
+        if let Some(v) = s {
+            if !self.redact_string(v, counts) {
+                *s = None;
+            }
+        }
+    }
+
+    /// Redacts a JSON value in place; `key` is the name it sits under (for key-like names).
+    /// Returns `false` when the value must be dropped.
+    pub fn redact_value(
+        &self,
+        key: Option<&str>,
+        v: &mut Value,
+        counts: &mut RedactionCounts,
+    ) -> bool {
+        match v {
+            Value::String(s) => {
+                if self.entropy != Action::Off
+                    && key.is_some_and(detectors::key_like_name)
+                    && detectors::high_entropy_secret(s)
+                {
+                    counts.add(Detector::HighEntropySecret.as_str());
+                    if self.entropy == Action::Drop {
+                        return false;
+                    }
+                    *s = self.marker(Detector::HighEntropySecret.as_str(), s, self.entropy);
+                    return true;
+                }
+                self.redact_string(s, counts)
+            }
+            Value::Array(items) => {
+                for item in items.iter_mut() {
+                    if !self.redact_value(key, item, counts) {
+                        *item = Value::Null;
+                    }
+                }
+                true
+            }
+            Value::Object(map) => {
+                self.redact_map(map, counts);
+                true
+            }
+            _ => true,
+        }
+    }
+
+    fn redact_map(&self, map: &mut Map<String, Value>, counts: &mut RedactionCounts) {
+        let mut gone: Vec<String> = Vec::new();
+        for (k, v) in map.iter_mut() {
+            if !self.redact_value(Some(k), v, counts) {
+                gone.push(k.clone());
+            }
+        }
+        for k in gone {
+            map.remove(&k);
+        }
+    }
+
+    fn opt_value(&self, key: Option<&str>, v: &mut Option<Value>, counts: &mut RedactionCounts) {
+        if let Some(x) = v {
+            if !self.redact_value(key, x, counts) {
+                *v = None;
+            }
+        }
+    }
+
+    fn messages(&self, messages: &mut [Message], counts: &mut RedactionCounts) {
+        for m in messages {
+            self.opt_string(&mut m.content, counts);
+            for tc in &mut m.tool_calls {
+                if !self.redact_value(None, &mut tc.arguments, counts) {
+                    tc.arguments = Value::Null;
+                }
+            }
+        }
+    }
+
+    /// Redacts every free-text field of a span. Ids, times, numbers and model names are not
+    /// touched; the counts are added to `counts` and noted on the span as `vigil.redacted`.
+    pub fn redact_span(&self, span: &mut Span, counts: &mut RedactionCounts) {
+        if !self.is_active() {
+            return;
+        }
+        let mut here = RedactionCounts::default();
+        if !self.redact_string(&mut span.name, &mut here) {
+            span.name = "[REDACTED]".into();
+        }
+        self.opt_string(&mut span.user_id, &mut here);
+        self.opt_string(&mut span.session_id, &mut here);
+        self.opt_string(&mut span.error_message, &mut here);
+        self.messages(&mut span.input_messages, &mut here);
+        self.messages(&mut span.output_messages, &mut here);
+        self.opt_value(None, &mut span.tool_arguments, &mut here);
+        self.opt_value(None, &mut span.tool_result, &mut here);
+        self.redact_map(&mut span.attributes, &mut here);
+        self.redact_map(&mut span.resource_attributes, &mut here);
+        for e in &mut span.events {
+            self.redact_map(&mut e.attributes, &mut here);
+        }
+        for l in &mut span.links {
+            self.redact_map(&mut l.attributes, &mut here);
+        }
+        if !here.is_empty() {
+            let note = here
+                .0
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            span.attributes
+                .insert("vigil.redacted".into(), Value::String(note));
+            counts.merge(&here);
+        }
+    }
+
+    pub fn redact_log(&self, event: &mut LogEvent, counts: &mut RedactionCounts) {
+        if !self.is_active() {
+            return;
+        }
+        if !self.redact_value(None, &mut event.body, counts) {
+            event.body = Value::Null;
+        }
+        self.redact_map(&mut event.attributes, counts);
+        self.redact_map(&mut event.resource_attributes, counts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn redactor(cfg: &str) -> Redactor {
+        let cfg: RedactionConfig = toml::from_str(cfg).unwrap();
+        cfg.validate().unwrap();
+        Redactor::new(&cfg.for_project("default"), b"server-secret").unwrap()
+    }
+
+    #[test]
+    fn masks_by_default_and_counts() {
+        let r = redactor("");
+        let mut s = "mail bob@example.com, card 4111-1111-1111-1111".to_string();
+        let mut c = RedactionCounts::default();
+        assert!(r.redact_string(&mut s, &mut c));
+        assert_eq!(s, "mail [REDACTED:email], card [REDACTED:payment_card]");
+        assert_eq!(c.0["email"], 1);
+        assert_eq!(c.0["payment_card"], 1);
+    }
+
+    #[test]
+    fn hash_correlates_equal_values() {
+        let r = redactor("detectors = { email = \"hash\" }");
+        let mut c = RedactionCounts::default();
+        let (mut a, mut b, mut d) = (
+            "a@x.io".to_string(),
+            "to a@x.io".to_string(),
+            "b@x.io".to_string(),
+        );
+        r.redact_string(&mut a, &mut c);
+        r.redact_string(&mut b, &mut c);
+        r.redact_string(&mut d, &mut c);
+        assert!(a.starts_with("[email:"));
+        assert_eq!(format!("to {a}"), b);
+        assert_ne!(a, d);
+    }
+
+    #[test]
+    fn drop_removes_the_attribute_and_entropy_uses_key_names() {
+        let r = redactor("detectors = { payment_card = \"drop\" }");
+        let mut span = Span::default();
+        span.attributes
+            .insert("card".into(), json!("4111111111111111"));
+        span.attributes.insert("note".into(), json!("fine"));
+        span.attributes
+            .insert("x-api-key".into(), json!("Zx81Kq0pLm3Ns7Rt2Vw9"));
+        span.tool_arguments = Some(json!({"to": "c@d.co", "amount": 5}));
+        let mut c = RedactionCounts::default();
+        r.redact_span(&mut span, &mut c);
+        assert!(!span.attributes.contains_key("card"));
+        assert_eq!(span.attributes["note"], "fine");
+        assert_eq!(
+            span.attributes["x-api-key"],
+            "[REDACTED:high_entropy_secret]"
+        );
+        assert_eq!(
+            span.tool_arguments,
+            Some(json!({"to": "[REDACTED:email]", "amount": 5}))
+        );
+        assert_eq!(
+            span.attributes["vigil.redacted"],
+            "email:1,high_entropy_secret:1,payment_card:1"
+        );
+    }
+
+    #[test]
+    fn custom_rules_and_project_overrides() {
+        let cfg: RedactionConfig = toml::from_str(
+            r#"
+            rules = [{ name = "ticket", pattern = "TCK-[0-9]{6}" }]
+            [projects.lab]
+            enabled = false
+            "#,
+        )
+        .unwrap();
+        let on = Redactor::new(&cfg.for_project("default"), b"k").unwrap();
+        let off = Redactor::new(&cfg.for_project("lab"), b"k").unwrap();
+        let mut c = RedactionCounts::default();
+        let mut s = "see TCK-123456".to_string();
+        on.redact_string(&mut s, &mut c);
+        assert_eq!(s, "see [REDACTED:ticket]");
+        assert!(!off.is_active());
+        let bad: RedactionConfig = toml::from_str(
+            "detectors = { emial = \"mask\" }\nrules = [{ name = \"x\", pattern = \"(\" }]",
+        )
+        .unwrap();
+        let err = bad.validate().unwrap_err();
+        assert!(
+            err.contains("unknown detector `emial`") && err.contains("rule `x`"),
+            "{err}"
+        );
+    }
+}
