@@ -11,6 +11,7 @@ pub enum ErrorCode {
     Unauthenticated,
     Forbidden,
     NotFound,
+    Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
     TooManyRequests,
@@ -25,6 +26,7 @@ impl ErrorCode {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
@@ -39,6 +41,7 @@ impl ErrorCode {
             Self::Unauthenticated => tonic::Code::Unauthenticated,
             Self::Forbidden => tonic::Code::PermissionDenied,
             Self::NotFound => tonic::Code::NotFound,
+            Self::Conflict => tonic::Code::FailedPrecondition,
             Self::PayloadTooLarge => tonic::Code::ResourceExhausted,
             Self::TooManyRequests | Self::Unavailable => tonic::Code::Unavailable,
             Self::Internal => tonic::Code::Internal,
@@ -51,6 +54,7 @@ impl ErrorCode {
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::TooManyRequests => "too_many_requests",
@@ -120,6 +124,7 @@ impl From<vigil_store::Error> for ApiError {
             E::QueryTimeout { .. } => ApiError::unavailable(e.to_string(), 1),
             E::NotFound(what) => ApiError::not_found(format!("`{what}`")),
             E::AlreadyExists { .. } => ApiError::bad_request(e.to_string()),
+            E::Conflict(m) => ApiError::new(ErrorCode::Conflict, m.clone()),
             _ if e.is_retryable() => {
                 tracing::error!(error = %e, "storage unavailable");
                 ApiError::unavailable("storage is temporarily unavailable, retry later", 5)

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod governance_api;
 pub mod otlp;
 pub mod params;
 pub mod query_api;

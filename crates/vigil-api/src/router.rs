@@ -13,8 +13,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::otlp::http::{export_logs, export_traces};
-use crate::query_api;
 use crate::state::AppState;
+use crate::{governance_api, query_api};
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -28,6 +28,17 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/models"),
     ("get", "/api/v1/whoami"),
     ("get", "/api/v1/gateway/events"),
+    ("post", "/api/v1/guard/tool-call"),
+    ("get", "/api/v1/guard/policy"),
+    ("put", "/api/v1/guard/policy"),
+    ("get", "/api/v1/approvals"),
+    ("get", "/api/v1/approvals/{approval_id}"),
+    ("post", "/api/v1/approvals/{approval_id}/approve"),
+    ("post", "/api/v1/approvals/{approval_id}/deny"),
+    ("get", "/api/v1/audit"),
+    ("get", "/api/v1/audit/verify"),
+    ("post", "/api/v1/erasure"),
+    ("get", "/api/v1/redaction/stats"),
     ("get", "/api/v1/openapi.json"),
     ("post", "/v1/traces"),
     ("post", "/v1/logs"),
@@ -57,8 +68,43 @@ pub fn api_router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ));
+    // Long polls wait up to 60 s, so the guard routes sit outside the 30 s request timeout.
+    let guard = Router::new()
+        .route(
+            "/api/v1/guard/tool-call",
+            post(governance_api::check_tool_call),
+        )
+        .route(
+            "/api/v1/guard/policy",
+            get(governance_api::get_policy).put(governance_api::put_policy),
+        )
+        .route("/api/v1/approvals", get(governance_api::list_approvals))
+        .route(
+            "/api/v1/approvals/{approval_id}",
+            get(governance_api::get_approval),
+        )
+        .route(
+            "/api/v1/approvals/{approval_id}/approve",
+            post(governance_api::approve),
+        )
+        .route(
+            "/api/v1/approvals/{approval_id}/deny",
+            post(governance_api::deny),
+        )
+        .route("/api/v1/audit", get(governance_api::audit_entries))
+        .route("/api/v1/audit/verify", get(governance_api::audit_verify))
+        .route("/api/v1/erasure", post(governance_api::erasure))
+        .route(
+            "/api/v1/redaction/stats",
+            get(governance_api::redaction_stats),
+        )
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(90),
+        ));
     Router::new()
         .merge(api)
+        .merge(guard)
         .merge(otlp_routes())
         .route("/healthz", get(healthz))
         .with_state(state)

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
+use vigil_governance::Governance;
 use vigil_ingest::Normalizer;
 use vigil_store::Store;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub normalizer: Normalizer,
     pub auth: Authenticator,
+    /// Redaction before storage, guardrails, approvals and the audit trail.
+    pub governance: Arc<Governance>,
     pub limits: EdgeLimits,
     /// One permit per KiB of request body in memory; exhausted permits mean back-pressure.
     pub inflight: Arc<Semaphore>,
@@ -44,6 +47,7 @@ impl AppState {
         store: Arc<dyn Store>,
         normalizer: Normalizer,
         auth: Authenticator,
+        governance: Arc<Governance>,
         limits: EdgeLimits,
     ) -> Self {
         let permits = (limits.max_inflight_bytes / 1024).max(1);
@@ -51,6 +55,7 @@ impl AppState {
             store,
             normalizer,
             auth,
+            governance,
             inflight: Arc::new(Semaphore::new(permits)),
             limits,
         }

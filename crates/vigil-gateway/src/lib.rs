@@ -317,6 +317,7 @@ async fn handle(
             .map(|k| (k.id.clone(), k.spec.team.clone())),
         cost_saved_usd: None,
         embedding: false,
+        guard: Vec::new(),
         outcome: Outcome::default(),
     };
     let mut ctx = CallCtx {
@@ -608,7 +609,90 @@ impl Gateway {
                 ctx.embedding.clone(),
             );
         }
-        self.sink.record(span);
+        self.record_span(span);
+    }
+
+    /// Stores a call's span after the project's redaction, like OTLP ingest.
+    fn record_span(&self, mut span: vigil_model::Span) {
+        let gov = &self.state.governance;
+        let project = span.project_id.clone();
+        if gov.try_redact_spans(&project, std::slice::from_mut(&mut span)) {
+            self.sink.record(span);
+            return;
+        }
+        // First call of this project on this node: the redactor is built asynchronously.
+        let (gov, sink) = (gov.clone(), self.sink.clone());
+        tokio::spawn(async move {
+            gov.redact_spans(&project, std::slice::from_mut(&mut span))
+                .await;
+            sink.record(span);
+        });
+    }
+
+    /// Applies the project's guardrail policy to the tool calls in a model's answer. Verdicts go
+    /// on the span; with `gateway_tool_calls = "block"` a denied or undeclared tool call refuses
+    /// the answer (the message says which call and why).
+    async fn police_tool_calls(&self, record: &mut CallRecord) -> Option<String> {
+        let calls: Vec<&vigil_model::ToolCall> = record
+            .outcome
+            .output
+            .iter()
+            .flat_map(|m| &m.tool_calls)
+            .collect();
+        if calls.is_empty() {
+            return None;
+        }
+        let policy = self.state.governance.policy(&record.project).await;
+        let declared: Vec<&str> = record.request["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
+            .collect();
+        let mut refusal = None;
+        let mut verdicts = Vec::new();
+        for call in calls {
+            let (decision, rule, reason) =
+                if !declared.is_empty() && !declared.contains(&call.name.as_str()) {
+                    (
+                        "deny",
+                        None,
+                        format!("the request did not declare a tool named `{}`", call.name),
+                    )
+                } else {
+                    let d = policy.decide(
+                        &vigil_governance::policy::ProposedCall {
+                            tool: &call.name,
+                            arguments: &call.arguments,
+                            agent: None,
+                            environment: None,
+                        },
+                        vigil_governance::policy::TraceSoFar::default(),
+                    );
+                    let word = match d.action {
+                        vigil_governance::policy::Action::Allow => "allow",
+                        vigil_governance::policy::Action::Deny => "deny",
+                        vigil_governance::policy::Action::RequireApproval => "require_approval",
+                    };
+                    (word, d.rule, d.reason)
+                };
+            if decision == "deny"
+                && policy.gateway_tool_calls == vigil_governance::policy::GatewayMode::Block
+                && refusal.is_none()
+            {
+                refusal =
+                    Some(format!(
+                    "the model's answer calls `{}`, which Vigil's tool policy blocks{}: {reason}",
+                    call.name,
+                    rule.as_deref().map(|r| format!(" (rule `{r}`)")).unwrap_or_default()
+                ));
+            }
+            verdicts.push(
+                json!({"tool": call.name, "decision": decision, "rule": rule, "reason": reason}),
+            );
+        }
+        record.guard = verdicts;
+        refusal
     }
 }
 
@@ -860,6 +944,12 @@ async fn finish_json(
         ApiFormat::OpenAi => resp.clone(),
     };
     outcome_of(&openai_view, &mut record.outcome);
+    if let Some(refusal) = gw.police_tool_calls(&mut record).await {
+        let e = GatewayError::new(client, StatusCode::FORBIDDEN, refusal);
+        record.outcome.error = Some(e.message.clone());
+        gw.finish(record, &ctx, None);
+        return e.into_response();
+    }
     // Same format: the upstream's bytes go back untouched (unknown fields and all), with no second
     // serialisation; across formats, the translation.
     let out = match (client, upstream) {
@@ -1187,6 +1277,8 @@ fn relay_stream(
             })
         });
         record.outcome.output = vec![message];
+        // A stream is already with the client: its tool calls are judged and flagged, not blocked.
+        let _ = gw.police_tool_calls(&mut record).await;
         gw.finish(record, &ctx, answer);
     });
     let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {

@@ -1,85 +1,15 @@
 //! Every gateway call becomes an `llm` span in the canonical model, written to the store in
 //! batches by a background task so the call itself never waits on the disk.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
 use vigil_model::{
     now_unix_nanos, Message, PriceTable, ProjectId, Span, SpanId, SpanKind, SpanStatus, TraceId,
     Usage,
 };
-use vigil_store::Store;
 
-/// Spans waiting to be written; when full, new spans are dropped and counted (the gateway never
-/// slows a call down to trace it).
-const SINK_CAPACITY: usize = 20_000;
-const BATCH: usize = 1000;
+pub use vigil_store::sink::SpanSink;
 
-#[derive(Clone)]
-pub struct SpanSink {
-    tx: mpsc::Sender<Span>,
-    pub dropped: Arc<AtomicU64>,
-}
-
-impl SpanSink {
-    pub fn start(store: Arc<dyn Store>) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Span>(SINK_CAPACITY);
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            while rx.recv_many(&mut batch, BATCH).await > 0 {
-                let spans = std::mem::take(&mut batch);
-                let n = spans.len();
-                // A full write pipeline answers Overloaded: wait and retry rather than lose spans.
-                let mut pending = Some(spans);
-                for attempt in 0..20u32 {
-                    let Some(spans) = pending.take() else { break };
-                    match store.write_spans(spans.clone()).await {
-                        Ok(_) => break,
-                        Err(e) if e.is_retryable() && attempt < 19 => {
-                            pending = Some(spans);
-                            tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, spans = n, "gateway spans could not be stored")
-                        }
-                    }
-                }
-            }
-        });
-        Self {
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    pub fn record(&self, span: Span) {
-        if self.tx.try_send(span).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// W3C `traceparent`: `00-<trace id>-<parent span id>-<flags>`.
-pub fn parse_traceparent(v: &str) -> Option<(TraceId, SpanId)> {
-    let mut parts = v.trim().split('-');
-    let (_version, trace, span) = (parts.next()?, parts.next()?, parts.next()?);
-    let t = TraceId::from_hex(trace).ok()?;
-    let s = SpanId::from_hex(span).ok()?;
-    (t.as_bytes().iter().any(|b| *b != 0) && s.as_bytes().iter().any(|b| *b != 0)).then_some((t, s))
-}
-
-pub fn random_trace_id() -> TraceId {
-    let b: [u8; 16] = rand::random();
-    TraceId::from_bytes(&b).unwrap_or_default()
-}
-
-pub fn random_span_id() -> SpanId {
-    let b: [u8; 8] = rand::random();
-    SpanId::from_bytes(&b).unwrap_or_default()
-}
+pub use vigil_model::parse_traceparent;
 
 /// OpenAI-shaped messages (requests of either format are translated to this shape first) →
 /// canonical messages, with ingest's parser.
@@ -126,6 +56,8 @@ pub struct CallRecord {
     pub cost_saved_usd: Option<f64>,
     /// An embeddings call rather than a chat.
     pub embedding: bool,
+    /// The guardrail policy's verdicts on tool calls in the answer (`{tool, decision, rule, reason}`).
+    pub guard: Vec<Value>,
     pub outcome: Outcome,
 }
 
@@ -134,7 +66,7 @@ impl CallRecord {
         let end = now_unix_nanos();
         let (trace_id, parent) = match self.trace {
             Some((t, p)) => (t, Some(p)),
-            None => (random_trace_id(), None),
+            None => (TraceId::random(), None),
         };
         let model = self
             .target_model
@@ -206,6 +138,9 @@ impl CallRecord {
                 put(&format!("gen_ai.request.{key}"), v.clone());
             }
         }
+        if !self.guard.is_empty() {
+            put("vigil.guard.tool_calls", Value::Array(self.guard.clone()));
+        }
         let declared_tools: Vec<String> = self.request["tools"]
             .as_array()
             .into_iter()
@@ -228,7 +163,7 @@ impl CallRecord {
         };
         Span {
             trace_id,
-            span_id: random_span_id(),
+            span_id: SpanId::random(),
             parent_span_id: parent,
             project_id: self.project,
             kind: if self.embedding {

@@ -5,12 +5,17 @@
 //!   are stored (OTLP ingest and the gateway alike).
 //! - [`policy`]: tool-call guardrail policies and their decisions.
 //! - [`audit`]: the tamper-evident audit chain, signed checkpoints, bundles, erasure.
+//! - [`guard`]: tool-call checks and human approvals, as spans and audit entries.
 //! - [`compliance`]: SOC 2 / HIPAA / GDPR evidence reports built from the above.
 
 pub mod audit;
 pub mod compliance;
+pub mod guard;
 pub mod policy;
 pub mod redact;
+mod service;
+
+pub use service::{Governance, GovernanceSettings, REDACTION_SECRET_FILE, SIGNING_KEY_FILE};
 
 use std::io::Write;
 use std::path::Path;

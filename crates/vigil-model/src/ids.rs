@@ -82,6 +82,30 @@ macro_rules! byte_id {
 byte_id!(TraceId, 16, "trace_id");
 byte_id!(SpanId, 8, "span_id");
 
+impl TraceId {
+    /// A fresh random id, for traces Vigil starts itself (gateway calls, guard checks).
+    pub fn random() -> Self {
+        let mut b: [u8; 16] = rand::random();
+        b[0] |= 1; // never all zeros
+        Self(b)
+    }
+}
+
+impl SpanId {
+    pub fn random() -> Self {
+        let mut b: [u8; 8] = rand::random();
+        b[0] |= 1;
+        Self(b)
+    }
+}
+
+/// W3C `traceparent`: `00-<trace id>-<parent span id>-<flags>` (any flags byte).
+pub fn parse_traceparent(v: &str) -> Option<(TraceId, SpanId)> {
+    let mut parts = v.trim().split('-');
+    let (_version, trace, span) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((TraceId::from_hex(trace).ok()?, SpanId::from_hex(span).ok()?))
+}
+
 /// A project owns every stored row. Ids are short opaque strings (`default`, `p_3f9a…`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(transparent)]

@@ -9,7 +9,7 @@ mod price;
 mod span;
 mod time_fmt;
 
-pub use ids::{IdError, ProjectId, SpanId, TraceId};
+pub use ids::{parse_traceparent, IdError, ProjectId, SpanId, TraceId};
 pub use price::{ModelPrice, PriceTable, PriceTableError};
 pub use span::{
     Flag, FlagKind, LogEvent, Message, Span, SpanEvent, SpanKind, SpanLink, SpanStatus, ToolCall,

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod projects;
 pub mod query;
 pub mod rollup;
+pub mod sink;
 pub mod sqlite;
 pub mod summary;
 pub mod traces;

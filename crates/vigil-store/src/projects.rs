@@ -17,8 +17,14 @@ pub struct ProjectRow {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
+    /// Send traces, call the gateway, ask the guard.
     Ingest,
+    /// Read traces, metrics, approvals, the audit trail.
     Read,
+    /// Approve or deny tool calls waiting for a human.
+    Approve,
+    /// Change guardrail policies, erase a user's data.
+    Admin,
 }
 
 impl Scope {
@@ -26,6 +32,8 @@ impl Scope {
         match self {
             Scope::Ingest => "ingest",
             Scope::Read => "read",
+            Scope::Approve => "approve",
+            Scope::Admin => "admin",
         }
     }
 
@@ -34,6 +42,8 @@ impl Scope {
             .filter_map(|p| match p.trim() {
                 "ingest" => Some(Scope::Ingest),
                 "read" => Some(Scope::Read),
+                "approve" => Some(Scope::Approve),
+                "admin" => Some(Scope::Admin),
                 _ => None,
             })
             .collect()

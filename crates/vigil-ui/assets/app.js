@@ -100,7 +100,7 @@
       var at = list.indexOf(current());
       if (pending === "g") {
         pending = "";
-        var go = { d: "/ui/dashboard", t: "/ui/traces", s: "/ui/sessions", m: "/ui/models" }[e.key];
+        var go = { d: "/ui/dashboard", t: "/ui/traces", s: "/ui/sessions", m: "/ui/models", a: "/ui/approvals" }[e.key];
         if (go) { window.location.href = go; return; }
       }
       switch (e.key) {

@@ -13,6 +13,7 @@ pub enum Nav {
     Traces,
     Sessions,
     Models,
+    Approvals,
 }
 
 pub fn page(title: &str, viewer: &Viewer, active: Nav, body: Markup) -> Response {
@@ -33,6 +34,7 @@ pub fn page(title: &str, viewer: &Viewer, active: Nav, body: Markup) -> Response
                         (item(Nav::Traces, "/ui/traces", "Traces", "t"))
                         (item(Nav::Sessions, "/ui/sessions", "Sessions", "s"))
                         (item(Nav::Models, "/ui/models", "Models & cost", "m"))
+                        (item(Nav::Approvals, "/ui/approvals", "Approvals", "a"))
                     }
                     div.spacer {}
                     form.switcher method="get" action="/ui/project" {

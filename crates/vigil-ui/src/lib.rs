@@ -35,6 +35,9 @@ pub const UI_ROUTES: &[(&str, &str)] = &[
     ("get", "/ui/sessions"),
     ("get", "/ui/sessions/{session_id}"),
     ("get", "/ui/models"),
+    ("get", "/ui/approvals"),
+    ("post", "/ui/approvals/{approval_id}/approve"),
+    ("post", "/ui/approvals/{approval_id}/deny"),
     ("get", "/ui/assets/{name}"),
 ];
 
@@ -50,6 +53,15 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/sessions", get(pages::sessions::list))
         .route("/ui/sessions/{session_id}", get(pages::sessions::show))
         .route("/ui/models", get(pages::models::show))
+        .route("/ui/approvals", get(pages::approvals::list))
+        .route(
+            "/ui/approvals/{approval_id}/approve",
+            post(pages::approvals::approve),
+        )
+        .route(
+            "/ui/approvals/{approval_id}/deny",
+            post(pages::approvals::deny),
+        )
         .route("/ui/assets/{name}", get(assets::serve))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)

@@ -47,6 +47,18 @@ pub enum Command {
     /// Manage the gateway's virtual keys (per team, user or app; allowed models, limits, budget).
     #[command(subcommand, name = "gateway-keys")]
     GatewayKeys(GatewayKeysCommand),
+    /// The tamper-evident audit trail: verify it, export it, verify an exported bundle offline.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Compliance evidence (SOC 2, HIPAA, GDPR) from normal operation, as HTML and JSON.
+    #[command(subcommand)]
+    Compliance(ComplianceCommand),
+    /// Tool-call guardrail policies and approvals.
+    #[command(subcommand)]
+    Guard(GuardCommand),
+    /// Erase one end user's data (GDPR): their traces are deleted, audit entries about them lose
+    /// their content (the chain stays verifiable) and a tombstone entry records the erasure.
+    Erase(EraseArgs),
     /// Validate the configuration and print the resolved settings.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -261,7 +273,8 @@ pub enum KeysCommand {
         project: String,
         #[arg(long, default_value = "cli")]
         name: String,
-        /// Comma-separated scopes: ingest, read.
+        /// Comma-separated scopes: ingest, read, approve (decide tool-call approvals), admin
+        /// (guardrail policies, audit log, erasure).
         #[arg(long, default_value = "ingest,read")]
         scopes: String,
     },
@@ -276,6 +289,101 @@ pub enum KeysCommand {
         #[arg(long, default_value = "default")]
         project: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the chain(s) and name the first broken entry; exits 1 if any chain is broken. With
+    /// `--bundle`, verify an exported bundle offline with the signer's public key instead.
+    Verify {
+        /// A project (name or id); default: every project with an audit chain.
+        #[arg(long)]
+        project: Option<String>,
+        /// An exported bundle to verify offline (needs `--public-key`; no data directory used).
+        #[arg(long, value_name = "FILE", requires = "public_key")]
+        bundle: Option<PathBuf>,
+        /// The Ed25519 public key (64 hex characters) or a file holding it.
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a project's chain, its signed checkpoints (a fresh one at the head) and a signature
+    /// over the whole file, for a third party to verify offline.
+    Export {
+        #[arg(long, default_value = "default")]
+        project: String,
+        #[arg(long, short, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print the public key that verifies this installation's checkpoints and bundles.
+    PublicKey,
+    /// Print a project's audit entries.
+    Log {
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// Entries after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComplianceCommand {
+    /// Write `<framework>-report.html` and `.json`: access and admin events, approvals, guardrail
+    /// violations, redaction statistics, retention, audit-chain verification, mapped to controls.
+    Report {
+        /// soc2, hipaa or gdpr.
+        #[arg(long)]
+        framework: String,
+        /// Start of the period: RFC 3339, or a duration ago like `30d`. Default: 30 days ago.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the period (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// Directory to write the report into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuardCommand {
+    /// Validate a policy file and make it the project's policy (recorded in the audit trail).
+    SetPolicy {
+        file: PathBuf,
+        #[arg(long, default_value = "default")]
+        project: String,
+    },
+    /// Validate a policy file without applying it.
+    CheckPolicy { file: PathBuf },
+    /// Print the project's current policy.
+    ShowPolicy {
+        #[arg(long, default_value = "default")]
+        project: String,
+    },
+    /// List approvals (default: pending ones).
+    Approvals {
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// pending, approved, denied, expired or all.
+        #[arg(long, default_value = "pending")]
+        status: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// The end user's id, as sent in `user.id` / `x-vigil-user`.
+    #[arg(long)]
+    pub user: String,
+    #[arg(long, default_value = "default")]
+    pub project: String,
 }
 
 #[derive(Debug, Subcommand)]

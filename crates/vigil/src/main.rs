@@ -77,6 +77,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(cmd) => commands::admin::keys(config.resolve()?, cmd).await?,
         Command::Users(cmd) => commands::admin::users(config.resolve()?, cmd).await?,
         Command::GatewayKeys(cmd) => commands::admin::gateway_keys(config.resolve()?, cmd).await?,
+        Command::Audit(cmd) => return commands::governance::audit(config, cmd).await,
+        Command::Compliance(cmd) => {
+            commands::governance::compliance(config.resolve()?, cmd).await?
+        }
+        Command::Guard(cmd) => commands::governance::guard(config.resolve()?, cmd).await?,
+        Command::Erase(args) => commands::governance::erase(config.resolve()?, args).await?,
         Command::Config(_) => commands::admin::config_check(&config)?,
         Command::Bench(cli::BenchCommand::Ingest(args)) => commands::bench::ingest(args).await?,
     }

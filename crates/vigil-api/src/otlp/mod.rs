@@ -21,8 +21,12 @@ pub async fn ingest_traces(
     caller: &Caller,
     request: ExportTraceServiceRequest,
 ) -> ApiResult<ExportTraceServiceResponse> {
-    let outcome = state.normalizer.traces(&caller.project_id, &request);
+    let mut outcome = state.normalizer.traces(&caller.project_id, &request);
     drop(request);
+    state
+        .governance
+        .redact_spans(&caller.project_id, &mut outcome.spans)
+        .await;
     let message = outcome.rejection_message();
     let rejected = outcome.rejected.len() as i64;
     let accepted = outcome.spans.len();
@@ -41,8 +45,12 @@ pub async fn ingest_logs(
     caller: &Caller,
     request: ExportLogsServiceRequest,
 ) -> ApiResult<ExportLogsServiceResponse> {
-    let events: Vec<LogEvent> = state.normalizer.logs(&request);
+    let mut events: Vec<LogEvent> = state.normalizer.logs(&request);
     drop(request);
+    state
+        .governance
+        .redact_logs(&caller.project_id, &mut events)
+        .await;
     state
         .store
         .write_log_events(&caller.project_id, events)

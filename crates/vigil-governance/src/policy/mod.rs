@@ -5,6 +5,7 @@
 //! ```toml
 //! default = "allow"            # for tools no rule names: allow | deny | require_approval
 //! approval_timeout = "10m"     # an unanswered approval expires to deny
+//! gateway_tool_calls = "flag"  # tool calls in model answers through the gateway: flag | block
 //!
 //! [limits]
 //! max_calls_per_tool_per_trace = 25    # loop cap for every tool
@@ -39,11 +40,23 @@ pub enum Action {
     RequireApproval,
 }
 
+/// What the gateway does with a model's tool call that the policy denies (or that names a tool
+/// the request did not declare): record it on the span, or refuse the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayMode {
+    #[default]
+    Flag,
+    Block,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     #[serde(default = "default_action")]
     default: Action,
+    #[serde(default)]
+    gateway_tool_calls: GatewayMode,
     #[serde(default)]
     approval_timeout: Option<String>,
     #[serde(default)]
@@ -103,6 +116,7 @@ pub struct Rule {
 #[derive(Clone, Debug)]
 pub struct Policy {
     pub default: Action,
+    pub gateway_tool_calls: GatewayMode,
     pub approval_timeout: Duration,
     pub limits: Limits,
     pub rules: Vec<Rule>,
@@ -113,6 +127,7 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             default: Action::Allow,
+            gateway_tool_calls: GatewayMode::Flag,
             approval_timeout: Duration::from_secs(600),
             limits: Limits::default(),
             rules: Vec::new(),
@@ -249,6 +264,7 @@ impl Policy {
         }
         Ok(Self {
             default: file.default,
+            gateway_tool_calls: file.gateway_tool_calls,
             approval_timeout,
             limits: file.limits,
             rules,

@@ -191,6 +191,20 @@ impl Redactor {
     /// `secret` keys the HMAC of the `hash` action; it must stay the same across restarts for
     /// hashed values to keep correlating.
     pub fn new(settings: &ProjectSettings, secret: &[u8]) -> Result<Self, String> {
+        let mut r = Self::builtin(settings, secret);
+        for rule in &settings.rules {
+            if rule.action == Action::Off {
+                continue;
+            }
+            let re = Regex::new(&rule.pattern)
+                .map_err(|e| format!("redaction rule `{}`: invalid pattern: {e}", rule.name))?;
+            r.rules.push((rule.name.clone(), re, rule.action));
+        }
+        Ok(r)
+    }
+
+    /// The built-in detectors of `settings` without its custom rules (cannot fail).
+    pub fn builtin(settings: &ProjectSettings, secret: &[u8]) -> Self {
         let actions: HashMap<Detector, Action> = settings
             .actions
             .iter()
@@ -198,25 +212,16 @@ impl Redactor {
             .map(|(d, a)| (*d, *a))
             .collect();
         let enabled: Vec<Detector> = actions.keys().copied().collect();
-        let mut rules = Vec::new();
-        for r in &settings.rules {
-            if r.action == Action::Off {
-                continue;
-            }
-            let re = Regex::new(&r.pattern)
-                .map_err(|e| format!("redaction rule `{}`: invalid pattern: {e}", r.name))?;
-            rules.push((r.name.clone(), re, r.action));
-        }
-        Ok(Self {
+        Self {
             detectors: Detectors::new(&enabled),
             entropy: actions
                 .get(&Detector::HighEntropySecret)
                 .copied()
                 .unwrap_or(Action::Off),
             actions,
-            rules,
+            rules: Vec::new(),
             secret: secret.to_vec(),
-        })
+        }
     }
 
     /// Whether this redactor can change anything (a disabled project skips the walk entirely).

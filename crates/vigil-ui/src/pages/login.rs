@@ -85,6 +85,16 @@ pub async fn submit(
         let password = f.password.unwrap_or_default();
         return match state.store.login_user(name, &password).await {
             Ok(Some((user, token))) => {
+                for p in &user.projects {
+                    audit(
+                        &state,
+                        p,
+                        &format!("user:{}", user.name),
+                        "auth.login",
+                        "web UI login",
+                    )
+                    .await;
+                }
                 let mut res = Redirect::to(&safe_next(next)).into_response();
                 append_cookie(&mut res, &viewer::session_cookie(&token));
                 if let Some(p) = user.projects.first() {
@@ -92,7 +102,25 @@ pub async fn submit(
                 }
                 res
             }
-            Ok(None) => fail("Wrong name or password."),
+            Ok(None) => {
+                // A failed login for a real user goes into that user's projects' audit trail; an
+                // unknown name has no project to record it in.
+                if let Ok(users) = state.store.list_users().await {
+                    if let Some(u) = users.iter().find(|u| u.name == name) {
+                        for p in &u.projects {
+                            audit(
+                                &state,
+                                p,
+                                &format!("user:{}", u.name),
+                                "auth.login_failed",
+                                "wrong password",
+                            )
+                            .await;
+                        }
+                    }
+                }
+                fail("Wrong name or password.")
+            }
             Err(e) => layout::error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
         };
     }
@@ -100,6 +128,14 @@ pub async fn submit(
     let Some(project) = viewer::project_of(&state.auth, &key).await else {
         return fail("That key was not accepted: it is unknown, revoked, or lacks the read scope.");
     };
+    audit(
+        &state,
+        &project,
+        "key",
+        "auth.login",
+        "web UI login with an API key",
+    )
+    .await;
     let mut keys = cookie_keys(&headers);
     keys.retain(|k| *k != key);
     keys.push(key);
@@ -114,6 +150,18 @@ pub async fn submit(
 
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(token) = viewer::cookie(&headers, viewer::SESSION_COOKIE) {
+        if let Ok(Some(user)) = state.store.session_user(token).await {
+            for p in &user.projects {
+                audit(
+                    &state,
+                    p,
+                    &format!("user:{}", user.name),
+                    "auth.logout",
+                    "web UI logout",
+                )
+                .await;
+            }
+        }
         if let Err(e) = state.store.end_session(token).await {
             tracing::warn!(error = %e, "could not end a UI session");
         }
@@ -145,6 +193,21 @@ pub async fn switch_project(v: Viewer, Query(q): Query<SwitchQuery>) -> Response
     let mut res = Redirect::to("/ui/traces").into_response();
     append_cookie(&mut res, &project_cookie(&wanted));
     res
+}
+
+/// Access events go into the project's audit chain (queued; a login never waits on the disk).
+async fn audit(state: &AppState, project: &ProjectId, actor: &str, action: &str, what: &str) {
+    state
+        .governance
+        .audit
+        .record(vigil_governance::audit::AuditEvent::new(
+            project,
+            actor,
+            action,
+            what,
+            serde_json::json!({"channel": "ui"}),
+        ))
+        .await;
 }
 
 fn append_cookie(res: &mut Response, cookie: &str) {

@@ -18,6 +18,15 @@ pub async fn projects(settings: Settings, cmd: ProjectsCommand) -> anyhow::Resul
             let key = store
                 .create_api_key(&p.id, "first key", &[Scope::Ingest, Scope::Read])
                 .await?;
+            super::audit_cli(
+                &settings,
+                &store,
+                &p.id,
+                "project.created",
+                &p.name,
+                serde_json::json!({"name": p.name, "first_key": key.info.id}),
+            )
+            .await?;
             println!("created project `{}` (id {})", p.name, p.id);
             println!("API key (shown once): {}", key.secret);
         }
@@ -45,6 +54,17 @@ pub async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> 
                 }
             };
             let user = store.create_user(&name, &password, &ids).await?;
+            for id in &ids {
+                super::audit_cli(
+                    &settings,
+                    &store,
+                    id,
+                    "user.created",
+                    &user.name,
+                    serde_json::json!({"user": user.name, "projects": projects}),
+                )
+                .await?;
+            }
             println!(
                 "created user `{}` with access to {}",
                 user.name,
@@ -88,6 +108,15 @@ pub async fn gateway_keys(settings: Settings, cmd: GatewayKeysCommand) -> anyhow
                 budget_period: period,
             };
             let (secret, info) = store.create_gateway_key(&id, spec).await?;
+            super::audit_cli(
+                &settings,
+                &store,
+                &id,
+                "gateway_key.created",
+                &info.id,
+                serde_json::json!(info.spec),
+            )
+            .await?;
             // The secret alone on stdout, so scripts can capture it.
             println!("{secret}");
             eprintln!(
@@ -122,6 +151,15 @@ pub async fn gateway_keys(settings: Settings, cmd: GatewayKeysCommand) -> anyhow
         GatewayKeysCommand::Revoke { id, project } => {
             let p = super::project_id(&store, Some(&project)).await?;
             store.revoke_gateway_key(&p, &id).await?;
+            super::audit_cli(
+                &settings,
+                &store,
+                &p,
+                "gateway_key.revoked",
+                &id,
+                serde_json::json!({}),
+            )
+            .await?;
             println!("revoked {id}");
         }
     }
@@ -140,9 +178,19 @@ pub async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<()> {
             let scopes = Scope::parse_list(&scopes);
             anyhow::ensure!(
                 !scopes.is_empty(),
-                "`--scopes` must list ingest and/or read"
+                "`--scopes` must list some of: ingest, read, approve, admin"
             );
             let key = store.create_api_key(&id, &name, &scopes).await?;
+            let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+            super::audit_cli(
+                &settings,
+                &store,
+                &id,
+                "key.created",
+                &key.info.id,
+                serde_json::json!({"name": name, "scopes": names, "display": key.info.display}),
+            )
+            .await?;
             // The secret alone on stdout, so scripts can capture it.
             println!("{}", key.secret);
             eprintln!(
@@ -167,6 +215,15 @@ pub async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Revoke { key_id, project } => {
             let id = super::project_id(&store, Some(&project)).await?;
             store.revoke_api_key(&id, &key_id).await?;
+            super::audit_cli(
+                &settings,
+                &store,
+                &id,
+                "key.revoked",
+                &key_id,
+                serde_json::json!({}),
+            )
+            .await?;
             println!("revoked {key_id}; servers stop accepting it within 5 seconds");
         }
     }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod bench;
 pub mod demo;
+pub mod governance;
 pub mod import;
 pub mod query;
 pub mod serve;
@@ -27,6 +28,42 @@ pub fn price_table(settings: &Settings) -> anyhow::Result<Arc<PriceTable>> {
     let mut t = PriceTable::builtin()?;
     t.extend(settings.prices.clone())?;
     Ok(Arc::new(t))
+}
+
+/// Governance for a one-shot command (audit appends go straight to the store).
+pub fn governance(
+    settings: &Settings,
+    store: &SqliteStore,
+) -> anyhow::Result<vigil_governance::Governance> {
+    vigil_governance::Governance::direct(
+        Arc::new(store.clone()),
+        &settings.data_dir,
+        settings.governance.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Records an administrative action taken from the command line in the project's audit chain.
+pub async fn audit_cli(
+    settings: &Settings,
+    store: &SqliteStore,
+    project: &ProjectId,
+    action: &str,
+    subject: &str,
+    content: serde_json::Value,
+) -> anyhow::Result<()> {
+    let g = governance(settings, store)?;
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    g.audit
+        .append(vigil_governance::audit::AuditEvent::new(
+            project, actor, action, subject, content,
+        ))
+        .await
+        .map_err(|e| anyhow::anyhow!("the action was done but could not be audited: {e}"))?;
+    Ok(())
 }
 
 /// Finds a project by name or id; `None` means `default`.

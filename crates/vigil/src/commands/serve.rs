@@ -80,7 +80,19 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
         max_inflight_bytes: settings.max_inflight_bytes,
         max_grpc_message_bytes: settings.max_grpc_message_bytes,
     };
-    let state = AppState::new(shared.clone(), Normalizer::new(prices), auth, limits);
+    let governance = vigil_governance::Governance::start(
+        shared.clone(),
+        &settings.data_dir,
+        settings.governance.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let state = AppState::new(
+        shared.clone(),
+        Normalizer::new(prices),
+        auth,
+        governance.clone(),
+        limits,
+    );
     let mut api_app = api_router(state.clone()).merge(vigil_ui::router(state.clone()));
     if let Some(gw) = &settings.gateway {
         let gateway = vigil_gateway::Gateway::start(gw.clone(), state.clone())
@@ -156,6 +168,10 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within 25 s");
+    }
+    governance.flush_counts().await;
+    if let Err(e) = governance.audit.checkpoint_all().await {
+        tracing::warn!(error = %e, "final audit checkpoint failed");
     }
     // Leave a small WAL behind; not needed for safety, only for tidiness and a fast next start.
     match tokio::time::timeout(Duration::from_secs(5), store.checkpoint()).await {

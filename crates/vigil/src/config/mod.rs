@@ -23,6 +23,24 @@ pub struct Config {
     pub prices: Vec<ModelPrice>,
     /// The LLM gateway: providers and model routes (see `vigil_gateway::config`).
     pub gateway: vigil_gateway::config::GatewayConfig,
+    /// Redaction before storage: per-detector actions, custom rules, per-project overrides.
+    pub redaction: vigil_governance::redact::RedactionConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How often the head of each audit chain is signed (Ed25519).
+    pub checkpoint_interval: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: "10m".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +148,7 @@ pub struct Settings {
     pub prices: Vec<ModelPrice>,
     /// `None` when no gateway provider is configured (the gateway routes answer 404 then).
     pub gateway: Option<vigil_gateway::config::Resolved>,
+    pub governance: vigil_governance::GovernanceSettings,
 }
 
 impl Config {
@@ -226,6 +245,20 @@ impl Config {
                 .unwrap_or(600)
                 .max(1),
             prices: self.prices.clone(),
+            governance: vigil_governance::GovernanceSettings {
+                redaction: {
+                    self.redaction
+                        .validate()
+                        .map_err(|e| anyhow::anyhow!("invalid `[redaction]`: {e}"))?;
+                    self.redaction.clone()
+                },
+                redaction_secret: None,
+                checkpoint_every: Some(std::time::Duration::from_secs(
+                    opt_secs("audit.checkpoint_interval", &self.audit.checkpoint_interval)?
+                        .unwrap_or(600)
+                        .max(1),
+                )),
+            },
             gateway: if self.gateway.enabled && !self.gateway.providers.is_empty() {
                 Some(
                     self.gateway

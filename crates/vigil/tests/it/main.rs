@@ -9,6 +9,7 @@ mod backpressure;
 mod cli;
 mod crash;
 mod gateway;
+mod governance;
 mod otlp_grpc;
 mod otlp_http;
 mod real_clients;

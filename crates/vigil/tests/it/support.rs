@@ -60,6 +60,7 @@ pub struct TestServer {
     pub key: String,
     extra: Vec<String>,
     envs: Vec<(String, String)>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl TestServer {
@@ -121,8 +122,15 @@ impl TestServer {
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let log_writer = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut l) = log_writer.lock() {
+                    if l.len() < 200_000 {
+                        l.push(line.clone());
+                    }
+                }
                 if tx.send(line).is_err() {
                     // Keep draining so the child never blocks on a full pipe.
                     continue;
@@ -159,7 +167,13 @@ impl TestServer {
             key: found_key.unwrap_or_default(),
             extra,
             envs,
+            log,
         }
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
     }
 
     /// SIGTERM, then wait for the process to exit; returns how long that took.

@@ -1,0 +1,337 @@
+//! `Governance`: the running piece every entry point shares — OTLP ingest and the gateway redact
+//! through it, the guard API decides through it, and everything consequential is audited by it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::Notify;
+use vigil_model::{format_rfc3339_nanos, now_unix_nanos, LogEvent, ProjectId, Span, TraceId};
+use vigil_store::sink::SpanSink;
+use vigil_store::Store;
+
+use crate::audit::{load_or_create_signing_key, AuditLog};
+use crate::policy::Policy;
+use crate::redact::{RedactionConfig, RedactionCounts, Redactor};
+
+/// Settings from `vigil.toml` (`[redaction]`, `[audit]`).
+#[derive(Clone, Debug, Default)]
+pub struct GovernanceSettings {
+    pub redaction: RedactionConfig,
+    /// HMAC key of the `hash` redaction action; read from the data directory when `None`.
+    pub redaction_secret: Option<Vec<u8>>,
+    pub checkpoint_every: Option<Duration>,
+}
+
+pub const SIGNING_KEY_FILE: &str = "audit-signing.key";
+pub const REDACTION_SECRET_FILE: &str = "redaction.secret";
+
+/// A policy as this node last read it; re-read after `POLICY_TTL` so every node follows changes.
+struct CachedPolicy {
+    version: i64,
+    policy: Arc<Policy>,
+    loaded: Instant,
+}
+
+const POLICY_TTL: Duration = Duration::from_secs(2);
+/// Guard loop counters kept in memory (per node); cleared when this many traces are tracked.
+const MAX_TRACKED_CALLS: usize = 200_000;
+
+pub struct Governance {
+    pub(crate) store: Arc<dyn Store>,
+    pub settings: GovernanceSettings,
+    secret: Vec<u8>,
+    redactors: RwLock<HashMap<ProjectId, Arc<Redactor>>>,
+    counts: Mutex<HashMap<ProjectId, RedactionCounts>>,
+    pub audit: AuditLog,
+    policies: RwLock<HashMap<ProjectId, CachedPolicy>>,
+    pub(crate) calls: Mutex<HashMap<(ProjectId, TraceId, String), u64>>,
+    /// Woken whenever an approval is decided on this node (long polls also re-read the store).
+    pub(crate) decided: Notify,
+    pub(crate) sink: SpanSink,
+}
+
+impl Governance {
+    /// Starts governance for a server: keys from the data directory, the audit batcher and
+    /// checkpointer, the redaction-count flusher and the approval-expiry sweeper.
+    pub fn start(
+        store: Arc<dyn Store>,
+        data_dir: &Path,
+        settings: GovernanceSettings,
+    ) -> Result<Arc<Self>, String> {
+        let key = load_or_create_signing_key(&data_dir.join(SIGNING_KEY_FILE))
+            .map_err(|e| format!("audit signing key: {e}"))?;
+        let audit = AuditLog::start(
+            store.clone(),
+            key,
+            settings
+                .checkpoint_every
+                .unwrap_or(Duration::from_secs(600)),
+        );
+        let g = Arc::new(Self::with_audit(store, data_dir, settings, audit)?);
+        let flusher = Arc::downgrade(&g);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let Some(g) = flusher.upgrade() else { break };
+                g.flush_counts().await;
+            }
+        });
+        let sweeper = Arc::downgrade(&g);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(g) = sweeper.upgrade() else { break };
+                g.expire_overdue().await;
+            }
+        });
+        Ok(g)
+    }
+
+    /// For one-shot commands: audit appends go straight to the store, nothing runs in the background.
+    pub fn direct(
+        store: Arc<dyn Store>,
+        data_dir: &Path,
+        settings: GovernanceSettings,
+    ) -> Result<Self, String> {
+        let key = load_or_create_signing_key(&data_dir.join(SIGNING_KEY_FILE))
+            .map_err(|e| format!("audit signing key: {e}"))?;
+        let audit = AuditLog::direct(store.clone(), key);
+        Self::with_audit(store, data_dir, settings, audit)
+    }
+
+    fn with_audit(
+        store: Arc<dyn Store>,
+        data_dir: &Path,
+        settings: GovernanceSettings,
+        audit: AuditLog,
+    ) -> Result<Self, String> {
+        settings.redaction.validate()?;
+        let secret = match &settings.redaction_secret {
+            Some(s) => s.clone(),
+            None => crate::load_or_create_secret(&data_dir.join(REDACTION_SECRET_FILE))
+                .map_err(|e| format!("redaction secret: {e}"))?,
+        };
+        Ok(Self {
+            sink: SpanSink::start(store.clone()),
+            store,
+            settings,
+            secret,
+            redactors: RwLock::default(),
+            counts: Mutex::default(),
+            audit,
+            policies: RwLock::default(),
+            calls: Mutex::default(),
+            decided: Notify::new(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The project's redactor, built on first use from the settings for its name.
+    pub async fn redactor(&self, project: &ProjectId) -> Arc<Redactor> {
+        if let Some(r) = self
+            .redactors
+            .read()
+            .ok()
+            .and_then(|m| m.get(project).cloned())
+        {
+            return r;
+        }
+        let name = match self.store.list_projects().await {
+            Ok(list) => list
+                .into_iter()
+                .find(|p| &p.id == project)
+                .map(|p| p.name)
+                .unwrap_or_else(|| project.as_str().to_string()),
+            Err(_) => project.as_str().to_string(),
+        };
+        let settings = self.settings.redaction.for_project(&name);
+        // Settings were validated at start; should a custom rule still fail, the built-in
+        // detectors keep working (failing open would store what must not be stored).
+        let r = Arc::new(Redactor::new(&settings, &self.secret).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "custom redaction rule unusable; built-in detectors only");
+            Redactor::builtin(&settings, &self.secret)
+        }));
+        if let Ok(mut m) = self.redactors.write() {
+            m.insert(project.clone(), r.clone());
+        }
+        r
+    }
+
+    fn add_counts(&self, project: &ProjectId, c: RedactionCounts) {
+        if c.is_empty() {
+            return;
+        }
+        if let Ok(mut m) = self.counts.lock() {
+            m.entry(project.clone()).or_default().merge(&c);
+        }
+    }
+
+    /// Redacts spans of one project in place, before they are stored.
+    pub async fn redact_spans(&self, project: &ProjectId, spans: &mut [Span]) {
+        let r = self.redactor(project).await;
+        if !r.is_active() {
+            return;
+        }
+        let mut c = RedactionCounts::default();
+        for s in spans.iter_mut() {
+            r.redact_span(s, &mut c);
+        }
+        self.add_counts(project, c);
+    }
+
+    /// Redacts with the project's redactor if it is already built; `false` means the caller must
+    /// use `redact_spans` (async) instead. Lets synchronous paths skip a task in the common case.
+    pub fn try_redact_spans(&self, project: &ProjectId, spans: &mut [Span]) -> bool {
+        let Some(r) = self
+            .redactors
+            .read()
+            .ok()
+            .and_then(|m| m.get(project).cloned())
+        else {
+            return false;
+        };
+        if r.is_active() {
+            let mut c = RedactionCounts::default();
+            for s in spans.iter_mut() {
+                r.redact_span(s, &mut c);
+            }
+            self.add_counts(project, c);
+        }
+        true
+    }
+
+    pub async fn redact_logs(&self, project: &ProjectId, events: &mut [LogEvent]) {
+        let r = self.redactor(project).await;
+        if !r.is_active() {
+            return;
+        }
+        let mut c = RedactionCounts::default();
+        for e in events.iter_mut() {
+            r.redact_log(e, &mut c);
+        }
+        self.add_counts(project, c);
+    }
+
+    /// Redacts a JSON value (tool arguments in guard checks and audit entries).
+    pub async fn redact_value(&self, project: &ProjectId, v: &mut Value) {
+        let r = self.redactor(project).await;
+        let mut c = RedactionCounts::default();
+        if !r.redact_value(None, v, &mut c) {
+            *v = Value::Null;
+        }
+        self.add_counts(project, c);
+    }
+
+    /// Writes the redaction counts gathered since the last flush.
+    pub async fn flush_counts(&self) {
+        let taken: HashMap<ProjectId, RedactionCounts> = match self.counts.lock() {
+            Ok(mut m) => std::mem::take(&mut *m),
+            Err(_) => return,
+        };
+        if taken.is_empty() {
+            return;
+        }
+        let day: String = format_rfc3339_nanos(now_unix_nanos())
+            .chars()
+            .take(10)
+            .collect();
+        let rows = taken
+            .into_iter()
+            .flat_map(|(p, c)| {
+                let day = day.clone();
+                c.0.into_iter()
+                    .map(move |(d, n)| (p.clone(), day.clone(), d, n))
+            })
+            .collect();
+        if let Err(e) = self.store.add_redaction_counts(rows).await {
+            tracing::warn!(error = %e, "redaction counts could not be stored");
+        }
+    }
+
+    /// The project's guardrail policy (the allow-all default when none was set).
+    pub async fn policy(&self, project: &ProjectId) -> Arc<Policy> {
+        if let Some(p) = self.policies.read().ok().and_then(|m| {
+            m.get(project)
+                .filter(|c| c.loaded.elapsed() < POLICY_TTL)
+                .map(|c| c.policy.clone())
+        }) {
+            return p;
+        }
+        let stored = self.store.get_policy(project).await.ok().flatten();
+        let (version, policy) = match stored {
+            Some(s) => {
+                let cached = self.policies.read().ok().and_then(|m| {
+                    m.get(project)
+                        .filter(|c| c.version == s.version)
+                        .map(|c| c.policy.clone())
+                });
+                let policy = cached.unwrap_or_else(|| {
+                    Arc::new(Policy::parse(&s.source).unwrap_or_else(|e| {
+                        // Stored policies were validated; a policy that no longer parses (after an
+                        // upgrade) fails closed.
+                        tracing::error!(project = %project, error = %e, "stored policy no longer parses; denying every tool call");
+                        Policy { default: crate::policy::Action::Deny, ..Policy::default() }
+                    }))
+                });
+                (s.version, policy)
+            }
+            None => (0, Arc::new(Policy::default())),
+        };
+        if let Ok(mut m) = self.policies.write() {
+            m.insert(
+                project.clone(),
+                CachedPolicy {
+                    version,
+                    policy: policy.clone(),
+                    loaded: Instant::now(),
+                },
+            );
+        }
+        policy
+    }
+
+    /// Validates, stores and audits a new policy; returns its version.
+    pub async fn set_policy(
+        &self,
+        project: &ProjectId,
+        source: &str,
+        actor: &str,
+    ) -> Result<i64, String> {
+        let parsed = Policy::parse(source)?;
+        let stored = self
+            .store
+            .put_policy(project, source)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Ok(mut m) = self.policies.write() {
+            m.insert(
+                project.clone(),
+                CachedPolicy {
+                    version: stored.version,
+                    policy: Arc::new(parsed),
+                    loaded: Instant::now(),
+                },
+            );
+        }
+        self.audit
+            .append(crate::audit::AuditEvent::new(
+                project,
+                actor,
+                "policy.updated",
+                format!("guard-policy v{}", stored.version),
+                serde_json::json!({"version": stored.version, "sha256": crate::audit::chain::content_hash(source), "source": source}),
+            ))
+            .await?;
+        Ok(stored.version)
+    }
+}
+
+pub(crate) const MAX_CALLS: usize = MAX_TRACKED_CALLS;
