@@ -182,4 +182,22 @@ try:
     check("the client gives up", False)
 except httpx.TimeoutException:
     check("the client gave up after 0.5 s", True)
+# 12. The project's tool policy applies to tool calls in model answers: with
+# gateway_tool_calls = "block", a denied call refuses the answer (403 naming the rule) ...
+DELETE_TOOL = [{"type": "function", "function": {"name": "delete_everything", "description": "Wipe an account",
+                "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}]
+try:
+    oai.chat.completions.create(model="mockoai/gpt-4o-mini", tools=DELETE_TOOL, extra_headers={"x-vigil-cache": "off"},
+                                messages=[{"role": "user", "content": "wipe the account"}])
+    check("a denied tool call in a model answer is blocked", False)
+except openai.PermissionDeniedError as e:
+    check("a denied tool call in a model answer is blocked (403, rule named)",
+          "delete_everything" in str(e) and "no-destruction" in str(e), e)
+# ... while a stream, already on its way to the client, is delivered and the call flagged on its span.
+stream = oai.chat.completions.create(model="mockoai/gpt-4o-mini", stream=True, tools=DELETE_TOOL,
+                                     extra_headers={"x-vigil-cache": "off", "x-vigil-session": "sess-policy"},
+                                     messages=[{"role": "user", "content": "wipe it, streaming"}])
+names = [tc.function.name for c in stream if c.choices for tc in (c.choices[0].delta.tool_calls or [])
+         if tc.function and tc.function.name]
+check("a streamed denied tool call is delivered (and flagged on the span)", names == ["delete_everything"], names)
 print("all gateway checks passed", flush=True)

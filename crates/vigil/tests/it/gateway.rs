@@ -126,6 +126,17 @@ fn official_sdks_through_the_gateway_and_every_call_traced() {
     .trim()
     .to_string();
     assert!(virtual_key.starts_with("gk_"), "{virtual_key}");
+    // The project's guardrail policy: model answers that call `delete_*` are refused.
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "gateway_tool_calls = \"block\"\n[[rules]]\nname = \"no-destruction\"\ntools = [\"delete_*\"]\naction = \"deny\"\n",
+    )
+    .unwrap();
+    cli(
+        &server.dir,
+        &["guard", "set-policy", policy.to_str().unwrap()],
+    );
     let out = Command::new(python())
         .arg(repo_root().join("crates/vigil/tests/gateway/sdk_clients.py"))
         .args([&server.api, &server.key, &mock.base, &virtual_key])
@@ -258,6 +269,22 @@ fn official_sdks_through_the_gateway_and_every_call_traced() {
         .map(|e| e["payload"]["percent"].as_i64().unwrap())
         .collect();
     assert_eq!(percents, vec![50, 80, 100], "{events}");
+    // Tool policy on answers: the blocked call is an error span naming the rule; the streamed one
+    // carries the verdict.
+    assert!(spans.iter().any(|s| s["status"] == "error"
+        && s["error_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no-destruction")));
+    let flagged = spans
+        .iter()
+        .find(|s| s["session_id"] == "sess-policy")
+        .expect("the streamed call's span");
+    assert_eq!(
+        attr(flagged, "vigil.guard.tool_calls")[0]["decision"],
+        "deny",
+        "{flagged}"
+    );
     // Provider keys never reach a span.
     assert!(!serde_json::to_string(&spans)
         .unwrap()
