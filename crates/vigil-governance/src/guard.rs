@@ -15,6 +15,9 @@ use crate::audit::AuditEvent;
 use crate::policy::{Action, ProposedCall, TraceSoFar};
 use crate::service::{Governance, MAX_CALLS};
 
+/// How stale a trace's cost may be when a cost cap is checked.
+const COST_TTL: Duration = Duration::from_secs(1);
+
 /// `POST /api/v1/guard/tool-call`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,7 +184,7 @@ impl Governance {
             .unwrap_or(0);
         let needs_cost = policy.limits.max_cost_per_trace_usd.is_some();
         let cost_usd = match (trace, needs_cost) {
-            (Some(t), true) => self.store.trace_cost(project, &t).await.ok().flatten(),
+            (Some(t), true) => self.trace_cost(project, t).await,
             _ => None,
         };
         let decision = policy.decide(
@@ -304,6 +307,25 @@ impl Governance {
             trace_id: trace,
             span_id,
         })
+    }
+
+    /// A trace's cost so far, re-read from the store at most once per `COST_TTL` per trace: a
+    /// cost cap may lag the trace's spend by that much, and a guard check stays off the disk.
+    async fn trace_cost(&self, project: &ProjectId, trace: TraceId) -> Option<f64> {
+        let key = (project.clone(), trace);
+        if let Some((at, cost)) = self.costs.lock().ok().and_then(|m| m.get(&key).copied()) {
+            if at.elapsed() < COST_TTL {
+                return cost;
+            }
+        }
+        let cost = self.store.trace_cost(project, &trace).await.ok().flatten();
+        if let Ok(mut m) = self.costs.lock() {
+            if m.len() >= MAX_CALLS {
+                m.clear();
+            }
+            m.insert(key, (std::time::Instant::now(), cost));
+        }
+        cost
     }
 
     /// A reviewer's decision. An approval is decided once; deciding it again is an error.

@@ -35,6 +35,9 @@ struct CachedPolicy {
     loaded: Instant,
 }
 
+/// A trace's cost as read from the store, and when.
+pub(crate) type CostReading = (Instant, Option<f64>);
+
 const POLICY_TTL: Duration = Duration::from_secs(2);
 /// Guard loop counters kept in memory (per node); cleared when this many traces are tracked.
 const MAX_TRACKED_CALLS: usize = 200_000;
@@ -48,6 +51,8 @@ pub struct Governance {
     pub audit: AuditLog,
     policies: RwLock<HashMap<ProjectId, CachedPolicy>>,
     pub(crate) calls: Mutex<HashMap<(ProjectId, TraceId, String), u64>>,
+    /// Recently read trace costs, for cost caps: (when read, cost).
+    pub(crate) costs: Mutex<HashMap<(ProjectId, TraceId), CostReading>>,
     /// Woken whenever an approval is decided on this node (long polls also re-read the store).
     pub(crate) decided: Notify,
     pub(crate) sink: SpanSink,
@@ -126,6 +131,7 @@ impl Governance {
             audit,
             policies: RwLock::default(),
             calls: Mutex::default(),
+            costs: Mutex::default(),
             decided: Notify::new(),
         })
     }

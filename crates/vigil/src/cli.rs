@@ -396,6 +396,33 @@ pub enum ConfigCommand {
 pub enum BenchCommand {
     /// Replay realistic LLM spans over OTLP/HTTP protobuf and report spans/s, ingest-to-queryable lag and RSS.
     Ingest(BenchIngestArgs),
+    /// Redaction cost on realistic spans, in process: decode + normalise vs redaction, per span.
+    Redact(BenchRedactArgs),
+    /// Guard-check latency: `POST /api/v1/guard/tool-call` against a running server.
+    Guard(BenchGuardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRedactArgs {
+    /// Spans to generate (the demo's agent workload; about one customer message in five carries
+    /// an e-mail address, a card or a phone number).
+    #[arg(long, default_value_t = 200_000)]
+    pub spans: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchGuardArgs {
+    /// Query API base URL of the server under test.
+    #[arg(long, default_value = "http://127.0.0.1:7070")]
+    pub api: String,
+    /// API key with the ingest scope.
+    #[arg(long, env = "VIGIL_API_KEY")]
+    pub api_key: Option<String>,
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: usize,
+    /// Concurrent clients (1 measures latency without queueing).
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Args)]

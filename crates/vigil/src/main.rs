@@ -85,6 +85,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Erase(args) => commands::governance::erase(config.resolve()?, args).await?,
         Command::Config(_) => commands::admin::config_check(&config)?,
         Command::Bench(cli::BenchCommand::Ingest(args)) => commands::bench::ingest(args).await?,
+        Command::Bench(cli::BenchCommand::Redact(args)) => commands::bench::redact(args)?,
+        Command::Bench(cli::BenchCommand::Guard(args)) => commands::bench::guard(args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

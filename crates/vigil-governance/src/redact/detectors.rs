@@ -167,6 +167,12 @@ impl Detectors {
         if text.len() < 6 || self.each.is_empty() {
             return;
         }
+        // Every detector's match holds a digit or an `@` (keys and tokens are long random strings;
+        // one without a single digit is vanishingly rare), so text without either is skipped with
+        // one byte scan instead of a regex pass.
+        if !text.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
+            return;
+        }
         for i in self.set.matches(text).iter() {
             let (detector, re) = &self.each[i];
             for m in re.find_iter(text) {
@@ -383,32 +389,43 @@ pub fn shannon_entropy(s: &str) -> f64 {
         .sum()
 }
 
-/// Attribute or JSON field names under which a value is a credential.
+/// Attribute or JSON field names under which a value is a credential. Case-insensitive, without
+/// allocating: it runs for every string attribute that could be a token.
 pub fn key_like_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    let last = n.rsplit(['.', '/']).next().unwrap_or(&n);
-    const WORDS: [&str; 12] = [
-        "secret",
-        "token",
-        "password",
-        "passwd",
-        "api_key",
-        "apikey",
-        "api-key",
-        "authorization",
-        "credential",
-        "private_key",
-        "access_key",
-        "signature",
+    let last = name.rsplit(['.', '/']).next().unwrap_or(name).as_bytes();
+    const WORDS: [&[u8]; 12] = [
+        b"secret",
+        b"token",
+        b"password",
+        b"passwd",
+        b"api_key",
+        b"apikey",
+        b"api-key",
+        b"authorization",
+        b"credential",
+        b"private_key",
+        b"access_key",
+        b"signature",
     ];
-    WORDS.iter().any(|w| last.contains(w))
-        && !last.ends_with("_tokens")
-        && !last.ends_with("token_count")
-        && !last.contains("tokens")
+    let contains = |w: &[u8]| last.windows(w.len()).any(|win| win.eq_ignore_ascii_case(w));
+    // Token *counts* (`gen_ai.usage.input_tokens`) are not tokens.
+    WORDS.iter().any(|w| contains(w)) && !contains(b"tokens") && !contains(b"token_count")
 }
 
 /// A value under a key-like name that looks random enough to be a secret.
 pub fn high_entropy_secret(value: &str) -> bool {
+    looks_like_token(value) && {
+        let v = value.trim();
+        let v = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("Basic "))
+            .unwrap_or(v);
+        shannon_entropy(v) >= 3.5
+    }
+}
+
+/// The cheap half of `high_entropy_secret`: long enough and a single word (after an auth scheme).
+pub fn looks_like_token(value: &str) -> bool {
     let v = value.trim();
     let v = v
         .strip_prefix("Bearer ")

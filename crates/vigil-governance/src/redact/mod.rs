@@ -8,7 +8,7 @@
 
 pub mod detectors;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use hmac::{Hmac, Mac};
 use regex::Regex;
@@ -181,7 +181,9 @@ enum Text {
 /// One project's compiled redaction.
 pub struct Redactor {
     detectors: Detectors,
-    actions: HashMap<Detector, Action>,
+    /// Indexed by `Detector as usize`; `Off` for disabled detectors.
+    actions: [Action; Detector::ALL.len()],
+    any_detector: bool,
     entropy: Action,
     rules: Vec<(String, Regex, Action)>,
     secret: Vec<u8>,
@@ -205,19 +207,18 @@ impl Redactor {
 
     /// The built-in detectors of `settings` without its custom rules (cannot fail).
     pub fn builtin(settings: &ProjectSettings, secret: &[u8]) -> Self {
-        let actions: HashMap<Detector, Action> = settings
-            .actions
-            .iter()
-            .filter(|(_, a)| **a != Action::Off)
-            .map(|(d, a)| (*d, *a))
+        let mut actions = [Action::Off; Detector::ALL.len()];
+        for (d, a) in &settings.actions {
+            actions[*d as usize] = *a;
+        }
+        let enabled: Vec<Detector> = Detector::ALL
+            .into_iter()
+            .filter(|d| actions[*d as usize] != Action::Off)
             .collect();
-        let enabled: Vec<Detector> = actions.keys().copied().collect();
         Self {
             detectors: Detectors::new(&enabled),
-            entropy: actions
-                .get(&Detector::HighEntropySecret)
-                .copied()
-                .unwrap_or(Action::Off),
+            entropy: actions[Detector::HighEntropySecret as usize],
+            any_detector: !enabled.is_empty(),
             actions,
             rules: Vec::new(),
             secret: secret.to_vec(),
@@ -226,7 +227,7 @@ impl Redactor {
 
     /// Whether this redactor can change anything (a disabled project skips the walk entirely).
     pub fn is_active(&self) -> bool {
-        !self.actions.is_empty() || !self.rules.is_empty()
+        self.any_detector || !self.rules.is_empty()
     }
 
     fn marker(&self, label: &str, value: &str, action: Action) -> String {
@@ -252,11 +253,7 @@ impl Redactor {
             let mut out = String::with_capacity(s.len());
             let mut at = 0;
             for f in &findings {
-                let action = self
-                    .actions
-                    .get(&f.detector)
-                    .copied()
-                    .unwrap_or(Action::Mask);
+                let action = self.actions[f.detector as usize];
                 counts.add(f.detector.as_str());
                 if action == Action::Drop {
                     return Text::Drop;

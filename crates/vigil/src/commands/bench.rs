@@ -226,3 +226,210 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .parse()
         .ok()
 }
+
+fn localhost_only(url: &str) -> anyhow::Result<()> {
+    let host = url
+        .split("://")
+        .nth(1)
+        .unwrap_or("")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        bail!(
+            "refusing to load `{url}`: benchmarks only target this machine (127.0.0.1/localhost)"
+        );
+    }
+    Ok(())
+}
+
+/// `vigil bench redact`: the CPU cost of redaction next to the CPU cost of decoding and
+/// normalising the same spans (what ingest does before storing them), on one core.
+pub fn redact(args: crate::cli::BenchRedactArgs) -> anyhow::Result<()> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use vigil_governance::redact::{RedactionConfig, RedactionCounts, Redactor};
+
+    const BATCH: usize = 200;
+    let mut generator = Generator::new(7);
+    let now = now_ns();
+    let bodies: Vec<Vec<u8>> = (0..args.spans.div_ceil(BATCH).max(1))
+        .map(|_| generator.spans_for_load(BATCH, now).encode_to_vec())
+        .collect();
+    let normalizer = vigil_ingest::Normalizer::new(Arc::new(vigil_model::PriceTable::builtin()?));
+    let project = vigil_model::ProjectId::new("bench");
+    // Warm up allocator and caches on a slice of the work, then measure.
+    for b in bodies.iter().take(20) {
+        let req = ExportTraceServiceRequest::decode(b.as_slice())?;
+        let _ = normalizer.traces(&project, &req);
+    }
+    let redactor = Redactor::new(
+        &RedactionConfig::default().for_project("bench"),
+        b"bench-secret-key",
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let mut counts = RedactionCounts::default();
+    // Batch by batch, as ingest does, so both phases run on warm memory of the same size.
+    let (mut normalize, mut redact, mut spans) = (Duration::ZERO, Duration::ZERO, 0usize);
+    for b in &bodies {
+        let t = Instant::now();
+        let req = ExportTraceServiceRequest::decode(b.as_slice())?;
+        let mut batch = normalizer.traces(&project, &req).spans;
+        drop(req);
+        normalize += t.elapsed();
+        let t = Instant::now();
+        for span in batch.iter_mut() {
+            redactor.redact_span(span, &mut counts);
+        }
+        redact += t.elapsed();
+        spans += batch.len();
+    }
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / spans as f64;
+    println!("spans                      {spans}");
+    println!(
+        "decode + normalise         {:.2} µs/span ({:.0} spans/s on one core)",
+        per(normalize),
+        spans as f64 / normalize.as_secs_f64()
+    );
+    println!(
+        "redaction (all detectors)  {:.2} µs/span ({:.0} spans/s on one core)",
+        per(redact),
+        spans as f64 / redact.as_secs_f64()
+    );
+    println!(
+        "redaction / (decode + normalise) = {:.1} %",
+        100.0 * redact.as_secs_f64() / normalize.as_secs_f64()
+    );
+    println!(
+        "values redacted            {} ({})",
+        counts.total(),
+        counts
+            .0
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+/// `vigil bench guard`: latency of guard checks that need no approval, over HTTP.
+pub async fn guard(args: crate::cli::BenchGuardArgs) -> anyhow::Result<()> {
+    localhost_only(&args.api)?;
+    anyhow::ensure!(
+        args.concurrency > 0 && args.requests > 0,
+        "`--requests` and `--concurrency` must be positive"
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let key = args.api_key.clone().unwrap_or_default();
+    let url = format!("{}/api/v1/guard/tool-call", args.api.trim_end_matches('/'));
+    let policy: serde_json::Value = client
+        .get(format!(
+            "{}/api/v1/guard/policy",
+            args.api.trim_end_matches('/')
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(args.requests)));
+    let decisions = Arc::new(Mutex::new(
+        std::collections::BTreeMap::<String, usize>::new(),
+    ));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..args.concurrency {
+        let (client, url, key) = (client.clone(), url.clone(), key.clone());
+        let (next, latencies, decisions) = (next.clone(), latencies.clone(), decisions.clone());
+        let total = args.requests;
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            let mut seen = std::collections::BTreeMap::<String, usize>::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                // A realistic mix: mostly allowed lookups and small refunds, some denials, a few
+                // calls per trace so loop caps are counted.
+                let (tool, args) = match i % 10 {
+                    0..=5 => ("lookup_order", serde_json::json!({"order_id": format!("A-{i}")})),
+                    6..=8 => ("refund_payment", serde_json::json!({"amount": (i % 500) as f64, "currency": "USD"})),
+                    _ => ("run_shell", serde_json::json!({"cmd": "ls"})),
+                };
+                let body = serde_json::json!({
+                    "tool": tool, "arguments": args, "agent": "support-agent", "environment": "production",
+                    "trace_id": format!("{:016x}{:016x}", worker + 1, i / 4 + 1),
+                });
+                let t = Instant::now();
+                let r = client.post(&url).bearer_auth(&key).json(&body).send().await;
+                let d = match r {
+                    Ok(r) if r.status().is_success() => r
+                        .json::<serde_json::Value>()
+                        .await
+                        .ok()
+                        .and_then(|v| v["decision"].as_str().map(str::to_string))
+                        .unwrap_or_else(|| "unreadable".into()),
+                    Ok(r) => format!("http {}", r.status().as_u16()),
+                    Err(_) => "transport error".into(),
+                };
+                mine.push(t.elapsed());
+                *seen.entry(d).or_default() += 1;
+            }
+            latencies.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
+            let mut all = decisions.lock().unwrap_or_else(|e| e.into_inner());
+            for (k, v) in seen {
+                *all.entry(k).or_default() += v;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut lat = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "policy                {}",
+        if policy["version"].as_i64().unwrap_or(0) > 0 {
+            format!("v{}", policy["version"])
+        } else {
+            "none (allow-all default)".into()
+        }
+    );
+    println!(
+        "requests              {} at concurrency {}",
+        lat.len(),
+        args.concurrency
+    );
+    println!(
+        "throughput            {:.0} checks/s",
+        lat.len() as f64 / elapsed
+    );
+    println!(
+        "latency               p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    );
+    println!(
+        "decisions             {}",
+        decisions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}

@@ -108,6 +108,10 @@ const QUESTIONS: &[&str] = &[
     "My discount code SPRING25 does not work.",
     "Cancel my subscription please.",
     "Do you ship to Norway?",
+    // Customers paste what they should not; redaction keeps it out of the store (the demo shows
+    // `[REDACTED:…]` markers where these were).
+    "Card 4111 1111 1111 1111 was charged twice, email me at maria.garcia@example.com",
+    "Call me back on +1 415 555 2671 about order A-4410",
 ];
 
 pub struct Generator {
