@@ -113,6 +113,17 @@ pub fn ago(ns: i64) -> String {
     }
 }
 
+/// How long until `ns` (a deadline): `in 9 min`, or `now` once passed.
+pub fn until(ns: i64) -> String {
+    let secs = (ns - now_unix_nanos()) / 1_000_000_000;
+    match secs {
+        s if s <= 0 => "now".into(),
+        s if s < 60 => format!("in {s} s"),
+        s if s < 3600 => format!("in {} min", s / 60 + 1),
+        s => format!("in {} h", s / 3600),
+    }
+}
+
 /// A JSON value as readable text: strings as they are, everything else pretty-printed.
 pub fn json_pretty(v: &serde_json::Value) -> String {
     match v {

@@ -52,7 +52,7 @@ fn row(a: &Approval, can_decide: bool) -> maud::Markup {
                     a href={ "/ui/traces/" (t.to_hex()) "?span=" (a.span_id.to_hex()) } { "Open the agent's trace" }
                     " · "
                 }
-                @if pending { "expires " (fmt::ago(a.expires_ns)) " (" (fmt::time(a.expires_ns)) "), then denied" }
+                @if pending { "expires " (fmt::until(a.expires_ns)) " (" (fmt::time(a.expires_ns)) "), then denied" }
                 @else {
                     @if let Some(by) = &a.decided_by { "decided by " (by) }
                     @if let Some(at) = a.decided_ns { " · " (fmt::time(at)) }
