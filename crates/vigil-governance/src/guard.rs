@@ -309,6 +309,46 @@ impl Governance {
         })
     }
 
+    /// Records in the audit trail every executed tool call (an ingested `tool` span) of a tool the
+    /// project's policy names. Called after redaction, so arguments are stored redacted.
+    pub async fn audit_executions(&self, project: &ProjectId, spans: &[Span]) {
+        if !spans.iter().any(|s| s.kind == SpanKind::Tool) {
+            return;
+        }
+        let policy = self.policy(project).await;
+        if policy.rules.is_empty() {
+            return;
+        }
+        for s in spans.iter().filter(|s| s.kind == SpanKind::Tool) {
+            let tool = s.tool_name.as_deref().unwrap_or(&s.name);
+            let Some(rule) = policy.rule_naming(tool) else {
+                continue;
+            };
+            let actor = s
+                .agent_name
+                .as_deref()
+                .or(s.service_name.as_deref())
+                .map_or_else(|| "agent".to_string(), |a| format!("agent:{a}"));
+            let event = AuditEvent::new(
+                project,
+                actor,
+                "tool.executed",
+                tool,
+                json!({
+                    "rule": rule,
+                    "trace_id": s.trace_id,
+                    "span_id": s.span_id,
+                    "status": s.status.as_str(),
+                    "arguments": s.tool_arguments,
+                    "duration_ms": s.duration_ms,
+                    "environment": s.environment,
+                }),
+            )
+            .about_user(s.user_id.as_deref());
+            self.audit.record(event).await;
+        }
+    }
+
     /// A trace's cost so far, re-read from the store at most once per `COST_TTL` per trace: a
     /// cost cap may lag the trace's spend by that much, and a guard check stays off the disk.
     async fn trace_cost(&self, project: &ProjectId, trace: TraceId) -> Option<f64> {

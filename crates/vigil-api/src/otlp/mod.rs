@@ -27,6 +27,10 @@ pub async fn ingest_traces(
         .governance
         .redact_spans(&caller.project_id, &mut outcome.spans)
         .await;
+    state
+        .governance
+        .audit_executions(&caller.project_id, &outcome.spans)
+        .await;
     let message = outcome.rejection_message();
     let rejected = outcome.rejected.len() as i64;
     let accepted = outcome.spans.len();

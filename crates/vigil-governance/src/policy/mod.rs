@@ -271,6 +271,15 @@ impl Policy {
         })
     }
 
+    /// The first rule that names `tool` at all (whatever its agent and environment): tools the
+    /// policy names are the consequential ones, whose executions the audit trail records.
+    pub fn rule_naming(&self, tool: &str) -> Option<&str> {
+        self.rules
+            .iter()
+            .find(|r| r.tools.iter().any(|p| glob(p, tool)))
+            .map(|r| r.name.as_str())
+    }
+
     /// The first rule whose tool, agent and environment selectors all match.
     fn rule_for(&self, call: &ProposedCall) -> Option<&Rule> {
         let any = |patterns: &[String], v: Option<&str>| {

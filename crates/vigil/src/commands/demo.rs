@@ -24,6 +24,8 @@ pub async fn run(settings: Settings, args: &DemoArgs) -> anyhow::Result<()> {
     let store = super::open_store(&settings)?;
     let project = super::serve::bootstrap(&store).await?;
     let normalizer = Normalizer::new(super::price_table(&settings)?);
+    // The demo's spans are redacted like live traffic (its customers paste cards and e-mails).
+    let governance = super::governance(&settings, &store)?;
     let now = now_ns();
     let mut generator = Generator::new(args.seed.unwrap_or_else(rand::random));
     let mut written = 0;
@@ -31,9 +33,11 @@ pub async fn run(settings: Settings, args: &DemoArgs) -> anyhow::Result<()> {
     while traces < args.traces {
         let request = generator.session(now - 24 * HOUR, now, args.traces - traces);
         traces += request.resource_spans.len();
-        let out = normalizer.traces(&project, &request);
+        let mut out = normalizer.traces(&project, &request);
+        governance.redact_spans(&project, &mut out.spans).await;
         written += store.write_spans(out.spans).await?.inserted;
     }
+    governance.flush_counts().await;
     eprintln!("demo: wrote {traces} agent runs ({written} spans) into project `default`");
     if args.no_serve {
         return Ok(());

@@ -15,6 +15,8 @@ pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<ExitCod
     super::serve::bootstrap(&store).await?;
     let project = super::project_id(&store, args.project.as_deref()).await?;
     let normalizer = Normalizer::new(super::price_table(&settings)?);
+    // Imported spans are redacted like live ones.
+    let governance = super::governance(&settings, &store)?;
     let mut failed = 0;
     for path in &args.files {
         let name = path.display().to_string();
@@ -32,7 +34,8 @@ pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<ExitCod
         };
         match decode_traces(&bytes, encoding) {
             Ok(req) if !req.resource_spans.is_empty() => {
-                let out = normalizer.traces(&project, &req);
+                let mut out = normalizer.traces(&project, &req);
+                governance.redact_spans(&project, &mut out.spans).await;
                 if let Some(msg) = out.rejection_message() {
                     eprintln!("{name}: {msg}");
                 }
@@ -48,9 +51,9 @@ pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<ExitCod
         }
         match decode_logs(&bytes, encoding) {
             Ok(req) if !req.resource_logs.is_empty() => {
-                let n = store
-                    .write_log_events(&project, normalizer.logs(&req))
-                    .await?;
+                let mut events = normalizer.logs(&req);
+                governance.redact_logs(&project, &mut events).await;
+                let n = store.write_log_events(&project, events).await?;
                 println!("{name}: {n} log records");
             }
             Ok(_) => println!("{name}: empty export, nothing to import"),
@@ -60,6 +63,7 @@ pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<ExitCod
             }
         }
     }
+    governance.flush_counts().await;
     Ok(if failed > 0 {
         ExitCode::FAILURE
     } else {

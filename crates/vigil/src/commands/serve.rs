@@ -86,6 +86,7 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
         settings.governance.clone(),
     )
     .map_err(|e| anyhow::anyhow!(e))?;
+    record_config(&governance, &store, &settings).await;
     let state = AppState::new(
         shared.clone(),
         Normalizer::new(prices),
@@ -180,6 +181,41 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
         Ok(Ok(())) => {}
     }
     Ok(())
+}
+
+/// The settings a server starts with go into every project's audit trail (redaction and
+/// retention are compliance evidence; a change between starts is visible there).
+async fn record_config(
+    governance: &vigil_governance::Governance,
+    store: &SqliteStore,
+    settings: &Settings,
+) {
+    let redaction = serde_json::to_value(&settings.governance.redaction).unwrap_or_default();
+    let content = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "redaction": redaction,
+        "retention": {
+            "max_age_seconds": settings.retention.max_age_seconds,
+            "max_size_bytes": settings.retention.max_size_bytes,
+        },
+        "insecure_local": settings.insecure_local,
+        "gateway": settings.gateway.is_some(),
+    });
+    let Ok(projects) = store.list_projects().await else {
+        return;
+    };
+    for p in projects {
+        governance
+            .audit
+            .record(vigil_governance::audit::AuditEvent::new(
+                &p.id,
+                "system",
+                "config.loaded",
+                "vigil serve",
+                content.clone(),
+            ))
+            .await;
+    }
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
