@@ -112,7 +112,15 @@ pub async fn put_policy(
         .governance
         .set_policy(&c.project_id, &body, &actor(&c))
         .await
-        .map_err(|e| ApiError::bad_request(format!("invalid policy: {e}")))?;
+        .map_err(|e| match e {
+            vigil_governance::PolicyError::Invalid(m) => {
+                ApiError::bad_request(format!("invalid policy: {m}"))
+            }
+            e @ vigil_governance::PolicyError::Unavailable(_) => {
+                tracing::error!(error = %e, "policy update failed");
+                ApiError::unavailable("the policy could not be stored, retry later", 2)
+            }
+        })?;
     Ok(Json(json!({"version": version})))
 }
 
@@ -299,7 +307,6 @@ pub async fn erasure(
     }
     let report = state
         .governance
-        .audit
         .erase_user(&c.project_id, &b.user_id, &actor(&c))
         .await
         .map_err(|e| ApiError::unavailable(e, 2))?;

@@ -177,38 +177,59 @@ impl Governance {
         }
         let (trace, parent) = parse_ids(&req, traceparent)?;
         let policy = self.policy(project).await;
-        let key = trace.map(|t| (project.clone(), t, req.tool.clone()));
-        let prior_calls = key
-            .as_ref()
-            .and_then(|k| self.calls.lock().ok().and_then(|m| m.get(k).copied()))
-            .unwrap_or(0);
-        let needs_cost = policy.limits.max_cost_per_trace_usd.is_some();
-        let cost_usd = match (trace, needs_cost) {
+        let cost_usd = match (trace, policy.limits.max_cost_per_trace_usd.is_some()) {
             (Some(t), true) => self.trace_cost(project, t).await,
             _ => None,
         };
-        let decision = policy.decide(
-            &ProposedCall {
-                tool: &req.tool,
-                arguments: &req.arguments,
-                agent: req.agent.as_deref(),
-                environment: req.environment.as_deref(),
-            },
-            TraceSoFar {
-                prior_calls,
-                cost_usd,
-            },
-        );
-        if decision.action != Action::Deny {
-            if let (Some(k), Ok(mut m)) = (key, self.calls.lock()) {
-                if m.len() >= MAX_CALLS {
-                    m.clear();
+        let call = ProposedCall {
+            tool: &req.tool,
+            arguments: &req.arguments,
+            agent: req.agent.as_deref(),
+            environment: req.environment.as_deref(),
+        };
+        // Read the loop counter, decide and count under one lock, so parallel calls in one trace
+        // cannot all slip under a cap.
+        let mut decision = match (trace, self.calls.lock()) {
+            (Some(t), Ok(mut all)) => {
+                let counters = all.entry(project.clone()).or_default();
+                let key = (t, req.tool.clone());
+                let prior_calls = counters.get(&key).copied().unwrap_or(0);
+                let d = policy.decide(
+                    &call,
+                    TraceSoFar {
+                        prior_calls,
+                        cost_usd,
+                    },
+                );
+                if d.action != Action::Deny {
+                    if counters.len() >= MAX_CALLS {
+                        counters.clear();
+                    }
+                    *counters.entry(key).or_insert(0) += 1;
                 }
-                *m.entry(k).or_insert(0) += 1;
+                d
             }
-        }
-        // Arguments are stored (span, approval, audit) only after redaction.
+            _ => policy.decide(
+                &call,
+                TraceSoFar {
+                    prior_calls: 0,
+                    cost_usd,
+                },
+            ),
+        };
+        // A reason may quote an argument (`\`to\` is "bob@…"`): redacted like the arguments.
+        let mut reason = Value::String(std::mem::take(&mut decision.reason));
+        self.redact_value(project, &mut reason).await;
+        decision.reason = reason.as_str().unwrap_or("[REDACTED]").to_string();
+        // Arguments and ids are stored (span, approval, audit) only after redaction.
         self.redact_value(project, &mut req.arguments).await;
+        {
+            let r = self.redactor(project).await;
+            let mut c = crate::redact::RedactionCounts::default();
+            r.redact_identifier(&mut req.user_id, &mut c);
+            r.redact_identifier(&mut req.session_id, &mut c);
+            self.add_counts(project, c);
+        }
         let trace = trace.unwrap_or_else(TraceId::random);
         let span_id = SpanId::random();
         let (word, approval) = match decision.action {
@@ -488,7 +509,24 @@ impl Governance {
         )
         .about_user(a.user_id.as_deref());
         if durable {
-            self.audit.append(event).await.map_err(GuardError::Audit)?;
+            // The decision is already stored: retry rather than leave it unaudited.
+            let mut last = String::new();
+            for attempt in 0..4u32 {
+                match self.audit.append(event.clone()).await {
+                    Ok(_) => {
+                        last.clear();
+                        break;
+                    }
+                    Err(e) => {
+                        last = e;
+                        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    }
+                }
+            }
+            if !last.is_empty() {
+                self.decided.notify_waiters();
+                return Err(GuardError::Audit(last));
+            }
         } else {
             self.audit.record(event).await;
         }

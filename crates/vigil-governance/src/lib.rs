@@ -15,7 +15,9 @@ pub mod policy;
 pub mod redact;
 mod service;
 
-pub use service::{Governance, GovernanceSettings, REDACTION_SECRET_FILE, SIGNING_KEY_FILE};
+pub use service::{
+    Governance, GovernanceSettings, PolicyError, REDACTION_SECRET_FILE, SIGNING_KEY_FILE,
+};
 
 use std::io::Write;
 use std::path::Path;
@@ -24,12 +26,18 @@ use std::path::Path;
 /// use. Used for the audit signing key and the redaction HMAC key.
 pub fn load_or_create_secret(path: &Path) -> std::io::Result<Vec<u8>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => hex::decode(text.trim()).map_err(|_| {
-            std::io::Error::new(
+        // Empty: a crash between creating and writing the file; nothing was ever keyed with it.
+        Ok(text) if text.trim().is_empty() => {
+            std::fs::remove_file(path)?;
+            load_or_create_secret(path)
+        }
+        Ok(text) => match hex::decode(text.trim()) {
+            Ok(key) if key.len() == 32 => Ok(key),
+            _ => Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("{} is not a hex-encoded key", path.display()),
-            )
-        }),
+                format!("{} does not hold a 32-byte hex key", path.display()),
+            )),
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret: [u8; 32] = rand::random();
             if let Some(dir) = path.parent() {

@@ -35,6 +35,9 @@ struct CachedPolicy {
     loaded: Instant,
 }
 
+/// Calls per (trace, tool) in one project.
+pub(crate) type LoopCounters = HashMap<(TraceId, String), u64>;
+
 /// A trace's cost as read from the store, and when.
 pub(crate) type CostReading = (Instant, Option<f64>);
 
@@ -50,7 +53,9 @@ pub struct Governance {
     counts: Mutex<HashMap<ProjectId, RedactionCounts>>,
     pub audit: AuditLog,
     policies: RwLock<HashMap<ProjectId, CachedPolicy>>,
-    pub(crate) calls: Mutex<HashMap<(ProjectId, TraceId, String), u64>>,
+    /// Loop counters per project: (trace, tool) → calls allowed or sent for approval. Bounded per
+    /// project, so one tenant's traffic never resets another's caps.
+    pub(crate) calls: Mutex<HashMap<ProjectId, LoopCounters>>,
     /// Recently read trace costs, for cost caps: (when read, cost).
     pub(crate) costs: Mutex<HashMap<(ProjectId, TraceId), CostReading>>,
     /// Woken whenever an approval is decided on this node (long polls also re-read the store).
@@ -71,6 +76,7 @@ impl Governance {
         let audit = AuditLog::start(
             store.clone(),
             key,
+            &secret_of(data_dir, &settings)?,
             settings
                 .checkpoint_every
                 .unwrap_or(Duration::from_secs(600)),
@@ -105,7 +111,7 @@ impl Governance {
     ) -> Result<Self, String> {
         let key = load_or_create_signing_key(&data_dir.join(SIGNING_KEY_FILE))
             .map_err(|e| format!("audit signing key: {e}"))?;
-        let audit = AuditLog::direct(store.clone(), key);
+        let audit = AuditLog::direct(store.clone(), key, &secret_of(data_dir, &settings)?);
         Self::with_audit(store, data_dir, settings, audit)
     }
 
@@ -116,11 +122,7 @@ impl Governance {
         audit: AuditLog,
     ) -> Result<Self, String> {
         settings.redaction.validate()?;
-        let secret = match &settings.redaction_secret {
-            Some(s) => s.clone(),
-            None => crate::load_or_create_secret(&data_dir.join(REDACTION_SECRET_FILE))
-                .map_err(|e| format!("redaction secret: {e}"))?,
-        };
+        let secret = secret_of(data_dir, &settings)?;
         Ok(Self {
             sink: SpanSink::start(store.clone()),
             store,
@@ -156,7 +158,13 @@ impl Governance {
                 .find(|p| &p.id == project)
                 .map(|p| p.name)
                 .unwrap_or_else(|| project.as_str().to_string()),
-            Err(_) => project.as_str().to_string(),
+            Err(e) => {
+                // Without the name, the project's own settings are unknown: use every detector
+                // (the strictest), and do not cache it, so the next call tries again.
+                tracing::warn!(error = %e, "project name unknown; redacting with every detector");
+                let strict = RedactionConfig::default().for_project("");
+                return Arc::new(Redactor::builtin(&strict, &self.secret));
+            }
         };
         let settings = self.settings.redaction.for_project(&name);
         // Settings were validated at start; should a custom rule still fail, the built-in
@@ -171,7 +179,7 @@ impl Governance {
         r
     }
 
-    fn add_counts(&self, project: &ProjectId, c: RedactionCounts) {
+    pub(crate) fn add_counts(&self, project: &ProjectId, c: RedactionCounts) {
         if c.is_empty() {
             return;
         }
@@ -271,7 +279,24 @@ impl Governance {
         }) {
             return p;
         }
-        let stored = self.store.get_policy(project).await.ok().flatten();
+        let stored = match self.store.get_policy(project).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Fail closed: keep the last policy this node knew, however old; with none, deny.
+                tracing::warn!(project = %project, error = %e, "policy could not be read");
+                let last = self
+                    .policies
+                    .read()
+                    .ok()
+                    .and_then(|m| m.get(project).map(|c| c.policy.clone()));
+                return last.unwrap_or_else(|| {
+                    Arc::new(Policy {
+                        default: crate::policy::Action::Deny,
+                        ..Policy::default()
+                    })
+                });
+            }
+        };
         let (version, policy) = match stored {
             Some(s) => {
                 let cached = self.policies.read().ok().and_then(|m| {
@@ -304,19 +329,56 @@ impl Governance {
         policy
     }
 
+    /// GDPR erasure of one end user, by the id as the caller knows it: the stored (redacted) form
+    /// of that id is erased too.
+    pub async fn erase_user(
+        &self,
+        project: &ProjectId,
+        user: &str,
+        actor: &str,
+    ) -> Result<crate::audit::ErasureReport, String> {
+        let mut forms = vec![user.to_string()];
+        let mut stored = Some(user.to_string());
+        self.redactor(project)
+            .await
+            .redact_identifier(&mut stored, &mut RedactionCounts::default());
+        if let Some(s) = stored.filter(|s| s != user) {
+            forms.push(s);
+        }
+        self.audit.erase_user(project, &forms, actor).await
+    }
+
     /// Validates, stores and audits a new policy; returns its version.
     pub async fn set_policy(
         &self,
         project: &ProjectId,
         source: &str,
         actor: &str,
-    ) -> Result<i64, String> {
-        let parsed = Policy::parse(source)?;
+    ) -> Result<i64, PolicyError> {
+        let parsed = Policy::parse(source).map_err(PolicyError::Invalid)?;
+        let unavailable = |e: String| PolicyError::Unavailable(e);
+        let next = self
+            .store
+            .get_policy(project)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .map_or(1, |p| p.version + 1);
+        // Audited before it takes effect: a policy change is never in force unrecorded.
+        self.audit
+            .append(crate::audit::AuditEvent::new(
+                project,
+                actor,
+                "policy.updated",
+                format!("guard-policy v{next}"),
+                serde_json::json!({"version": next, "sha256": crate::audit::chain::content_hash(source), "source": source}),
+            ))
+            .await
+            .map_err(unavailable)?;
         let stored = self
             .store
             .put_policy(project, source)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| unavailable(e.to_string()))?;
         if let Ok(mut m) = self.policies.write() {
             m.insert(
                 project.clone(),
@@ -327,16 +389,24 @@ impl Governance {
                 },
             );
         }
-        self.audit
-            .append(crate::audit::AuditEvent::new(
-                project,
-                actor,
-                "policy.updated",
-                format!("guard-policy v{}", stored.version),
-                serde_json::json!({"version": stored.version, "sha256": crate::audit::chain::content_hash(source), "source": source}),
-            ))
-            .await?;
         Ok(stored.version)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the policy could not be stored or audited: {0}")]
+    Unavailable(String),
+}
+
+/// The server secret that keys redaction hashes and end-user references.
+fn secret_of(data_dir: &Path, settings: &GovernanceSettings) -> Result<Vec<u8>, String> {
+    match &settings.redaction_secret {
+        Some(s) => Ok(s.clone()),
+        None => crate::load_or_create_secret(&data_dir.join(REDACTION_SECRET_FILE))
+            .map_err(|e| format!("redaction secret: {e}")),
     }
 }
 

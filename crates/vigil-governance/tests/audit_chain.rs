@@ -23,7 +23,7 @@ async fn chain_of(n: i64) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&SqliteSettings::new(dir.path())).unwrap());
-    let log = AuditLog::direct(store, SigningKey::from_bytes(&[7; 32]));
+    let log = AuditLog::direct(store, SigningKey::from_bytes(&[7; 32]), b"subject-key");
     let project = ProjectId("p_test".into());
     for i in 1..=n {
         let event = AuditEvent::new(
@@ -88,6 +88,24 @@ async fn an_edited_row_is_named() {
             .seq,
         6
     );
+}
+
+#[tokio::test]
+async fn content_removed_without_an_erasure_is_named() {
+    let f = chain_of(8).await;
+    tamper(&f.db, "UPDATE audit_log SET content = NULL WHERE seq = 5");
+    let b = f.log.verify(&f.project).await.unwrap().first_break.unwrap();
+    assert_eq!(b.seq, 5, "{}", b.problem);
+}
+
+#[tokio::test]
+async fn a_broken_chain_is_not_signed() {
+    let f = chain_of(6).await;
+    tamper(
+        &f.db,
+        "UPDATE audit_log SET actor = 'user:mallory' WHERE seq = 6",
+    );
+    assert!(f.log.checkpoint(&f.project).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -201,7 +219,11 @@ async fn bundles_verify_offline_and_fail_after_one_changed_byte() {
 #[tokio::test]
 async fn erasure_clears_content_and_the_chain_still_verifies() {
     let f = chain_of(6).await;
-    let report = f.log.erase_user(&f.project, "alice", "cli").await.unwrap();
+    let report = f
+        .log
+        .erase_user(&f.project, &["alice".to_string()], "cli")
+        .await
+        .unwrap();
     assert_eq!(report.audit_entries_cleared, 3);
     assert_eq!(report.tombstone_seq, 7);
     let r = f.log.verify(&f.project).await.unwrap();

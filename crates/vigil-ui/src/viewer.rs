@@ -32,6 +32,8 @@ pub struct Viewer {
     pub insecure: bool,
     /// The local user signed in, if any (else API keys only).
     pub user: Option<String>,
+    /// The projects granted to that user (the others in `projects` come from API keys).
+    pub user_projects: Vec<ProjectId>,
 }
 
 /// Every page takes a `Viewer` argument: a browser without a valid login is sent to the login page
@@ -128,15 +130,18 @@ async fn viewer(state: &AppState, headers: &HeaderMap, here: &str) -> Result<Vie
             project: caller.project_id,
             insecure: true,
             user: None,
+            user_projects: Vec::new(),
         });
     }
     let mut projects: Vec<(ProjectId, String)> = Vec::new();
     let mut user = None;
+    let mut user_projects = Vec::new();
     if let Some(token) = cookie(headers, SESSION_COOKIE) {
         if let Ok(Some(u)) = state.store.session_user(token).await {
             for p in &u.projects {
                 projects.push((p.clone(), name_of(p)));
             }
+            user_projects = u.projects.clone();
             user = Some(u.name);
         }
     }
@@ -160,6 +165,7 @@ async fn viewer(state: &AppState, headers: &HeaderMap, here: &str) -> Result<Vie
         projects,
         insecure: false,
         user,
+        user_projects,
     })
 }
 

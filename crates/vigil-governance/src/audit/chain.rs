@@ -125,6 +125,8 @@ pub struct Verifier<'a> {
     prev_hash: String,
     checkpoints: std::collections::BTreeMap<i64, &'a AuditCheckpoint>,
     key: Option<VerifyingKey>,
+    /// The first entry whose content is gone with no `data.erased` entry after it yet.
+    unexplained_erasure: Option<i64>,
 }
 
 impl<'a> Verifier<'a> {
@@ -146,6 +148,7 @@ impl<'a> Verifier<'a> {
             prev_hash: GENESIS.to_string(),
             checkpoints: checkpoints.iter().map(|c| (c.seq, c)).collect(),
             key,
+            unexplained_erasure: None,
         }
     }
 
@@ -207,6 +210,11 @@ impl<'a> Verifier<'a> {
             }
         } else {
             self.report.erased_entries += 1;
+            self.unexplained_erasure.get_or_insert(row.seq);
+        }
+        // An erasure explains every cleared entry before it.
+        if row.action == "data.erased" {
+            self.unexplained_erasure = None;
         }
         let computed = entry_hash(row);
         if computed != row.entry_hash {
@@ -255,6 +263,15 @@ impl<'a> Verifier<'a> {
     }
 
     pub fn finish(mut self) -> VerifyReport {
+        if let Some(seq) = self
+            .unexplained_erasure
+            .filter(|_| self.report.first_break.is_none())
+        {
+            self.fail(
+                seq,
+                format!("entry {seq} lost its content, and no erasure (`data.erased`) entry follows to account for it"),
+            );
+        }
         if self.report.first_break.is_none() {
             if let Some((&seq, _)) = self.checkpoints.iter().next_back() {
                 if seq > self.report.head_seq {

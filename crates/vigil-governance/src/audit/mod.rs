@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use vigil_model::{now_unix_nanos, ProjectId};
 use vigil_store::{AuditCheckpoint, AuditRow, Error as StoreError, Store};
@@ -71,6 +73,8 @@ pub struct AuditLog {
     key: Arc<SigningKey>,
     /// Last (seq, hash) per chain as this node knows it; dropped on conflict and re-read.
     heads: Arc<Mutex<HashMap<ProjectId, (i64, String)>>>,
+    /// Keys `subject_ref`, so no end user's id is stored in the clear.
+    subject_key: Arc<Vec<u8>>,
     tx: Option<mpsc::Sender<(AuditEvent, Option<Waiter>)>>,
 }
 
@@ -88,18 +92,24 @@ pub fn load_or_create_signing_key(path: &Path) -> std::io::Result<SigningKey> {
 
 impl AuditLog {
     /// For one-shot commands: every append goes straight to the store.
-    pub fn direct(store: Arc<dyn Store>, key: SigningKey) -> Self {
+    pub fn direct(store: Arc<dyn Store>, key: SigningKey, subject_key: &[u8]) -> Self {
         Self {
             store,
             key: Arc::new(key),
             heads: Arc::default(),
+            subject_key: Arc::new(subject_key.to_vec()),
             tx: None,
         }
     }
 
     /// For the server: starts the batching task and the periodic checkpointer.
-    pub fn start(store: Arc<dyn Store>, key: SigningKey, checkpoint_every: Duration) -> Self {
-        let mut log = Self::direct(store, key);
+    pub fn start(
+        store: Arc<dyn Store>,
+        key: SigningKey,
+        subject_key: &[u8],
+        checkpoint_every: Duration,
+    ) -> Self {
+        let mut log = Self::direct(store, key, subject_key);
         let (tx, mut rx) = mpsc::channel::<(AuditEvent, Option<Waiter>)>(QUEUE);
         log.tx = Some(tx);
         let batcher = log.clone();
@@ -108,7 +118,16 @@ impl AuditLog {
             while rx.recv_many(&mut batch, BATCH).await > 0 {
                 let items = std::mem::take(&mut batch);
                 let (events, waiters): (Vec<_>, Vec<_>) = items.into_iter().unzip();
-                match batcher.append_batch(events).await {
+                // A failed batch is retried with backoff (a busy or full disk), not dropped.
+                let mut result = batcher.append_batch(events.clone()).await;
+                for attempt in 0..6u32 {
+                    if result.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                    result = batcher.append_batch(events.clone()).await;
+                }
+                match result {
                     Ok(rows) => {
                         for (row, w) in rows.into_iter().zip(waiters) {
                             if let Some(w) = w {
@@ -203,7 +222,7 @@ impl AuditLog {
                     subject: e.subject.clone(),
                     content_hash: chain::content_hash(&content),
                     content: Some(content),
-                    data_subject: e.data_subject.clone(),
+                    data_subject: e.data_subject.as_deref().map(|u| self.subject_ref(u)),
                     prev_hash: prev,
                     entry_hash: String::new(),
                 };
@@ -241,6 +260,13 @@ impl AuditLog {
             if last.seq == seq {
                 return Ok(Some(last.clone()));
             }
+        }
+        // Never sign a head that does not verify: a chain edited since the last checkpoint must
+        // stay detectable, not be blessed by the next signature.
+        let report = self.verify(project).await?;
+        if let Some(b) = &report.first_break {
+            tracing::error!(project = %project, seq = b.seq, problem = %b.problem, "audit chain broken; not signing its head");
+            return Ok(None);
         }
         let cp = chain::sign_checkpoint(&self.key, project, seq, &hash, now_unix_nanos());
         self.store.audit_add_checkpoint(cp.clone()).await?;
@@ -317,33 +343,53 @@ impl AuditLog {
         Ok(body.into_bytes())
     }
 
-    /// GDPR erasure of one end user: their traces are deleted, the content of audit entries about
-    /// them is cleared (hashes stay, so the chain still verifies), and the erasure itself is
-    /// appended as a tombstone entry.
+    /// The keyed reference stored for an end user instead of their id (`data_subject`, erasure
+    /// tombstones): equal ids give equal references, and nobody without the key can guess an
+    /// e-mail address back from it.
+    pub fn subject_ref(&self, user: &str) -> String {
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.subject_key) else {
+            // HMAC takes keys of any length: this cannot happen.
+            return chain::content_hash(user);
+        };
+        mac.update(b"vigil-data-subject\0");
+        mac.update(user.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// GDPR erasure of one end user, known by any of `forms` (the id as sent, and as stored after
+    /// redaction): their traces are deleted, the content of audit entries about them is cleared
+    /// (hashes stay, so the chain still verifies), and the erasure itself is appended as a
+    /// tombstone that names them only by keyed reference.
     pub async fn erase_user(
         &self,
         project: &ProjectId,
-        user_id: &str,
+        forms: &[String],
         actor: &str,
     ) -> Result<ErasureReport, String> {
-        let traces = self
-            .store
-            .erase_user_traces(project, user_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        let entries = self
-            .store
-            .audit_erase(project, user_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        let user_hash = chain::content_hash(user_id);
+        let (mut traces, mut entries) = (0, 0);
+        for form in forms {
+            traces += self
+                .store
+                .erase_user_traces(project, form)
+                .await
+                .map_err(|e| e.to_string())?;
+            entries += self
+                .store
+                .audit_erase(project, &self.subject_ref(form))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let user_ref = forms
+            .first()
+            .map(|u| self.subject_ref(u))
+            .unwrap_or_default();
         let tombstone = self
             .append(AuditEvent::new(
                 project,
                 actor,
                 "data.erased",
-                format!("user-sha256:{}", &user_hash[..16]),
-                serde_json::json!({"user_sha256": user_hash, "traces_deleted": traces, "audit_entries_cleared": entries}),
+                format!("user:{user_ref}"),
+                serde_json::json!({"user_ref": user_ref, "traces_deleted": traces, "audit_entries_cleared": entries}),
             ))
             .await?;
         Ok(ErasureReport {

@@ -245,14 +245,21 @@ fn normalize_path(p: &str) -> String {
 fn url_host(s: &str) -> Option<String> {
     let rest = s.trim();
     let rest = rest.split_once("://").map_or(rest, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next()?;
+    // Browsers and URL libraries treat `\\` like `/` in http(s) URLs: `https://evil.io\\@good.com`
+    // goes to evil.io, so the authority ends there too.
+    let authority = rest.split(['/', '?', '#', '\\']).next()?;
     let hostport = authority.rsplit('@').next()?;
     let host = if let Some(v6) = hostport.strip_prefix('[') {
         v6.split(']').next()?
     } else {
         hostport.split(':').next()?
     };
-    (!host.is_empty()).then(|| host.trim_end_matches('.').to_ascii_lowercase())
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    // Anything but a plain host name or address (spaces, escapes, control characters) is no host.
+    let plain = host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+    (!host.is_empty() && plain).then_some(host)
 }
 
 /// `*.example.com` matches subdomains (not `example.com` itself); anything else matches exactly.
@@ -466,6 +473,10 @@ mod tests {
         assert!(check(c, json!({"url": "https://eu.example.com:8443/x"})));
         assert!(!check(c, json!({"url": "https://api.stripe.com.evil.io/"})));
         assert!(!check(c, json!({"url": "https://api.stripe.com@evil.io/"})));
+        assert!(!check(
+            c,
+            json!({"url": "https://evil.io\\@api.stripe.com/"})
+        ));
         assert!(!check(c, json!({"url": "https://example.com/"})));
     }
 

@@ -280,15 +280,24 @@ impl Policy {
             .map(|r| r.name.as_str())
     }
 
-    /// The first rule whose tool, agent and environment selectors all match.
+    /// The first rule whose tool, agent and environment selectors all match. Environments compare
+    /// without case. A call that does not say its agent or environment matches the selectors of
+    /// rules that deny or need approval (a caller cannot dodge a rule by leaving a field out),
+    /// and not those of rules that allow.
     fn rule_for(&self, call: &ProposedCall) -> Option<&Rule> {
-        let any = |patterns: &[String], v: Option<&str>| {
-            patterns.is_empty() || v.is_some_and(|v| patterns.iter().any(|p| glob(p, v)))
+        let matches = |r: &Rule, patterns: &[String], v: Option<&str>, fold: bool| match v {
+            _ if patterns.is_empty() => true,
+            None => r.action != Action::Allow,
+            Some(v) if fold => {
+                let v = v.to_ascii_lowercase();
+                patterns.iter().any(|p| glob(&p.to_ascii_lowercase(), &v))
+            }
+            Some(v) => patterns.iter().any(|p| glob(p, v)),
         };
         self.rules.iter().find(|r| {
             r.tools.iter().any(|p| glob(p, call.tool))
-                && any(&r.agents, call.agent)
-                && any(&r.environments, call.environment)
+                && matches(r, &r.agents, call.agent, false)
+                && matches(r, &r.environments, call.environment, true)
         })
     }
 

@@ -167,10 +167,7 @@ impl Detectors {
         if text.len() < 6 || self.each.is_empty() {
             return;
         }
-        // Every detector's match holds a digit or an `@` (keys and tokens are long random strings;
-        // one without a single digit is vanishingly rare), so text without either is skipped with
-        // one byte scan instead of a regex pass.
-        if !text.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
+        if !may_hold_finding(text) {
             return;
         }
         for i in self.set.matches(text).iter() {
@@ -188,6 +185,32 @@ impl Detectors {
         }
         resolve_overlaps(out);
     }
+}
+
+/// A cheap pre-check: every detector's match holds a digit, an `@`, or one of the fixed prefixes
+/// of keys and tokens (an AWS key id has no digit one time in 28). Text without any of them, the
+/// bulk of prose, skips the regex pass.
+fn may_hold_finding(text: &str) -> bool {
+    const PREFIXES: [&str; 14] = [
+        "AKIA",
+        "ASIA",
+        "ABIA",
+        "ACCA",
+        "AROA",
+        "AIDA",
+        "ghp_",
+        "gho_",
+        "ghs_",
+        "ghu_",
+        "ghr_",
+        "github_pat_",
+        "xox",
+        "-----BEGIN",
+    ];
+    text.bytes().any(|b| b.is_ascii_digit() || b == b'@')
+        || text.contains("sk-")
+        || text.contains("eyJ")
+        || PREFIXES.iter().any(|p| text.contains(p))
 }
 
 /// Phone and IPv6 candidates can carry separators at their edges.
@@ -412,6 +435,14 @@ pub fn key_like_name(name: &str) -> bool {
     WORDS.iter().any(|w| contains(w)) && !contains(b"tokens") && !contains(b"token_count")
 }
 
+/// Names under which any value is a secret, random-looking or not (`Summer2024!` is a password).
+pub fn password_name(name: &str) -> bool {
+    let last = name.rsplit(['.', '/']).next().unwrap_or(name).as_bytes();
+    [&b"password"[..], b"passwd", b"passphrase"]
+        .iter()
+        .any(|w| last.windows(w.len()).any(|win| win.eq_ignore_ascii_case(w)))
+}
+
 /// A value under a key-like name that looks random enough to be a secret.
 pub fn high_entropy_secret(value: &str) -> bool {
     looks_like_token(value) && {
@@ -486,6 +517,11 @@ mod tests {
     fn dates_versions_and_paths_are_not_pii() {
         assert!(found("at 2026-11-24 10:15:00 version 1.2.3.4 std::io::Error a::b").is_empty());
         assert_eq!(found("from 10.0.0.12 and 2001:db8::8a2e:370:7334").len(), 2);
+    }
+
+    #[test]
+    fn aws_key_ids_without_digits_are_found() {
+        assert_eq!(found("key AKIAQWERTYUIOPASDFGH here").len(), 1);
     }
 
     #[test]

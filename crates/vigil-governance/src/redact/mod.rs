@@ -246,6 +246,19 @@ impl Redactor {
     }
 
     fn text(&self, s: &str, counts: &mut RedactionCounts) -> Text {
+        self.text_as(s, counts, false)
+    }
+
+    /// `ident`: the text identifies someone (a user or session id). There `mask` becomes `hash`,
+    /// so users stay distinct and an erasure request can still find their data.
+    fn text_as(&self, s: &str, counts: &mut RedactionCounts, ident: bool) -> Text {
+        let upgrade = |a: Action| {
+            if ident && a == Action::Mask {
+                Action::Hash
+            } else {
+                a
+            }
+        };
         let mut findings = Vec::new();
         self.detectors.scan(s, &mut findings);
         let mut current: Option<String> = None;
@@ -253,7 +266,7 @@ impl Redactor {
             let mut out = String::with_capacity(s.len());
             let mut at = 0;
             for f in &findings {
-                let action = self.actions[f.detector as usize];
+                let action = upgrade(self.actions[f.detector as usize]);
                 counts.add(f.detector.as_str());
                 if action == Action::Drop {
                     return Text::Drop;
@@ -277,7 +290,7 @@ impl Redactor {
                     if *action == Action::Drop {
                         dropped = true;
                     }
-                    self.marker(name, &c[0], *action)
+                    self.marker(name, &c[0], upgrade(*action))
                 })
                 .into_owned();
             if dropped {
@@ -303,6 +316,17 @@ impl Redactor {
         }
     }
 
+    /// Redacts a user or session id: as `redact_string`, but masked values are hashed instead.
+    pub fn redact_identifier(&self, s: &mut Option<String>, counts: &mut RedactionCounts) {
+        if let Some(v) = s {
+            match self.text_as(v, counts, true) {
+                Text::Unchanged => {}
+                Text::Replaced(r) => *v = r,
+                Text::Drop => *s = None,
+            }
+        }
+    }
+
     fn opt_string(&self, s: &mut Option<String>, counts: &mut RedactionCounts) {
         if let Some(v) = s {
             if !self.redact_string(v, counts) {
@@ -321,10 +345,14 @@ impl Redactor {
     ) -> bool {
         match v {
             Value::String(s) => {
-                if self.entropy != Action::Off
-                    && key.is_some_and(detectors::key_like_name)
-                    && detectors::high_entropy_secret(s)
-                {
+                // Under a password-like name anything is a secret; under another key-like name,
+                // a long random-looking value is.
+                let secret = self.entropy != Action::Off
+                    && key.is_some_and(|k| {
+                        (detectors::password_name(k) && !s.is_empty())
+                            || (detectors::key_like_name(k) && detectors::high_entropy_secret(s))
+                    });
+                if secret {
                     counts.add(Detector::HighEntropySecret.as_str());
                     if self.entropy == Action::Drop {
                         return false;
@@ -333,6 +361,17 @@ impl Redactor {
                     return true;
                 }
                 self.redact_string(s, counts)
+            }
+            // A card or an SSN sent as a JSON number (`{"card": 4111111111111111}`).
+            Value::Number(n) if n.as_u64().is_some_and(|x| x >= 100_000_000) => {
+                match self.text(&n.to_string(), counts) {
+                    Text::Unchanged => true,
+                    Text::Replaced(r) => {
+                        *v = Value::String(r);
+                        true
+                    }
+                    Text::Drop => false,
+                }
             }
             Value::Array(items) => {
                 for item in items.iter_mut() {
@@ -391,8 +430,8 @@ impl Redactor {
         if !self.redact_string(&mut span.name, &mut here) {
             span.name = "[REDACTED]".into();
         }
-        self.opt_string(&mut span.user_id, &mut here);
-        self.opt_string(&mut span.session_id, &mut here);
+        self.redact_identifier(&mut span.user_id, &mut here);
+        self.redact_identifier(&mut span.session_id, &mut here);
         self.opt_string(&mut span.error_message, &mut here);
         self.messages(&mut span.input_messages, &mut here);
         self.messages(&mut span.output_messages, &mut here);
@@ -496,6 +535,18 @@ mod tests {
             span.attributes["vigil.redacted"],
             "email:1,high_entropy_secret:1,payment_card:1"
         );
+    }
+
+    #[test]
+    fn numbers_and_passwords() {
+        let r = redactor("");
+        let mut c = RedactionCounts::default();
+        let mut v = json!({"card": 4111111111111111u64, "qty": 3, "password": "Summer2024!", "order": 123456789012u64});
+        assert!(r.redact_value(None, &mut v, &mut c));
+        assert_eq!(v["card"], "[REDACTED:payment_card]");
+        assert_eq!(v["qty"], 3);
+        assert_eq!(v["order"], 123456789012u64);
+        assert_eq!(v["password"], "[REDACTED:high_entropy_secret]");
     }
 
     #[test]

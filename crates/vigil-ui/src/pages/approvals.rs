@@ -20,7 +20,12 @@ async fn reviewer(state: &AppState, headers: &HeaderMap, v: &Viewer) -> Option<S
     if v.insecure {
         return Some("ui:local".into());
     }
-    if let Some(u) = &v.user {
+    // A user decides for the projects granted to them, not for one they only hold a key of.
+    if let Some(u) = v
+        .user
+        .as_ref()
+        .filter(|_| v.user_projects.contains(&v.project))
+    {
         return Some(format!("user:{u}"));
     }
     for key in cookie_keys(headers) {

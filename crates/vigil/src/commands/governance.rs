@@ -246,7 +246,12 @@ pub async fn guard(settings: Settings, cmd: GuardCommand) -> anyhow::Result<()> 
             let version = g
                 .set_policy(&id, &text, &actor)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}:\n{e}", file.display()))?;
+                .map_err(|e| match e {
+                    vigil_governance::PolicyError::Invalid(m) => {
+                        anyhow::anyhow!("{}:\n{m}", file.display())
+                    }
+                    e => anyhow::anyhow!(e),
+                })?;
             println!("policy v{version} is now in force for project `{project}` (servers pick it up within 2 s)");
         }
         GuardCommand::ShowPolicy { project } => {
@@ -297,7 +302,6 @@ pub async fn erase(settings: Settings, args: EraseArgs) -> anyhow::Result<()> {
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())
     );
     let r = g
-        .audit
         .erase_user(&id, &args.user, &actor)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;

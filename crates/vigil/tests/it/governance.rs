@@ -197,6 +197,24 @@ fn redaction_guardrails_approvals_audit_and_erasure() {
     .encode_to_vec();
     let r = s.post_otlp("/v1/traces", "application/x-protobuf", body);
     assert_eq!(r.status(), 200);
+    // A user id that is itself personal data is stored as a keyed hash: users stay distinct,
+    // and erasure by the id as the customer knows it still finds the trace.
+    let bob_trace = [0x43; 16];
+    let body = request(vec![span(
+        bob_trace,
+        2,
+        "chat",
+        vec![kv("user.id", sv("bob@example.com"))],
+    )])
+    .encode_to_vec();
+    assert_eq!(
+        s.post_otlp("/v1/traces", "application/x-protobuf", body)
+            .status(),
+        200
+    );
+    let bob = s.wait_for_trace(&hex::encode(bob_trace));
+    let stored_user = bob["spans"][0]["user_id"].as_str().unwrap().to_string();
+    assert!(stored_user.starts_with("[email:"), "{stored_user}");
     let stored = s.wait_for_trace(&hex::encode(trace)).to_string();
     assert!(
         !stored.contains(CARD) && !stored.contains("4111111111111111"),
@@ -442,6 +460,23 @@ fn redaction_guardrails_approvals_audit_and_erasure() {
     assert_eq!(v["traces_deleted"], 1);
     assert_eq!(
         s.get(&format!("/api/v1/traces/{}", hex::encode(trace))).0,
+        404
+    );
+    let (status, v) = send(
+        &s,
+        "POST",
+        "/api/v1/erasure",
+        &admin,
+        Some(json!({"user_id": "bob@example.com"})),
+    );
+    assert_eq!(
+        (status, v["traces_deleted"].as_u64()),
+        (200, Some(1)),
+        "{v}"
+    );
+    assert_eq!(
+        s.get(&format!("/api/v1/traces/{}", hex::encode(bob_trace)))
+            .0,
         404
     );
 
