@@ -54,8 +54,13 @@ impl From<GuardError> for ApiError {
             GuardError::Store(e) => e.into(),
             GuardError::Audit(m) => {
                 tracing::error!(error = %m, "audit append failed");
-                ApiError::unavailable("the audit trail is temporarily unavailable, retry later", 2)
+                ApiError::unavailable(
+                    "the audit trail is temporarily unavailable, so guarded actions are refused; retry later",
+                    2,
+                )
             }
+            GuardError::Forbidden(m) => ApiError::new(ErrorCode::Forbidden, m),
+            GuardError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
         }
     }
 }
@@ -249,6 +254,31 @@ pub async fn deny(
     body: Result<Json<DecisionBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     decide(state, headers, id, optional_body(body)?, false).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemBody {
+    pub tool: String,
+    #[serde(default)]
+    pub arguments: Value,
+}
+
+/// `POST /api/v1/approvals/{id}/redeem`: the agent, right before running the approved call, shows
+/// it again; allowed once, for exactly the call that was approved.
+pub async fn redeem(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<RedeemBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Ingest).await?;
+    let b = json_body(body)?;
+    let a = state
+        .governance
+        .redeem_approval(&c.project_id, &id, &b.tool, &b.arguments, &actor(&c))
+        .await?;
+    Ok(Json(json!(ApprovalView::from(a))))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -35,6 +35,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/approvals/{approval_id}"),
     ("post", "/api/v1/approvals/{approval_id}/approve"),
     ("post", "/api/v1/approvals/{approval_id}/deny"),
+    ("post", "/api/v1/approvals/{approval_id}/redeem"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/audit/verify"),
     ("post", "/api/v1/erasure"),
@@ -90,6 +91,10 @@ pub fn api_router(state: AppState) -> Router {
         .route(
             "/api/v1/approvals/{approval_id}/deny",
             post(governance_api::deny),
+        )
+        .route(
+            "/api/v1/approvals/{approval_id}/redeem",
+            post(governance_api::redeem),
         )
         .route("/api/v1/audit", get(governance_api::audit_entries))
         .route("/api/v1/audit/verify", get(governance_api::audit_verify))

@@ -87,6 +87,12 @@ pub enum GuardError {
     Store(#[from] vigil_store::Error),
     #[error("{0}")]
     Audit(String),
+    /// The call may not proceed (not approved, another call than the one approved, too late).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Asked again for something that can only happen once, or the policy moved on.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 fn parse_ids(
@@ -176,7 +182,13 @@ impl Governance {
             ));
         }
         let (trace, parent) = parse_ids(&req, traceparent)?;
-        let policy = self.policy(project).await;
+        if !self.audit.is_healthy() {
+            // Fail closed: no guarded action goes unrecorded.
+            return Err(GuardError::Audit(
+                "the audit trail cannot be written right now; guarded tool calls are refused until it can".into(),
+            ));
+        }
+        let (policy_version, policy) = self.policy_version(project).await;
         let cost_usd = match (trace, policy.limits.max_cost_per_trace_usd.is_some()) {
             (Some(t), true) => self.trace_cost(project, t).await,
             _ => None,
@@ -221,6 +233,8 @@ impl Governance {
         let mut reason = Value::String(std::mem::take(&mut decision.reason));
         self.redact_value(project, &mut reason).await;
         decision.reason = reason.as_str().unwrap_or("[REDACTED]").to_string();
+        // An approval covers this exact call, as sent (before redaction).
+        let call_hash = self.call_hash(&req.tool, &req.arguments, policy_version);
         // Arguments and ids are stored (span, approval, audit) only after redaction.
         self.redact_value(project, &mut req.arguments).await;
         {
@@ -260,6 +274,9 @@ impl Governance {
                     decided_ns: None,
                     decided_by: None,
                     comment: None,
+                    call_hash: Some(call_hash.clone()),
+                    policy_version,
+                    consumed_ns: None,
                 };
                 self.store.create_approval(a.clone()).await?;
                 ("pending", Some(a))
@@ -504,6 +521,8 @@ impl Governance {
                 "decided_by": a.decided_by,
                 "comment": a.comment,
                 "trace_id": a.trace_id,
+                "call_hash": a.call_hash,
+                "policy_version": a.policy_version,
                 "waited_ms": (a.decided_ns.unwrap_or(a.created_ns) - a.created_ns) / 1_000_000,
             }),
         )
@@ -532,6 +551,82 @@ impl Governance {
         }
         self.decided.notify_waiters();
         Ok(())
+    }
+
+    /// The agent redeems an approval right before it runs the call. Allowed once, for the exact
+    /// call that was approved (tool and arguments), under the policy version that asked, and within
+    /// the approval timeout after the decision. Recorded durably before it is allowed.
+    pub async fn redeem_approval(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        tool: &str,
+        arguments: &Value,
+        actor: &str,
+    ) -> Result<Approval, GuardError> {
+        let a = self
+            .store
+            .get_approval(project, id)
+            .await?
+            .ok_or_else(|| GuardError::NotFound(id.to_string()))?;
+        if a.status != ApprovalStatus::Approved {
+            return Err(GuardError::Forbidden(format!(
+                "approval `{id}` is {}, not approved: the call may not run",
+                a.status.as_str()
+            )));
+        }
+        if a.consumed_ns.is_some() {
+            return Err(GuardError::Conflict(format!(
+                "approval `{id}` was already used; an approval covers one call"
+            )));
+        }
+        let now = now_unix_nanos();
+        let valid_for = a.expires_ns - a.created_ns;
+        if now
+            > a.decided_ns
+                .unwrap_or(a.created_ns)
+                .saturating_add(valid_for)
+        {
+            return Err(GuardError::Forbidden(format!(
+                "approval `{id}` is too old to use; ask again"
+            )));
+        }
+        if a.call_hash.as_deref()
+            != Some(self.call_hash(tool, arguments, a.policy_version).as_str())
+        {
+            return Err(GuardError::Forbidden(format!(
+                "this is not the call approval `{id}` covers (tool or arguments differ); ask again"
+            )));
+        }
+        let (current, _) = self.policy_version(project).await;
+        if current != a.policy_version {
+            return Err(GuardError::Conflict(format!(
+                "the policy changed (v{} → v{current}) since approval `{id}` was asked; ask again",
+                a.policy_version
+            )));
+        }
+        self.audit
+            .append(
+                AuditEvent::new(
+                    project,
+                    actor,
+                    "approval.redeemed",
+                    id,
+                    json!({"tool": a.tool, "call_hash": a.call_hash, "trace_id": a.trace_id, "decided_by": a.decided_by}),
+                )
+                .about_user(a.user_id.as_deref()),
+            )
+            .await
+            .map_err(GuardError::Audit)?;
+        if !self.store.consume_approval(project, id, now).await? {
+            return Err(GuardError::Conflict(format!(
+                "approval `{id}` was already used; an approval covers one call"
+            )));
+        }
+        Ok(Approval {
+            consumed_ns: Some(now),
+            ..a
+        })
     }
 
     /// The approval, waiting up to `wait` for it to be decided (long poll).

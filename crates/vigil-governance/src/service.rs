@@ -272,10 +272,16 @@ impl Governance {
 
     /// The project's guardrail policy (the allow-all default when none was set).
     pub async fn policy(&self, project: &ProjectId) -> Arc<Policy> {
+        self.policy_version(project).await.1
+    }
+
+    /// The policy with its version (0: none set; -1: unknown because the store could not be read,
+    /// which no approval can match).
+    pub async fn policy_version(&self, project: &ProjectId) -> (i64, Arc<Policy>) {
         if let Some(p) = self.policies.read().ok().and_then(|m| {
             m.get(project)
                 .filter(|c| c.loaded.elapsed() < POLICY_TTL)
-                .map(|c| c.policy.clone())
+                .map(|c| (c.version, c.policy.clone()))
         }) {
             return p;
         }
@@ -288,12 +294,15 @@ impl Governance {
                     .policies
                     .read()
                     .ok()
-                    .and_then(|m| m.get(project).map(|c| c.policy.clone()));
+                    .and_then(|m| m.get(project).map(|c| (c.version, c.policy.clone())));
                 return last.unwrap_or_else(|| {
-                    Arc::new(Policy {
-                        default: crate::policy::Action::Deny,
-                        ..Policy::default()
-                    })
+                    (
+                        -1,
+                        Arc::new(Policy {
+                            default: crate::policy::Action::Deny,
+                            ..Policy::default()
+                        }),
+                    )
                 });
             }
         };
@@ -326,7 +335,24 @@ impl Governance {
                 },
             );
         }
-        policy
+        (version, policy)
+    }
+
+    /// The binding of an approval to one exact call: an HMAC (server secret) over the tool, its
+    /// arguments in canonical form (object keys sorted) and the policy version that asked.
+    pub fn call_hash(&self, tool: &str, arguments: &Value, policy_version: i64) -> String {
+        let mut canonical = String::new();
+        canonical_json(arguments, &mut canonical);
+        let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.secret)
+        else {
+            return String::new();
+        };
+        hmac::Mac::update(&mut mac, b"vigil-approval-call\0");
+        hmac::Mac::update(&mut mac, tool.as_bytes());
+        hmac::Mac::update(&mut mac, b"\0");
+        hmac::Mac::update(&mut mac, canonical.as_bytes());
+        hmac::Mac::update(&mut mac, &policy_version.to_be_bytes());
+        hex::encode(hmac::Mac::finalize(mac).into_bytes())
     }
 
     /// GDPR erasure of one end user, by the id as the caller knows it: the stored (redacted) form
@@ -399,6 +425,37 @@ pub enum PolicyError {
     Invalid(String),
     #[error("the policy could not be stored or audited: {0}")]
     Unavailable(String),
+}
+
+/// JSON with object keys sorted at every level, so equal values encode to equal bytes.
+fn canonical_json(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical_json(&m[k.as_str()], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 /// The server secret that keys redaction hashes and end-user references.

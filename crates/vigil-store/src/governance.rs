@@ -88,6 +88,12 @@ pub struct Approval {
     pub decided_ns: Option<i64>,
     pub decided_by: Option<String>,
     pub comment: Option<String>,
+    /// Keyed hash of the exact call approved (tool, canonical arguments, policy version).
+    #[serde(skip)]
+    pub call_hash: Option<String>,
+    pub policy_version: i64,
+    /// When the agent redeemed the approval (it may once).
+    pub consumed_ns: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -135,6 +141,9 @@ pub trait GovernanceStore: Send + Sync {
         status: Option<ApprovalStatus>,
         limit: usize,
     ) -> Result<Vec<Approval>>;
+    /// Marks an approved, unredeemed approval as redeemed; `false` if it was already redeemed
+    /// (or is not approved): a replay.
+    async fn consume_approval(&self, project: &ProjectId, id: &str, now_ns: i64) -> Result<bool>;
     /// Pending approvals whose time ran out, across projects, oldest first.
     async fn overdue_approvals(&self, now_ns: i64, limit: usize) -> Result<Vec<Approval>>;
 

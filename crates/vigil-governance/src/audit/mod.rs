@@ -76,6 +76,9 @@ pub struct AuditLog {
     /// Keys `subject_ref`, so no end user's id is stored in the clear.
     subject_key: Arc<Vec<u8>>,
     tx: Option<mpsc::Sender<(AuditEvent, Option<Waiter>)>>,
+    /// False while queued entries cannot be written (after retries): guarded actions then fail
+    /// closed.
+    healthy: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Loads the Ed25519 signing key from `path`, creating it (mode 0600) on first use.
@@ -98,6 +101,7 @@ impl AuditLog {
             key: Arc::new(key),
             heads: Arc::default(),
             subject_key: Arc::new(subject_key.to_vec()),
+            healthy: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             tx: None,
         }
     }
@@ -127,6 +131,9 @@ impl AuditLog {
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                     result = batcher.append_batch(events.clone()).await;
                 }
+                batcher
+                    .healthy
+                    .store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
                 match result {
                     Ok(rows) => {
                         for (row, w) in rows.into_iter().zip(waiters) {
@@ -156,6 +163,11 @@ impl AuditLog {
             }
         });
         log
+    }
+
+    /// Whether queued entries are being written.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn public_key_hex(&self) -> String {

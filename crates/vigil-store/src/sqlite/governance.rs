@@ -29,7 +29,7 @@ fn audit_row(r: &Row) -> rusqlite::Result<AuditRow> {
     })
 }
 
-const APPROVAL_COLUMNS: &str = "id, project_id, trace_id, parent_span_id, span_id, tool, arguments, agent, environment, session_id, user_id, rule, reason, status, created_ns, expires_ns, decided_ns, decided_by, comment";
+const APPROVAL_COLUMNS: &str = "id, project_id, trace_id, parent_span_id, span_id, tool, arguments, agent, environment, session_id, user_id, rule, reason, status, created_ns, expires_ns, decided_ns, decided_by, comment, call_hash, policy_version, consumed_ns";
 
 fn approval_row(r: &Row) -> rusqlite::Result<Approval> {
     let trace: Option<Vec<u8>> = r.get(2)?;
@@ -57,6 +57,9 @@ fn approval_row(r: &Row) -> rusqlite::Result<Approval> {
         decided_ns: r.get(16)?,
         decided_by: r.get(17)?,
         comment: r.get(18)?,
+        call_hash: r.get(19)?,
+        policy_version: r.get(20)?,
+        consumed_ns: r.get(21)?,
     })
 }
 
@@ -203,7 +206,7 @@ impl GovernanceStore for SqliteStore {
             .writer
             .exec(move |conn| {
                 conn.prepare_cached(&format!(
-                    "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+                    "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
                 ))?
                 .execute(params![
                     a.id,
@@ -224,7 +227,10 @@ impl GovernanceStore for SqliteStore {
                     a.expires_ns,
                     a.decided_ns,
                     a.decided_by,
-                    a.comment
+                    a.comment,
+                    a.call_hash,
+                    a.policy_version,
+                    a.consumed_ns
                 ])?;
                 Ok(())
             })
@@ -279,6 +285,20 @@ impl GovernanceStore for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
+    }
+
+    async fn consume_approval(&self, project: &ProjectId, id: &str, now_ns: i64) -> Result<bool> {
+        let (p, id) = (project.clone(), id.to_string());
+        self.inner
+            .writer
+            .exec(move |conn| {
+                let n = conn.execute(
+                    "UPDATE approvals SET consumed_ns = ?3 WHERE project_id = ?1 AND id = ?2 AND status = 'approved' AND consumed_ns IS NULL",
+                    params![p.as_str(), id, now_ns],
+                )?;
+                Ok(n == 1)
+            })
+            .await
     }
 
     async fn overdue_approvals(&self, now_ns: i64, limit: usize) -> Result<Vec<Approval>> {

@@ -13,6 +13,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         4,
         include_str!("../../migrations/sqlite/0004_governance.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_approval_binding.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

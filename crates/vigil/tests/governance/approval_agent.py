@@ -72,6 +72,13 @@ def run():
                 status = a["status"]
             decision = a.get("decision") if a.get("decision") in ("allow", "deny") else \
                 ("allow" if status == "approved" else "deny")
+        if decision == "allow" and approval_id:
+            # Redeem the approval right before acting: it covers this exact call, once.
+            try:
+                call("POST", f"/api/v1/approvals/{approval_id}/redeem", {"tool": tool, "arguments": args})
+            except ApiError as e:
+                print(f"approval not redeemed: {e}", file=sys.stderr)
+                decision, status = "deny", "redeem_refused"
         executed = decision == "allow"
         if executed:
             with tracer.start_as_current_span(tool, attributes={

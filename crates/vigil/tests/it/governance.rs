@@ -376,6 +376,55 @@ fn redaction_guardrails_approvals_audit_and_erasure() {
         "the tool ran only after the approval"
     );
 
+    // The agent redeemed its approval before acting; a replay is refused.
+    let used = send(
+        &s,
+        "POST",
+        &format!("/api/v1/approvals/{id}/redeem"),
+        &s.key,
+        Some(json!({"tool": "delete_customer_account", "arguments": {"customer_id": "c_123"}})),
+    );
+    assert_eq!(used.0, 409, "{}", used.1);
+
+    // An approval covers one exact call: other arguments are refused, the approved ones pass once.
+    let d = guard(
+        &s,
+        "delete_customer",
+        json!({"customer_id": "c_1", "hard": true}),
+        None,
+    );
+    let id2 = d["approval_id"].as_str().unwrap().to_string();
+    assert_eq!(send(&s, "POST", &format!("/api/v1/approvals/{id2}/redeem"), &s.key, Some(json!({"tool": "delete_customer", "arguments": {"customer_id": "c_1", "hard": true}}))).0, 403, "not approved yet");
+    assert_eq!(
+        send(
+            &s,
+            "POST",
+            &format!("/api/v1/approvals/{id2}/approve"),
+            &reviewer,
+            None
+        )
+        .0,
+        200
+    );
+    let other = send(
+        &s,
+        "POST",
+        &format!("/api/v1/approvals/{id2}/redeem"),
+        &s.key,
+        Some(json!({"tool": "delete_customer", "arguments": {"customer_id": "c_2", "hard": true}})),
+    );
+    assert_eq!(other.0, 403, "{}", other.1);
+    // Same call with its keys in another order: the same call.
+    let ok = send(
+        &s,
+        "POST",
+        &format!("/api/v1/approvals/{id2}/redeem"),
+        &s.key,
+        Some(json!({"tool": "delete_customer", "arguments": {"hard": true, "customer_id": "c_1"}})),
+    );
+    assert_eq!(ok.0, 200, "{}", ok.1);
+    assert_eq!(send(&s, "POST", &format!("/api/v1/approvals/{id2}/redeem"), &s.key, Some(json!({"tool": "delete_customer", "arguments": {"customer_id": "c_1", "hard": true}}))).0, 409);
+
     // --- Denied -------------------------------------------------------------------------------
     let agent = spawn_agent(&s, "delete_order", r#"{"order_id": "o_9"}"#);
     let id = wait_pending(&s, "delete_order")["id"]
