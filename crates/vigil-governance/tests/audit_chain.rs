@@ -243,3 +243,25 @@ async fn erasure_clears_content_and_the_chain_still_verifies() {
         .unwrap()
         .ok());
 }
+
+#[tokio::test]
+async fn a_head_kept_outside_catches_truncation_even_without_stored_checkpoints() {
+    let f = chain_of(6).await;
+    let kept = f.log.checkpoint(&f.project).await.unwrap().unwrap();
+    assert_eq!(kept.seq, 6);
+    // Whoever can write the database drops the tail and every stored checkpoint ...
+    tamper(
+        &f.db,
+        "DELETE FROM audit_log WHERE seq >= 5; DELETE FROM audit_checkpoints;",
+    );
+    assert!(f.log.verify(&f.project).await.unwrap().ok());
+    // ... but not the head an auditor kept.
+    let b = f
+        .log
+        .verify_against(&f.project, &[kept])
+        .await
+        .unwrap()
+        .first_break
+        .unwrap();
+    assert_eq!(b.seq, 5, "{}", b.problem);
+}

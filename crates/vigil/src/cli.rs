@@ -305,8 +305,20 @@ pub enum AuditCommand {
         /// The Ed25519 public key (64 hex characters) or a file holding it.
         #[arg(long, value_name = "KEY")]
         public_key: Option<String>,
+        /// A signed head kept from earlier (`vigil audit head`): the chain must still contain it,
+        /// which catches a truncated or recomputed chain.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+    /// Sign the chain's current head and write it (JSON) to keep outside Vigil, for a later
+    /// `vigil audit verify --checkpoint FILE`.
+    Head {
+        #[arg(long, default_value = "default")]
+        project: String,
+        #[arg(long, short, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Write a project's chain, its signed checkpoints (a fresh one at the head) and a signature
     /// over the whole file, for a third party to verify offline.

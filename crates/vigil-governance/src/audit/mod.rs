@@ -294,7 +294,18 @@ impl AuditLog {
 
     /// Verifies one project's chain as stored, against this node's signing key.
     pub async fn verify(&self, project: &ProjectId) -> Result<VerifyReport, StoreError> {
-        let checkpoints = self.store.audit_checkpoints(project).await?;
+        self.verify_against(project, &[]).await
+    }
+
+    /// Verifies the chain also against signed heads kept elsewhere (`vigil audit head`): a chain
+    /// truncated or recomputed after such a head was taken no longer contains it.
+    pub async fn verify_against(
+        &self,
+        project: &ProjectId,
+        kept: &[AuditCheckpoint],
+    ) -> Result<VerifyReport, StoreError> {
+        let mut checkpoints = self.store.audit_checkpoints(project).await?;
+        checkpoints.extend(kept.iter().filter(|c| &c.project_id == project).cloned());
         let mut v = chain::Verifier::new(project, &checkpoints, Some(self.key.verifying_key()));
         let mut after = 0;
         loop {
@@ -439,6 +450,15 @@ enum BundleLine {
 /// Verifies an exported bundle offline with the signer's public key (hex). Any changed byte fails:
 /// the last line signs every byte before it, and the chain and checkpoints are re-checked.
 pub fn verify_bundle(bundle: &[u8], public_key_hex: &str) -> Result<VerifyReport, String> {
+    verify_bundle_against(bundle, public_key_hex, &[])
+}
+
+/// `verify_bundle`, also requiring the bundle's chain to contain heads signed earlier (`kept`).
+pub fn verify_bundle_against(
+    bundle: &[u8],
+    public_key_hex: &str,
+    kept: &[AuditCheckpoint],
+) -> Result<VerifyReport, String> {
     let key = chain::parse_public_key(public_key_hex)?;
     let text =
         std::str::from_utf8(bundle).map_err(|_| "the bundle is not UTF-8 text".to_string())?;
@@ -479,6 +499,7 @@ pub fn verify_bundle(bundle: &[u8], public_key_hex: &str) -> Result<VerifyReport
         }
     }
     let project = project.ok_or("the bundle has no header")?;
+    checkpoints.extend(kept.iter().filter(|c| c.project_id == project).cloned());
     let mut v = chain::Verifier::new(&project, &checkpoints, Some(key));
     for r in &rows {
         if !v.push(r) {

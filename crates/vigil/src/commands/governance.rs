@@ -122,6 +122,20 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<ExitCode
             );
         }
         AuditCommand::PublicKey => println!("{}", g.audit.public_key_hex()),
+        AuditCommand::Head { project, out } => {
+            let id = super::project_id(&store, Some(&project)).await?;
+            let cp = g.audit.checkpoint(&id).await?.context(
+                "nothing to sign: the chain is empty or does not verify (`vigil audit verify`)",
+            )?;
+            std::fs::write(&out, serde_json::to_vec_pretty(&cp)?)
+                .with_context(|| format!("cannot write `{}`", out.display()))?;
+            eprintln!(
+                "signed head #{} {} written to {}",
+                cp.seq,
+                cp.entry_hash,
+                out.display()
+            );
+        }
         AuditCommand::Log {
             project,
             after,

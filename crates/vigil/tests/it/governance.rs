@@ -554,6 +554,14 @@ fn redaction_guardrails_approvals_audit_and_erasure() {
         assert!(actions.contains(&a), "no `{a}` in {actions:?}");
     }
     assert!(cli(&s.dir, &["audit", "verify"]).contains("ok "));
+    // A signed head kept outside Vigil, checked later.
+    let head = s.dir.join("head.json");
+    cli(&s.dir, &["audit", "head", "--out", head.to_str().unwrap()]);
+    assert!(cli(
+        &s.dir,
+        &["audit", "verify", "--checkpoint", head.to_str().unwrap()]
+    )
+    .contains("ok "));
     let bundle = s.dir.join("audit-bundle.jsonl");
     cli(
         &s.dir,
