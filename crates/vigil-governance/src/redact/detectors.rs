@@ -143,6 +143,8 @@ pub struct Finding {
 /// clean text (the common case) is scanned once.
 pub struct Detectors {
     set: RegexSet,
+    /// `None` only if it failed to build, in which case nothing is skipped.
+    prefixes: Option<aho_corasick::AhoCorasick>,
     /// Parallel to `set`: the detector and its own regex for locating matches.
     each: Vec<(Detector, Regex)>,
 }
@@ -158,7 +160,12 @@ impl Detectors {
             // Unreachable: every pattern above compiled on its own line. An empty set is safe.
             RegexSet::empty()
         });
-        Self { set, each }
+        let prefixes = aho_corasick::AhoCorasick::new(TOKEN_PREFIXES).ok();
+        Self {
+            set,
+            prefixes,
+            each,
+        }
     }
 
     /// Validated findings in `text`, non-overlapping, in order.
@@ -167,7 +174,10 @@ impl Detectors {
         if text.len() < 6 || self.each.is_empty() {
             return;
         }
-        if !may_hold_finding(text) {
+        // Text without a digit, an `@` or a token prefix (the bulk of prose) skips the regex pass.
+        if !text.bytes().any(|b| b.is_ascii_digit() || b == b'@')
+            && self.prefixes.as_ref().is_some_and(|p| !p.is_match(text))
+        {
             return;
         }
         for i in self.set.matches(text).iter() {
@@ -187,31 +197,26 @@ impl Detectors {
     }
 }
 
-/// A cheap pre-check: every detector's match holds a digit, an `@`, or one of the fixed prefixes
-/// of keys and tokens (an AWS key id has no digit one time in 28). Text without any of them, the
-/// bulk of prose, skips the regex pass.
-fn may_hold_finding(text: &str) -> bool {
-    const PREFIXES: [&str; 14] = [
-        "AKIA",
-        "ASIA",
-        "ABIA",
-        "ACCA",
-        "AROA",
-        "AIDA",
-        "ghp_",
-        "gho_",
-        "ghs_",
-        "ghu_",
-        "ghr_",
-        "github_pat_",
-        "xox",
-        "-----BEGIN",
-    ];
-    text.bytes().any(|b| b.is_ascii_digit() || b == b'@')
-        || text.contains("sk-")
-        || text.contains("eyJ")
-        || PREFIXES.iter().any(|p| text.contains(p))
-}
+/// The fixed prefixes of keys and tokens, for the pre-check: every detector's match holds a digit,
+/// an `@`, or one of these (an AWS key id has no digit one time in 28).
+const TOKEN_PREFIXES: [&str; 16] = [
+    "AKIA",
+    "ASIA",
+    "ABIA",
+    "ACCA",
+    "AROA",
+    "AIDA",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "ghu_",
+    "ghr_",
+    "github_pat_",
+    "xox",
+    "-----BEGIN",
+    "sk-",
+    "eyJ",
+];
 
 /// Phone and IPv6 candidates can carry separators at their edges.
 fn trim_match(text: &str, d: Detector, start: usize, end: usize) -> (usize, usize) {
