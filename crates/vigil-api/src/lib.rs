@@ -8,6 +8,7 @@ pub mod error;
 pub mod governance_api;
 pub mod otlp;
 pub mod params;
+pub mod quality_api;
 pub mod query_api;
 pub mod router;
 pub mod state;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -14,7 +14,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::{ApiError, ErrorCode};
 use crate::otlp::http::{export_logs, export_traces};
 use crate::state::AppState;
-use crate::{governance_api, query_api};
+use crate::{governance_api, quality_api, query_api};
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -36,6 +36,12 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/approvals/{approval_id}/approve"),
     ("post", "/api/v1/approvals/{approval_id}/deny"),
     ("post", "/api/v1/approvals/{approval_id}/redeem"),
+    ("get", "/api/v1/evaluators"),
+    ("put", "/api/v1/evaluators/{name}"),
+    ("post", "/api/v1/evaluators/{name}/backfill"),
+    ("get", "/api/v1/evaluators/{name}/alignment"),
+    ("post", "/api/v1/scores"),
+    ("get", "/api/v1/scores"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/audit/verify"),
     ("post", "/api/v1/erasure"),
@@ -65,6 +71,20 @@ pub fn api_router(state: AppState) -> Router {
         .route("/api/v1/whoami", get(query_api::whoami))
         .route("/api/v1/gateway/events", get(query_api::gateway_events))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/evaluators", get(quality_api::list_evaluators))
+        .route("/api/v1/evaluators/{name}", put(quality_api::put_evaluator))
+        .route(
+            "/api/v1/evaluators/{name}/backfill",
+            post(quality_api::backfill),
+        )
+        .route(
+            "/api/v1/evaluators/{name}/alignment",
+            get(quality_api::evaluator_alignment),
+        )
+        .route(
+            "/api/v1/scores",
+            get(quality_api::list_scores).post(quality_api::post_score),
+        )
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),

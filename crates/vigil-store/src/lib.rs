@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod governance;
 pub mod keys;
 pub mod projects;
+pub mod quality;
 pub mod query;
 pub mod rollup;
 pub mod sink;
@@ -25,11 +26,12 @@ pub use governance::{
     Approval, ApprovalStatus, AuditCheckpoint, AuditRow, GovernanceStore, StoredPolicy,
 };
 pub use projects::{ApiKeyInfo, NewApiKey, ProjectRow, ProjectStore, Scope};
+pub use quality::{EvalJob, EvaluatorRow, QualityStore, QueueStats, ScoreRow, ScoreSource};
 pub use query::*;
 pub use sqlite::{Durability, SqliteSettings, SqliteStore};
 pub use traces::TraceStore;
 pub use users::UserRow;
 
 /// Everything a node needs from storage, as one object.
-pub trait Store: TraceStore + ProjectStore + GatewayStore + GovernanceStore {}
-impl<T: TraceStore + ProjectStore + GatewayStore + GovernanceStore> Store for T {}
+pub trait Store: TraceStore + ProjectStore + GatewayStore + GovernanceStore + QualityStore {}
+impl<T: TraceStore + ProjectStore + GatewayStore + GovernanceStore + QualityStore> Store for T {}

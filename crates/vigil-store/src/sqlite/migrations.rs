@@ -17,6 +17,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
         5,
         include_str!("../../migrations/sqlite/0005_approval_binding.sql"),
     ),
+    (6, include_str!("../../migrations/sqlite/0006_quality.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

@@ -10,6 +10,7 @@ mod gateway;
 mod governance;
 mod migrations;
 mod projects;
+mod quality;
 mod read;
 mod writer;
 

@@ -87,6 +87,7 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
     )
     .map_err(|e| anyhow::anyhow!(e))?;
     record_config(&governance, &store, &settings).await;
+    start_evaluators(&shared, &settings).await?;
     let state = AppState::new(
         shared.clone(),
         Normalizer::new(prices),
@@ -180,6 +181,31 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
         Err(_) => tracing::warn!("final checkpoint did not finish within 5 s"),
         Ok(Ok(())) => {}
     }
+    Ok(())
+}
+
+/// Puts the `[[evaluators]]` of vigil.toml into their projects and starts the online evaluator.
+async fn start_evaluators(store: &Arc<dyn Store>, settings: &Settings) -> anyhow::Result<()> {
+    for e in &settings.evaluators {
+        let project = store
+            .get_project_by_name(&e.project)
+            .await?
+            .with_context(|| {
+                format!("`[[evaluators]]` `{}`: no project `{}`", e.name, e.project)
+            })?;
+        let def = serde_json::to_value(e.def())?;
+        store
+            .put_evaluator(&project.id, &e.name, def, e.enabled)
+            .await?;
+    }
+    vigil_quality::runner::Runner::new(
+        store.clone(),
+        vigil_quality::runner::RunnerSettings {
+            settle: settings.quality_settle,
+            ..Default::default()
+        },
+    )
+    .spawn();
     Ok(())
 }
 

@@ -26,6 +26,24 @@ pub struct Config {
     /// Redaction before storage: per-detector actions, custom rules, per-project overrides.
     pub redaction: vigil_governance::redact::RedactionConfig,
     pub audit: AuditConfig,
+    /// Evaluators run on new traces (`[[evaluators]]`); more via `PUT /api/v1/evaluators/{name}`.
+    pub evaluators: Vec<vigil_quality::ConfiguredEvaluator>,
+    pub quality: QualityConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QualityConfig {
+    /// How long after a trace first arrives evaluators judge it (late spans arrive meanwhile).
+    pub settle: String,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        Self {
+            settle: "10s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +167,8 @@ pub struct Settings {
     /// `None` when no gateway provider is configured (the gateway routes answer 404 then).
     pub gateway: Option<vigil_gateway::config::Resolved>,
     pub governance: vigil_governance::GovernanceSettings,
+    pub evaluators: Vec<vigil_quality::ConfiguredEvaluator>,
+    pub quality_settle: std::time::Duration,
 }
 
 impl Config {
@@ -259,6 +279,17 @@ impl Config {
                         .max(1),
                 )),
             },
+            evaluators: {
+                for e in &self.evaluators {
+                    e.def().validate().map_err(|err| {
+                        anyhow::anyhow!("invalid `[[evaluators]]` `{}`: {err}", e.name)
+                    })?;
+                }
+                self.evaluators.clone()
+            },
+            quality_settle: std::time::Duration::from_secs(
+                opt_secs("quality.settle", &self.quality.settle)?.unwrap_or(10),
+            ),
             gateway: if self.gateway.enabled && !self.gateway.providers.is_empty() {
                 Some(
                     self.gateway

@@ -12,6 +12,7 @@ mod gateway;
 mod governance;
 mod otlp_grpc;
 mod otlp_http;
+mod quality;
 mod real_clients;
 mod support;
 mod ui;

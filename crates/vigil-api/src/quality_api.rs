@@ -1,0 +1,271 @@
+//! `/api/v1/evaluators/*` and `/api/v1/scores`: evaluators on production traffic, scores from
+//! evaluators, humans and end users, and how well evaluators agree with humans.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use vigil_model::{now_unix_nanos, SpanId, TraceId};
+use vigil_quality::alignment::{alignment, Confusion};
+use vigil_quality::EvaluatorDef;
+use vigil_store::{Scope, ScoreRow, ScoreSource};
+
+use crate::auth::{Authenticator, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::governance_api::actor;
+use crate::params::{now_ns, parse_time};
+use crate::state::AppState;
+
+async fn caller(state: &AppState, headers: &HeaderMap, scope: Scope) -> ApiResult<Caller> {
+    let key = Authenticator::key_from_headers(headers);
+    state.auth.authenticate(key.as_deref(), scope).await
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    b.map(|Json(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+/// `PUT /api/v1/evaluators/{name}`: create or replace an evaluator (validated; audited).
+pub async fn put_evaluator(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    def: Result<Json<EvaluatorDef>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Admin).await?;
+    let def = body(def)?;
+    def.validate()
+        .map_err(|e| ApiError::bad_request(format!("invalid evaluator: {e}")))?;
+    let definition = serde_json::to_value(&def).unwrap_or_default();
+    let row = state
+        .store
+        .put_evaluator(&c.project_id, &name, definition.clone(), def.enabled)
+        .await?;
+    state
+        .governance
+        .audit
+        .append(vigil_governance::audit::AuditEvent::new(
+            &c.project_id,
+            actor(&c),
+            "evaluator.updated",
+            &name,
+            definition,
+        ))
+        .await
+        .map_err(|e| ApiError::unavailable(e, 2))?;
+    Ok(Json(json!(row)))
+}
+
+/// `GET /api/v1/evaluators`: the project's evaluators and the state of its evaluation queue.
+pub async fn list_evaluators(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    let items = state.store.list_evaluators(Some(&c.project_id)).await?;
+    let queue = state
+        .store
+        .eval_queue_stats(&c.project_id, now_unix_nanos())
+        .await?;
+    Ok(Json(json!({"items": items, "queue": queue})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillBody {
+    pub from: String,
+    pub to: Option<String>,
+}
+
+/// `POST /api/v1/evaluators/{name}/backfill`: evaluate the traces of a past time range.
+pub async fn backfill(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    b: Result<Json<BackfillBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Admin).await?;
+    let b = body(b)?;
+    let from = parse_time("from", &b.from)?;
+    let to = match &b.to {
+        Some(t) => parse_time("to", t)?,
+        None => now_ns(),
+    };
+    let e = find(&state, &c, &name).await?;
+    let queued = state.store.eval_backfill(&e.id, from, to).await?;
+    Ok(Json(json!({"queued": queued})))
+}
+
+async fn find(state: &AppState, c: &Caller, name: &str) -> ApiResult<vigil_store::EvaluatorRow> {
+    state
+        .store
+        .list_evaluators(Some(&c.project_id))
+        .await?
+        .into_iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("evaluator `{name}`")))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlignmentParams {
+    /// The human score name to compare with (default: the evaluator's own name).
+    pub human: Option<String>,
+}
+
+/// `GET /api/v1/evaluators/{name}/alignment`: MCC, precision, recall and agreement against human
+/// labels on the same traces ("positive" = failing).
+pub async fn evaluator_alignment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    p: Result<Query<AlignmentParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    let p = query(p)?;
+    find(&state, &c, &name).await?;
+    let human = p.human.unwrap_or_else(|| name.clone());
+    let pairs = state
+        .store
+        .score_pairs(&c.project_id, &name, &human)
+        .await?;
+    let a = alignment(Confusion::from_pairs(
+        pairs.into_iter().map(|(e, h)| (!e, !h)),
+    ));
+    Ok(Json(
+        json!({"evaluator": name, "human_score": human, "alignment": a}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreBody {
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+    pub session_id: Option<String>,
+    pub name: String,
+    pub value: Option<f64>,
+    pub passed: Option<bool>,
+    pub label: Option<String>,
+    pub reason: Option<String>,
+    /// `feedback` (an end user's thumbs up/down, the default) or `human` (an annotator).
+    pub source: Option<String>,
+    /// Who gave it: the end user or the annotator.
+    pub by: Option<String>,
+}
+
+/// `POST /api/v1/scores`: a score from the user's own app (thumbs up/down) or an annotator.
+pub async fn post_score(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Result<Json<ScoreBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Ingest).await?;
+    let b = body(b)?;
+    let source = match b.source.as_deref().unwrap_or("feedback") {
+        "feedback" => ScoreSource::Feedback,
+        "human" => ScoreSource::Human,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "`source` is `feedback` or `human`, got `{other}` (evaluators score on their own)"
+            )))
+        }
+    };
+    let name = b.name.trim();
+    if name.is_empty() || name.len() > 128 {
+        return Err(ApiError::bad_request("`name` must be 1 to 128 bytes"));
+    }
+    if b.trace_id.is_none() && b.session_id.is_none() {
+        return Err(ApiError::bad_request(
+            "a score needs a `trace_id` or a `session_id`",
+        ));
+    }
+    if b.value.is_none() && b.passed.is_none() && b.label.is_none() {
+        return Err(ApiError::bad_request(
+            "a score needs a `value`, `passed` or `label`",
+        ));
+    }
+    if b.value.is_some_and(|v| !v.is_finite()) {
+        return Err(ApiError::bad_request("`value` must be a finite number"));
+    }
+    let trace_id = b
+        .trace_id
+        .as_deref()
+        .map(TraceId::from_hex)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let span_id = b
+        .span_id
+        .as_deref()
+        .map(SpanId::from_hex)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let clip = |s: Option<String>, n: usize| s.map(|s| s.chars().take(n).collect::<String>());
+    // Free text from an app or a person: redacted like everything else stored.
+    let mut text =
+        json!({"reason": clip(b.reason, 2000), "label": clip(b.label, 128), "by": clip(b.by, 256)});
+    state
+        .governance
+        .redact_value(&c.project_id, &mut text)
+        .await;
+    let s = |k: &str| text[k].as_str().map(str::to_string);
+    let row = ScoreRow {
+        id: 0,
+        project_id: c.project_id.clone(),
+        trace_id,
+        span_id,
+        session_id: clip(b.session_id, 256),
+        name: name.to_string(),
+        value: b.value.or(b.passed.map(|p| if p { 1.0 } else { 0.0 })),
+        passed: b.passed,
+        label: s("label"),
+        reason: s("reason"),
+        source,
+        source_id: s("by"),
+        created_ns: now_unix_nanos(),
+    };
+    let id = state.store.insert_score(row).await?;
+    Ok(Json(json!({"id": id})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreListParams {
+    pub trace_id: Option<String>,
+    pub name: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/scores`: scores of the project, newest first.
+pub async fn list_scores(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Result<Query<ScoreListParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    let p = query(p)?;
+    let trace = p
+        .trace_id
+        .as_deref()
+        .map(TraceId::from_hex)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let items = state
+        .store
+        .list_scores(
+            &c.project_id,
+            trace,
+            p.name.as_deref(),
+            p.limit.unwrap_or(100).clamp(1, 1000),
+        )
+        .await?;
+    Ok(Json(json!({"items": items})))
+}

@@ -1,0 +1,224 @@
+//! The online evaluator. Each round it (1) queues, for every enabled evaluator, the traces that
+//! arrived since its cursor, runnable after a settling delay (late spans of a trace arrive in the
+//! meantime); (2) leases due jobs; (3) evaluates them and writes each job's scores and its
+//! completion in one transaction. Jobs live in the store: a restart resumes them, an expired lease
+//! returns a dead worker's jobs to the queue, and an evaluator scores a target only once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigil_model::{now_unix_nanos, Span};
+use vigil_store::{EvalJob, EvaluatorRow, ScoreRow, ScoreSource, Store};
+
+use crate::{CompiledRule, EvaluatorDef, Scope};
+
+#[derive(Clone, Debug)]
+pub struct RunnerSettings {
+    /// How long after a trace is first seen it is evaluated (its late spans arrive meanwhile).
+    pub settle: Duration,
+    /// Jobs leased per round.
+    pub batch: usize,
+    /// How long a leased job is a worker's before it returns to the queue.
+    pub lease: Duration,
+    /// Pause between rounds when there was nothing to do.
+    pub idle: Duration,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self {
+            settle: Duration::from_secs(10),
+            batch: 500,
+            lease: Duration::from_secs(60),
+            idle: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What one round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    pub queued: usize,
+    pub evaluated: usize,
+    pub scores: usize,
+    pub failed: usize,
+}
+
+/// An evaluator ready to run: its definition and compiled rule.
+type Usable = (EvaluatorDef, Arc<CompiledRule>);
+
+pub struct Runner {
+    store: Arc<dyn Store>,
+    settings: RunnerSettings,
+    /// Compiled evaluators by id, rebuilt when a definition changes.
+    compiled: HashMap<String, (i64, Option<Usable>)>,
+}
+
+impl Runner {
+    pub fn new(store: Arc<dyn Store>, settings: RunnerSettings) -> Self {
+        Self {
+            store,
+            settings,
+            compiled: HashMap::new(),
+        }
+    }
+
+    /// Runs rounds until the process ends.
+    pub fn spawn(mut self) {
+        tokio::spawn(async move {
+            loop {
+                let idle = match self.round().await {
+                    Ok(r) => r.evaluated == 0 && r.queued == 0,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "evaluation round failed");
+                        true
+                    }
+                };
+                if idle {
+                    tokio::time::sleep(self.settings.idle).await;
+                }
+            }
+        });
+    }
+
+    fn compiled(&mut self, e: &EvaluatorRow) -> Option<Usable> {
+        let fresh = self
+            .compiled
+            .get(&e.id)
+            .filter(|(at, _)| *at == e.updated_ns)
+            .map(|(_, c)| c.clone());
+        if let Some(c) = fresh {
+            return c;
+        }
+        let built = serde_json::from_value::<EvaluatorDef>(e.definition.clone())
+            .map_err(|err| err.to_string())
+            .and_then(|def| def.validate().map(|rule| (def, Arc::new(rule))));
+        let built = match built {
+            Ok(b) => Some(b),
+            Err(err) => {
+                tracing::warn!(evaluator = %e.name, error = %err, "evaluator definition unusable; skipped");
+                None
+            }
+        };
+        self.compiled
+            .insert(e.id.clone(), (e.updated_ns, built.clone()));
+        built
+    }
+
+    /// One round: queue new traces, run due jobs.
+    pub async fn round(&mut self) -> Result<Round, vigil_store::Error> {
+        let now = now_unix_nanos();
+        let mut r = Round::default();
+        let evaluators = self.store.list_evaluators(None).await?;
+        let not_before = now.saturating_add(self.settings.settle.as_nanos() as i64);
+        for e in evaluators.iter().filter(|e| e.enabled) {
+            r.queued += self
+                .store
+                .eval_enqueue_new(&e.id, self.settings.batch * 4, not_before)
+                .await?;
+        }
+        let jobs = self
+            .store
+            .eval_lease(
+                now,
+                self.settings.lease.as_nanos() as i64,
+                self.settings.batch,
+            )
+            .await?;
+        let by_id: HashMap<&str, &EvaluatorRow> =
+            evaluators.iter().map(|e| (e.id.as_str(), e)).collect();
+        for job in jobs {
+            let evaluator = by_id.get(job.evaluator_id.as_str()).copied();
+            match self.run_job(&job, evaluator).await {
+                Ok(n) => {
+                    r.evaluated += 1;
+                    r.scores += n;
+                }
+                Err(e) => {
+                    r.failed += 1;
+                    // Retry with backoff a few times, then give up on the job (it is visible as
+                    // failed in the queue statistics).
+                    let retry = (job.attempts < 5)
+                        .then(|| now_unix_nanos() + (1_000_000_000i64 << job.attempts.clamp(0, 5)));
+                    self.store.eval_fail(job.id, &e, retry).await?;
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    async fn run_job(&mut self, job: &EvalJob, e: Option<&EvaluatorRow>) -> Result<usize, String> {
+        let store = self.store.clone();
+        let done = |scores: Vec<ScoreRow>| async move {
+            let n = scores.len();
+            store
+                .eval_finish(job.id, scores)
+                .await
+                .map(|_| n)
+                .map_err(|e| e.to_string())
+        };
+        let Some(e) = e.filter(|e| e.enabled) else {
+            return done(Vec::new()).await;
+        };
+        let Some((def, rule)) = self.compiled(e) else {
+            return done(Vec::new()).await;
+        };
+        if !def.samples(&job.trace_id) {
+            return done(Vec::new()).await;
+        }
+        let detail = self
+            .store
+            .get_trace(&job.project_id, job.trace_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(detail) = detail else {
+            // Deleted (retention, erasure) before it was evaluated.
+            return done(Vec::new()).await;
+        };
+        let scores = evaluate(e, &def, &rule, &detail.spans);
+        done(scores).await
+    }
+}
+
+/// The scores an evaluator gives one trace.
+pub fn evaluate(
+    e: &EvaluatorRow,
+    def: &EvaluatorDef,
+    rule: &CompiledRule,
+    spans: &[Span],
+) -> Vec<ScoreRow> {
+    let now = now_unix_nanos();
+    let session = spans.iter().find_map(|s| s.session_id.clone());
+    let score = |s: Option<&Span>, passed: bool, reason: String| ScoreRow {
+        id: 0,
+        project_id: e.project_id.clone(),
+        trace_id: spans.first().map(|s| s.trace_id),
+        span_id: s.map(|s| s.span_id),
+        session_id: session.clone(),
+        name: e.name.clone(),
+        value: Some(if passed { 1.0 } else { 0.0 }),
+        passed: Some(passed),
+        label: Some(if passed { "pass" } else { "fail" }.into()),
+        reason: Some(reason),
+        source: ScoreSource::Evaluator,
+        source_id: Some(e.id.clone()),
+        created_ns: now,
+    };
+    let unfiltered = def.filter == crate::Filter::default();
+    match def.scope {
+        Scope::Trace => {
+            if !unfiltered && !spans.iter().any(|s| def.filter.matches(s)) {
+                return Vec::new();
+            }
+            rule.on_trace(spans)
+                .map(|v| vec![score(None, v.passed, v.reason)])
+                .unwrap_or_default()
+        }
+        Scope::Span => spans
+            .iter()
+            .filter(|s| def.filter.matches(s))
+            .filter_map(|s| rule.on_span(s).map(|v| score(Some(s), v.passed, v.reason)))
+            .collect(),
+    }
+}

@@ -1,0 +1,129 @@
+//! What the quality loop keeps: evaluator definitions (opaque JSON here), the durable evaluation
+//! queue and scores.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use vigil_model::{ProjectId, SpanId, TraceId};
+
+use crate::Result;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EvaluatorRow {
+    pub id: String,
+    pub project_id: ProjectId,
+    pub name: String,
+    /// The definition as JSON; `vigil-quality` gives it meaning.
+    pub definition: serde_json::Value,
+    pub enabled: bool,
+    pub cursor: i64,
+    pub created_ns: i64,
+    pub updated_ns: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EvalJob {
+    pub id: i64,
+    pub project_id: ProjectId,
+    pub evaluator_id: String,
+    pub trace_id: TraceId,
+    pub attempts: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct QueueStats {
+    pub queued: u64,
+    pub running: u64,
+    pub done: u64,
+    pub failed: u64,
+    /// Age of the oldest job that could run now but has not (ns), the queue's lag.
+    pub oldest_ready_age_ns: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreSource {
+    Evaluator,
+    Human,
+    Feedback,
+}
+
+impl ScoreSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Evaluator => "evaluator",
+            Self::Human => "human",
+            Self::Feedback => "feedback",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Evaluator, Self::Human, Self::Feedback]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScoreRow {
+    pub id: i64,
+    pub project_id: ProjectId,
+    pub trace_id: Option<TraceId>,
+    pub span_id: Option<SpanId>,
+    pub session_id: Option<String>,
+    pub name: String,
+    pub value: Option<f64>,
+    pub passed: Option<bool>,
+    pub label: Option<String>,
+    pub reason: Option<String>,
+    pub source: ScoreSource,
+    pub source_id: Option<String>,
+    pub created_ns: i64,
+}
+
+#[async_trait]
+pub trait QualityStore: Send + Sync {
+    /// Creates or replaces the definition of the project's evaluator `name` (its queue position
+    /// is kept).
+    async fn put_evaluator(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        definition: serde_json::Value,
+        enabled: bool,
+    ) -> Result<EvaluatorRow>;
+    async fn list_evaluators(&self, project: Option<&ProjectId>) -> Result<Vec<EvaluatorRow>>;
+    /// Queues (once each) the traces that arrived since the evaluator's cursor, up to `limit`,
+    /// runnable from `not_before_ns`; returns how many were queued.
+    async fn eval_enqueue_new(
+        &self,
+        evaluator_id: &str,
+        limit: usize,
+        not_before_ns: i64,
+    ) -> Result<usize>;
+    /// Queues (once each) the traces that started in `[from_ns, to_ns]` (a backfill).
+    async fn eval_backfill(&self, evaluator_id: &str, from_ns: i64, to_ns: i64) -> Result<usize>;
+    /// Leases up to `limit` runnable jobs (queued and due, or running with an expired lease).
+    async fn eval_lease(&self, now_ns: i64, lease_ns: i64, limit: usize) -> Result<Vec<EvalJob>>;
+    /// Writes the job's scores (an evaluator scores a target once) and marks it done, atomically.
+    async fn eval_finish(&self, job_id: i64, scores: Vec<ScoreRow>) -> Result<()>;
+    /// Sends a job back to the queue (`retry_at`) or marks it failed.
+    async fn eval_fail(&self, job_id: i64, error: &str, retry_at_ns: Option<i64>) -> Result<()>;
+    async fn eval_queue_stats(&self, project: &ProjectId, now_ns: i64) -> Result<QueueStats>;
+
+    async fn insert_score(&self, score: ScoreRow) -> Result<i64>;
+    async fn list_scores(
+        &self,
+        project: &ProjectId,
+        trace: Option<TraceId>,
+        name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ScoreRow>>;
+    /// For alignment: (evaluator passed?, human passed?) per trace where both scored, for the
+    /// evaluator's score `name` and humans' score `human_name`.
+    async fn score_pairs(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        human_name: &str,
+    ) -> Result<Vec<(bool, bool)>>;
+}

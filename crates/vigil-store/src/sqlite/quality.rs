@@ -1,0 +1,343 @@
+//! Evaluators, the evaluation queue and scores on SQLite: writes through the single writer,
+//! reads from the pool.
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension, Row};
+use vigil_model::{ProjectId, SpanId, TraceId};
+
+use super::writer::time_now_ns;
+use super::SqliteStore;
+use crate::quality::{EvalJob, EvaluatorRow, QualityStore, QueueStats, ScoreRow, ScoreSource};
+use crate::{Error, Result};
+
+const EVALUATOR_COLUMNS: &str =
+    "id, project_id, name, definition, enabled, cursor, created_ns, updated_ns";
+
+fn evaluator_row(r: &Row) -> rusqlite::Result<EvaluatorRow> {
+    let def: String = r.get(3)?;
+    Ok(EvaluatorRow {
+        id: r.get(0)?,
+        project_id: ProjectId(r.get(1)?),
+        name: r.get(2)?,
+        definition: serde_json::from_str(&def).unwrap_or(serde_json::Value::Null),
+        enabled: r.get::<_, i64>(4)? != 0,
+        cursor: r.get(5)?,
+        created_ns: r.get(6)?,
+        updated_ns: r.get(7)?,
+    })
+}
+
+const SCORE_COLUMNS: &str = "id, project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns";
+
+fn score_row(r: &Row) -> rusqlite::Result<ScoreRow> {
+    let trace: Option<Vec<u8>> = r.get(2)?;
+    let span: Option<Vec<u8>> = r.get(3)?;
+    let source: String = r.get(10)?;
+    Ok(ScoreRow {
+        id: r.get(0)?,
+        project_id: ProjectId(r.get(1)?),
+        trace_id: trace.and_then(|b| TraceId::from_bytes(&b).ok()),
+        span_id: span.and_then(|b| SpanId::from_bytes(&b).ok()),
+        session_id: r.get(4)?,
+        name: r.get(5)?,
+        value: r.get(6)?,
+        passed: r.get::<_, Option<i64>>(7)?.map(|p| p != 0),
+        label: r.get(8)?,
+        reason: r.get(9)?,
+        source: ScoreSource::parse(&source).unwrap_or(ScoreSource::Human),
+        source_id: r.get(11)?,
+        created_ns: r.get(12)?,
+    })
+}
+
+fn insert_score(conn: &rusqlite::Connection, s: &ScoreRow) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO scores (project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        s.project_id.as_str(),
+        s.trace_id.map(|t| t.as_bytes().to_vec()),
+        s.span_id.map(|t| t.as_bytes().to_vec()),
+        s.session_id,
+        s.name,
+        s.value,
+        s.passed.map(i64::from),
+        s.label,
+        s.reason,
+        s.source.as_str(),
+        s.source_id,
+        s.created_ns
+    ])
+}
+
+#[async_trait]
+impl QualityStore for SqliteStore {
+    async fn put_evaluator(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        definition: serde_json::Value,
+        enabled: bool,
+    ) -> Result<EvaluatorRow> {
+        if name.trim().is_empty() || name.len() > 128 {
+            return Err(Error::InvalidQuery(
+                "an evaluator needs a name of 1 to 128 bytes".into(),
+            ));
+        }
+        let (p, name) = (project.clone(), name.to_string());
+        self.inner
+            .writer
+            .exec(move |conn| {
+                let now = time_now_ns();
+                let id = format!("ev_{}", hex::encode(rand::random::<[u8; 8]>()));
+                conn.execute(
+                    "INSERT INTO evaluators (id, project_id, name, definition, enabled, cursor, created_ns, updated_ns) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6) \
+                     ON CONFLICT (project_id, name) DO UPDATE SET definition = excluded.definition, enabled = excluded.enabled, updated_ns = excluded.updated_ns",
+                    params![id, p.as_str(), name, definition.to_string(), i64::from(enabled), now],
+                )?;
+                Ok(conn
+                    .prepare_cached(&format!(
+                        "SELECT {EVALUATOR_COLUMNS} FROM evaluators WHERE project_id = ?1 AND name = ?2"
+                    ))?
+                    .query_row(params![p.as_str(), name], evaluator_row)?)
+            })
+            .await
+    }
+
+    async fn list_evaluators(&self, project: Option<&ProjectId>) -> Result<Vec<EvaluatorRow>> {
+        let p = project.cloned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVALUATOR_COLUMNS} FROM evaluators WHERE (?1 IS NULL OR project_id = ?1) ORDER BY project_id, name"
+            ))?;
+            let rows = stmt.query_map([p.as_ref().map(|p| p.as_str().to_string())], evaluator_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn eval_enqueue_new(
+        &self,
+        evaluator_id: &str,
+        limit: usize,
+        not_before_ns: i64,
+    ) -> Result<usize> {
+        let id = evaluator_id.to_string();
+        self.inner
+            .writer
+            .exec(move |conn| {
+                let tx = conn.transaction()?;
+                let Some((project, cursor)) = tx
+                    .query_row(
+                        "SELECT project_id, cursor FROM evaluators WHERE id = ?1 AND enabled = 1",
+                        [&id],
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+                    )
+                    .optional()?
+                else {
+                    return Ok(0);
+                };
+                let found: Vec<(i64, Vec<u8>)> = {
+                    let mut stmt = tx.prepare_cached(
+                        "SELECT id, trace_id FROM traces WHERE project_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                    )?;
+                    let rows = stmt.query_map(params![project, cursor, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                let mut queued = 0;
+                for (_, trace) in &found {
+                    queued += tx
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO eval_jobs (project_id, evaluator_id, trace_id, state, not_before_ns) VALUES (?1, ?2, ?3, 'queued', ?4)",
+                        )?
+                        .execute(params![project, id, trace, not_before_ns])?;
+                }
+                if let Some((last, _)) = found.last() {
+                    tx.execute("UPDATE evaluators SET cursor = ?2 WHERE id = ?1", params![id, last])?;
+                }
+                tx.commit()?;
+                Ok(queued)
+            })
+            .await
+    }
+
+    async fn eval_backfill(&self, evaluator_id: &str, from_ns: i64, to_ns: i64) -> Result<usize> {
+        let id = evaluator_id.to_string();
+        self.inner
+            .writer
+            .exec(move |conn| {
+                let now = time_now_ns();
+                let n = conn.execute(
+                    "INSERT OR IGNORE INTO eval_jobs (project_id, evaluator_id, trace_id, state, not_before_ns) \
+                     SELECT t.project_id, e.id, t.trace_id, 'queued', ?4 FROM evaluators e \
+                     JOIN traces t ON t.project_id = e.project_id \
+                     WHERE e.id = ?1 AND t.start_ns >= ?2 AND t.start_ns <= ?3",
+                    params![id, from_ns, to_ns, now],
+                )?;
+                Ok(n)
+            })
+            .await
+    }
+
+    async fn eval_lease(&self, now_ns: i64, lease_ns: i64, limit: usize) -> Result<Vec<EvalJob>> {
+        self.inner
+            .writer
+            .exec(move |conn| {
+                let tx = conn.transaction()?;
+                let jobs: Vec<EvalJob> = {
+                    let mut stmt = tx.prepare_cached(
+                        "SELECT id, project_id, evaluator_id, trace_id, attempts FROM eval_jobs \
+                         WHERE (state = 'queued' AND not_before_ns <= ?1) OR (state = 'running' AND lease_until_ns < ?1) \
+                         ORDER BY not_before_ns LIMIT ?2",
+                    )?;
+                    let rows = stmt.query_map(params![now_ns, limit as i64], |r| {
+                        let trace: Vec<u8> = r.get(3)?;
+                        Ok(EvalJob {
+                            id: r.get(0)?,
+                            project_id: ProjectId(r.get(1)?),
+                            evaluator_id: r.get(2)?,
+                            trace_id: TraceId::from_bytes(&trace).unwrap_or_default(),
+                            attempts: r.get(4)?,
+                        })
+                    })?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                for j in &jobs {
+                    tx.prepare_cached(
+                        "UPDATE eval_jobs SET state = 'running', lease_until_ns = ?2, attempts = attempts + 1 WHERE id = ?1",
+                    )?
+                    .execute(params![j.id, now_ns.saturating_add(lease_ns)])?;
+                }
+                tx.commit()?;
+                Ok(jobs)
+            })
+            .await
+    }
+
+    async fn eval_finish(&self, job_id: i64, scores: Vec<ScoreRow>) -> Result<()> {
+        self.inner
+            .writer
+            .exec(move |conn| {
+                let tx = conn.transaction()?;
+                for s in &scores {
+                    insert_score(&tx, s)?;
+                }
+                tx.execute(
+                    "UPDATE eval_jobs SET state = 'done', lease_until_ns = NULL, error = NULL WHERE id = ?1",
+                    [job_id],
+                )?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn eval_fail(&self, job_id: i64, error: &str, retry_at_ns: Option<i64>) -> Result<()> {
+        let error: String = error.chars().take(500).collect();
+        self.inner
+            .writer
+            .exec(move |conn| {
+                match retry_at_ns {
+                    Some(at) => conn.execute(
+                        "UPDATE eval_jobs SET state = 'queued', not_before_ns = ?2, lease_until_ns = NULL, error = ?3 WHERE id = ?1",
+                        params![job_id, at, error],
+                    )?,
+                    None => conn.execute(
+                        "UPDATE eval_jobs SET state = 'failed', lease_until_ns = NULL, error = ?2 WHERE id = ?1",
+                        params![job_id, error],
+                    )?,
+                };
+                Ok(())
+            })
+            .await
+    }
+
+    async fn eval_queue_stats(&self, project: &ProjectId, now_ns: i64) -> Result<QueueStats> {
+        let p = project.clone();
+        self.read(move |c| {
+            let mut stats = QueueStats::default();
+            let mut stmt = c.prepare_cached(
+                "SELECT state, count(*) FROM eval_jobs WHERE project_id = ?1 GROUP BY state",
+            )?;
+            let rows = stmt.query_map([p.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (state, n) = row?;
+                let n = n.max(0) as u64;
+                match state.as_str() {
+                    "queued" => stats.queued = n,
+                    "running" => stats.running = n,
+                    "done" => stats.done = n,
+                    _ => stats.failed += n,
+                }
+            }
+            stats.oldest_ready_age_ns = c
+                .query_row(
+                    "SELECT min(not_before_ns) FROM eval_jobs WHERE project_id = ?1 AND state = 'queued' AND not_before_ns <= ?2",
+                    params![p.as_str(), now_ns],
+                    |r| r.get::<_, Option<i64>>(0),
+                )?
+                .map(|t| now_ns - t);
+            Ok(stats)
+        })
+        .await
+    }
+
+    async fn insert_score(&self, score: ScoreRow) -> Result<i64> {
+        self.inner
+            .writer
+            .exec(move |conn| {
+                insert_score(conn, &score)?;
+                Ok(conn.last_insert_rowid())
+            })
+            .await
+    }
+
+    async fn list_scores(
+        &self,
+        project: &ProjectId,
+        trace: Option<TraceId>,
+        name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ScoreRow>> {
+        let (p, name) = (project.clone(), name.map(str::to_string));
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {SCORE_COLUMNS} FROM scores WHERE project_id = ?1 AND (?2 IS NULL OR trace_id = ?2) \
+                 AND (?3 IS NULL OR name = ?3) ORDER BY created_ns DESC, id DESC LIMIT ?4"
+            ))?;
+            let rows = stmt.query_map(
+                params![p.as_str(), trace.map(|t| t.as_bytes().to_vec()), name, limit as i64],
+                score_row,
+            )?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn score_pairs(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        human_name: &str,
+    ) -> Result<Vec<(bool, bool)>> {
+        let (p, name, human) = (project.clone(), name.to_string(), human_name.to_string());
+        self.read(move |c| {
+            // The latest human verdict per trace (an annotator may change their mind); the
+            // evaluator's trace-level verdict (scored once).
+            let mut stmt = c.prepare_cached(
+                "SELECT e.passed, h.passed FROM scores e \
+                 JOIN (SELECT trace_id, passed, max(created_ns) FROM scores \
+                       WHERE project_id = ?1 AND source = 'human' AND name = ?3 AND passed IS NOT NULL GROUP BY trace_id) h \
+                   ON h.trace_id = e.trace_id \
+                 WHERE e.project_id = ?1 AND e.source = 'evaluator' AND e.name = ?2 AND e.span_id IS NULL AND e.passed IS NOT NULL",
+            )?;
+            let rows = stmt.query_map(params![p.as_str(), name, human], |r| {
+                Ok((r.get::<_, i64>(0)? != 0, r.get::<_, i64>(1)? != 0))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+}

@@ -1,0 +1,264 @@
+//! The quality loop on the real binary: evaluators from vigil.toml and the API run on `vigil demo`
+//! data and the shared fixtures from the durable queue (surviving `kill -9` without double
+//! counting), end-user feedback and human labels through `POST /api/v1/scores`, and an evaluator's
+//! alignment with humans (MCC) checked against a hand computation.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const CONFIG: &str = r#"
+[quality]
+settle = "1s"
+
+[[evaluators]]
+name = "tools-answer"
+rule = { type = "silent_tool_failure" }
+
+[[evaluators]]
+name = "fast-llm-calls"
+scope = "span"
+rule = { type = "max_latency_ms", max = 2500 }
+filter = { kind = "llm" }
+"#;
+
+fn send(s: &TestServer, method: &str, path: &str, key: &str, body: Value) -> (u16, Value) {
+    let c = s.client();
+    let url = format!("{}{path}", s.api);
+    let req = if method == "PUT" {
+        c.put(url)
+    } else {
+        c.post(url)
+    };
+    let r = req.bearer_auth(key).json(&body).send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+/// Waits until the evaluation queue is empty and at least `done` jobs are finished.
+fn drained(s: &TestServer, done: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, v) = s.get("/api/v1/evaluators");
+        assert_eq!(status, 200, "{v}");
+        let q = &v["queue"];
+        if q["queued"] == 0 && q["running"] == 0 && q["done"].as_u64().unwrap_or(0) >= done {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the queue did not drain: {q}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn scores(s: &TestServer, name: &str) -> Vec<Value> {
+    let (status, v) = s.get(&format!("/api/v1/scores?name={name}&limit=1000"));
+    assert_eq!(status, 200, "{v}");
+    v["items"].as_array().unwrap().clone()
+}
+
+#[test]
+fn evaluators_scores_feedback_and_alignment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let out = std::process::Command::new(vigil_bin())
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["demo", "--no-serve", "--traces", "120", "--seed", "7"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let key = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("vk_"))
+        .unwrap()
+        .to_string();
+    let cfg = tmp.path().join("vigil.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let s = TestServer::start_on(&dir, Some(key), &["--config", &cfg]);
+    for f in [
+        "otel-genai-openai.pb",
+        "openinference-openai.pb",
+        "openinference-anthropic.pb",
+    ] {
+        assert_eq!(
+            s.post_otlp("/v1/traces", "application/x-protobuf", fixture(f))
+                .status(),
+            200
+        );
+    }
+    // A crash while the queue is being worked: everything is evaluated once after the restart.
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = s.crash_and_restart();
+    let listed = drained(&s, 240);
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fast-llm-calls", "tools-answer"]);
+
+    let tools = scores(&s, "tools-answer");
+    let traces: HashSet<&str> = tools
+        .iter()
+        .map(|x| x["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(traces.len(), tools.len(), "a trace scored twice");
+    assert!(tools.len() >= 100, "{}", tools.len());
+    let failing: Vec<&Value> = tools.iter().filter(|x| x["passed"] == false).collect();
+    assert!(
+        !failing.is_empty() && failing.len() < tools.len() / 2,
+        "{} failing",
+        failing.len()
+    );
+    assert!(
+        failing[0]["reason"].as_str().unwrap().contains(':'),
+        "{}",
+        failing[0]
+    );
+    assert_eq!(failing[0]["source"], "evaluator");
+    let spans = scores(&s, "fast-llm-calls");
+    assert!(spans.iter().all(|x| x["span_id"].is_string()));
+    let per_span: HashSet<(&str, &str)> = spans
+        .iter()
+        .map(|x| {
+            (
+                x["trace_id"].as_str().unwrap(),
+                x["span_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(per_span.len(), spans.len(), "a span scored twice");
+
+    // End-user feedback from the app.
+    let t0 = tools[0]["trace_id"].as_str().unwrap();
+    let (status, v) = send(
+        &s,
+        "POST",
+        "/api/v1/scores",
+        &s.key,
+        json!({"trace_id": t0, "name": "thumbs", "passed": false, "reason": "wrong order, mail me at ann@example.com", "by": "end-user-9"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let thumbs = scores(&s, "thumbs");
+    assert_eq!(thumbs[0]["source"], "feedback");
+    assert_eq!(
+        thumbs[0]["reason"],
+        "wrong order, mail me at [REDACTED:email]"
+    );
+    for bad in [
+        json!({"name": "x", "passed": true}),
+        json!({"trace_id": t0, "name": "x"}),
+        json!({"trace_id": "zz", "name": "x", "passed": true}),
+        json!({"trace_id": t0, "name": "x", "passed": true, "source": "evaluator"}),
+    ] {
+        assert_eq!(
+            send(&s, "POST", "/api/v1/scores", &s.key, bad.clone()).0,
+            400,
+            "{bad}"
+        );
+    }
+
+    // Human labels on 20 traces: agree with the evaluator on 16, disagree on 4 (2 each way).
+    let mut labelled: Vec<(bool, bool)> = Vec::new(); // (evaluator failed, human says failed)
+    let mut pick: Vec<&Value> = failing.iter().take(6).copied().collect();
+    pick.extend(tools.iter().filter(|x| x["passed"] == true).take(14));
+    for (i, x) in pick.iter().enumerate() {
+        let evaluator_failed = x["passed"] == false;
+        let human_failed = if i == 0 || i == 1 || i == 6 || i == 7 {
+            !evaluator_failed
+        } else {
+            evaluator_failed
+        };
+        let (status, _) = send(
+            &s,
+            "POST",
+            "/api/v1/scores",
+            &s.key,
+            json!({"trace_id": x["trace_id"], "name": "tools-answer", "passed": !human_failed, "source": "human", "by": "annotator-1"}),
+        );
+        assert_eq!(status, 200);
+        labelled.push((evaluator_failed, human_failed));
+    }
+    // Hand computation: TP 4, FN 2, FP 2, TN 12.
+    let count = |e: bool, h: bool| labelled.iter().filter(|p| **p == (e, h)).count() as f64;
+    let (tp, fp, tn, fn_) = (
+        count(true, true),
+        count(true, false),
+        count(false, false),
+        count(false, true),
+    );
+    assert_eq!((tp, fp, tn, fn_), (4.0, 2.0, 12.0, 2.0));
+    let mcc = (tp * tn - fp * fn_) / ((tp + fp) * (tp + fn_) * (tn + fp) * (tn + fn_)).sqrt();
+    let (status, a) = s.get("/api/v1/evaluators/tools-answer/alignment");
+    assert_eq!(status, 200, "{a}");
+    let a = &a["alignment"];
+    assert_eq!(a["n"], 20);
+    assert!(
+        (a["mcc"].as_f64().unwrap() - mcc).abs() < 1e-9,
+        "{a} vs {mcc}"
+    );
+    assert!((a["precision"].as_f64().unwrap() - 4.0 / 6.0).abs() < 1e-9);
+    assert!((a["recall"].as_f64().unwrap() - 4.0 / 6.0).abs() < 1e-9);
+    assert!((a["agreement"].as_f64().unwrap() - 16.0 / 20.0).abs() < 1e-9);
+
+    // Evaluators through the API: admin only, validated, then they run on what is stored.
+    let admin = cli(&s.dir, &["keys", "create", "--scopes", "admin,read"])
+        .trim()
+        .to_string();
+    let def = json!({"rule": {"type": "regex", "pattern": "("}});
+    assert_eq!(
+        send(
+            &s,
+            "PUT",
+            "/api/v1/evaluators/answers-mention-orders",
+            &s.key,
+            def.clone()
+        )
+        .0,
+        403
+    );
+    let (status, e) = send(
+        &s,
+        "PUT",
+        "/api/v1/evaluators/answers-mention-orders",
+        &admin,
+        def,
+    );
+    assert_eq!(status, 400);
+    assert!(e.to_string().contains("pattern"), "{e}");
+    let (status, e) = send(
+        &s,
+        "PUT",
+        "/api/v1/evaluators/no-refusals",
+        &admin,
+        json!({"rule": {"type": "refusal"}}),
+    );
+    assert_eq!(status, 200, "{e}");
+    let before = drained(&s, 0)["queue"]["done"].as_u64().unwrap();
+    drained(&s, before + 100);
+    let refusals = scores(&s, "no-refusals");
+    assert!(refusals.len() >= 100, "{}", refusals.len());
+    let by_trace: HashMap<&str, usize> = refusals.iter().fold(HashMap::new(), |mut m, x| {
+        *m.entry(x["trace_id"].as_str().unwrap()).or_default() += 1;
+        m
+    });
+    assert!(by_trace.values().all(|n| *n == 1));
+    let (status, v) = send(
+        &s,
+        "POST",
+        "/api/v1/evaluators/no-refusals/backfill",
+        &admin,
+        json!({"from": "30d"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["queued"], 0,
+        "already evaluated traces are not queued again"
+    );
+}
