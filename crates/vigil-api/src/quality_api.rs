@@ -269,3 +269,159 @@ pub async fn list_scores(
         .await?;
     Ok(Json(json!({"items": items})))
 }
+
+/// `POST /api/v1/failure-modes`: name a failure mode (or update its definition).
+pub async fn put_failure_mode(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Result<Json<vigil_store::FailureModeSpec>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Admin).await?;
+    let spec = body(b)?;
+    let row = state.store.put_failure_mode(&c.project_id, spec).await?;
+    state
+        .governance
+        .audit
+        .record(vigil_governance::audit::AuditEvent::new(
+            &c.project_id,
+            actor(&c),
+            "failure_mode.updated",
+            &row.name,
+            json!({"id": row.id, "definition": row.definition, "severity": row.severity, "evaluator": row.evaluator}),
+        ))
+        .await;
+    Ok(Json(json!(row)))
+}
+
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// `GET /api/v1/failure-modes`: every failure mode with its status and its rate over 24 hours.
+pub async fn list_failure_modes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    let now = now_unix_nanos();
+    let mut items = Vec::new();
+    for f in state.store.list_failure_modes(Some(&c.project_id)).await? {
+        let rate = match &f.evaluator {
+            Some(e) => Some(
+                state
+                    .store
+                    .failure_rate(&c.project_id, e, now - DAY_NS, now, None, None)
+                    .await?,
+            ),
+            None => None,
+        };
+        let mut v = json!(f);
+        v["rate_24h_per_1000_sessions"] = json!(rate.and_then(|r| r.per_thousand()));
+        v["sessions_24h"] = json!(rate.map(|r| r.sessions));
+        items.push(v);
+    }
+    Ok(Json(json!({"items": items})))
+}
+
+async fn failure_mode(
+    state: &AppState,
+    c: &Caller,
+    id: &str,
+) -> ApiResult<vigil_store::FailureModeRow> {
+    state
+        .store
+        .list_failure_modes(Some(&c.project_id))
+        .await?
+        .into_iter()
+        .find(|f| f.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("failure mode `{id}`")))
+}
+
+/// `GET /api/v1/failure-modes/{id}`: one failure mode, its history, and its frequency per day.
+pub async fn get_failure_mode(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    let f = failure_mode(&state, &c, &id).await?;
+    let events = state.store.failure_mode_events(&c.project_id, &id).await?;
+    let now = now_unix_nanos();
+    let by_day = match &f.evaluator {
+        Some(e) => state
+            .store
+            .failure_rate_by_day(&c.project_id, e, now - 14 * DAY_NS, now)
+            .await?
+            .into_iter()
+            .map(|(day, r)| json!({"day": day, "failing_sessions": r.failing, "sessions": r.sessions, "per_1000_sessions": r.per_thousand()}))
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Json(
+        json!({"failure_mode": f, "events": events, "frequency_by_day": by_day}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExampleBody {
+    pub trace_id: String,
+}
+
+/// `POST /api/v1/failure-modes/{id}/examples`: a human confirms a trace shows this failure mode.
+pub async fn add_example(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    b: Result<Json<ExampleBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Approve).await?;
+    let b = body(b)?;
+    let trace = TraceId::from_hex(&b.trace_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state
+        .store
+        .add_failure_mode_example(&c.project_id, &id, trace, ScoreSource::Human)
+        .await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixBody {
+    /// The `service.version` meant to fix it.
+    pub version: String,
+}
+
+/// `POST /api/v1/failure-modes/{id}/fix`: the deployment meant to fix it; Vigil verifies the fix
+/// (and reopens the failure mode if it comes back).
+pub async fn fix(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    b: Result<Json<FixBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Admin).await?;
+    let b = body(b)?;
+    if b.version.trim().is_empty() {
+        return Err(ApiError::bad_request("`version` is empty"));
+    }
+    failure_mode(&state, &c, &id).await?;
+    let row = vigil_quality::failure_modes::mark_fixed(
+        state.store.as_ref(),
+        &c.project_id,
+        &id,
+        &b.version,
+    )
+    .await
+    .map_err(ApiError::bad_request)?;
+    state
+        .governance
+        .audit
+        .record(vigil_governance::audit::AuditEvent::new(
+            &c.project_id,
+            actor(&c),
+            "failure_mode.fixed",
+            &row.name,
+            json!({"id": id, "version": b.version, "baseline_rate": row.baseline_rate}),
+        ))
+        .await;
+    Ok(Json(json!(row)))
+}

@@ -40,6 +40,11 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/evaluators/{name}"),
     ("post", "/api/v1/evaluators/{name}/backfill"),
     ("get", "/api/v1/evaluators/{name}/alignment"),
+    ("get", "/api/v1/failure-modes"),
+    ("post", "/api/v1/failure-modes"),
+    ("get", "/api/v1/failure-modes/{id}"),
+    ("post", "/api/v1/failure-modes/{id}/examples"),
+    ("post", "/api/v1/failure-modes/{id}/fix"),
     ("post", "/api/v1/scores"),
     ("get", "/api/v1/scores"),
     ("get", "/api/v1/audit"),
@@ -85,6 +90,19 @@ pub fn api_router(state: AppState) -> Router {
             "/api/v1/scores",
             get(quality_api::list_scores).post(quality_api::post_score),
         )
+        .route(
+            "/api/v1/failure-modes",
+            get(quality_api::list_failure_modes).post(quality_api::put_failure_mode),
+        )
+        .route(
+            "/api/v1/failure-modes/{id}",
+            get(quality_api::get_failure_mode),
+        )
+        .route(
+            "/api/v1/failure-modes/{id}/examples",
+            post(quality_api::add_example),
+        )
+        .route("/api/v1/failure-modes/{id}/fix", post(quality_api::fix))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),

@@ -5,10 +5,12 @@
 //!   latency and cost thresholds, personal data in outputs, refusals).
 //! - [`runner`]: the online evaluator: finds new traces, queues a durable job per (evaluator,
 //!   trace), runs due jobs and writes their scores, surviving restarts without double counting.
+//! - [`failure_modes`]: failure modes tracked like bugs, moved through their lifecycle by evidence.
 //! - [`alignment`]: MCC, precision, recall and agreement of an evaluator against human labels;
 //!   Cohen's kappa between annotators.
 
 pub mod alignment;
+pub mod failure_modes;
 pub mod rules;
 pub mod runner;
 

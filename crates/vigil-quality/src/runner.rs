@@ -53,6 +53,8 @@ pub struct Runner {
     settings: RunnerSettings,
     /// Compiled evaluators by id, rebuilt when a definition changes.
     compiled: HashMap<String, (i64, Option<Usable>)>,
+    /// When failure modes were last moved through their lifecycle.
+    lifecycle_at: Option<std::time::Instant>,
 }
 
 impl Runner {
@@ -61,6 +63,7 @@ impl Runner {
             store,
             settings,
             compiled: HashMap::new(),
+            lifecycle_at: None,
         }
     }
 
@@ -144,6 +147,14 @@ impl Runner {
                     self.store.eval_fail(job.id, &e, retry).await?;
                 }
             }
+        }
+        // Failure modes follow the scores, every couple of seconds.
+        if self
+            .lifecycle_at
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
+        {
+            self.lifecycle_at = Some(std::time::Instant::now());
+            crate::failure_modes::advance_all(self.store.as_ref()).await?;
         }
         Ok(r)
     }

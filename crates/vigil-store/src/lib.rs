@@ -26,7 +26,10 @@ pub use governance::{
     Approval, ApprovalStatus, AuditCheckpoint, AuditRow, GovernanceStore, StoredPolicy,
 };
 pub use projects::{ApiKeyInfo, NewApiKey, ProjectRow, ProjectStore, Scope};
-pub use quality::{EvalJob, EvaluatorRow, QualityStore, QueueStats, ScoreRow, ScoreSource};
+pub use quality::{
+    EvalJob, EvaluatorRow, FailureModeChange, FailureModeEvent, FailureModeRow, FailureModeSpec,
+    QualityStore, QueueStats, RateWindow, ScoreRow, ScoreSource,
+};
 pub use query::*;
 pub use sqlite::{Durability, SqliteSettings, SqliteStore};
 pub use traces::TraceStore;

@@ -80,6 +80,71 @@ pub struct ScoreRow {
     pub created_ns: i64,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailureModeRow {
+    pub id: String,
+    pub project_id: ProjectId,
+    pub name: String,
+    pub definition: String,
+    pub severity: String,
+    pub status: String,
+    pub evaluator: Option<String>,
+    pub fixed_in: Option<String>,
+    pub baseline_rate: Option<f64>,
+    pub verified_rate: Option<f64>,
+    pub created_ns: i64,
+    pub updated_ns: i64,
+    pub human_examples: u64,
+    pub evaluator_examples: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureModeSpec {
+    pub name: String,
+    pub definition: String,
+    #[serde(default = "medium")]
+    pub severity: String,
+    /// The evaluator (its score name) that detects this failure mode.
+    pub evaluator: Option<String>,
+}
+
+fn medium() -> String {
+    "medium".into()
+}
+
+/// A change to a failure mode; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct FailureModeChange {
+    pub status: Option<(String, String)>,
+    pub fixed_in: Option<Option<String>>,
+    pub baseline_rate: Option<Option<f64>>,
+    pub verified_rate: Option<Option<f64>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailureModeEvent {
+    pub time_ns: i64,
+    pub from_status: String,
+    pub to_status: String,
+    pub reason: String,
+}
+
+/// Sessions (a trace without a session counts as its own) scored by an evaluator, and how many
+/// of them it failed at least once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RateWindow {
+    pub failing: u64,
+    pub sessions: u64,
+}
+
+impl RateWindow {
+    /// Failing sessions per 1,000 (`None` without any).
+    pub fn per_thousand(&self) -> Option<f64> {
+        (self.sessions > 0).then(|| self.failing as f64 * 1000.0 / self.sessions as f64)
+    }
+}
+
 #[async_trait]
 pub trait QualityStore: Send + Sync {
     /// Creates or replaces the definition of the project's evaluator `name` (its queue position
@@ -126,4 +191,50 @@ pub trait QualityStore: Send + Sync {
         name: &str,
         human_name: &str,
     ) -> Result<Vec<(bool, bool)>>;
+
+    /// Creates a failure mode, or updates the definition of the project's one with that name.
+    async fn put_failure_mode(
+        &self,
+        project: &ProjectId,
+        spec: FailureModeSpec,
+    ) -> Result<FailureModeRow>;
+    async fn list_failure_modes(&self, project: Option<&ProjectId>) -> Result<Vec<FailureModeRow>>;
+    /// Applies a change; a status change is recorded as an event with its reason.
+    async fn change_failure_mode(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        change: FailureModeChange,
+    ) -> Result<()>;
+    async fn add_failure_mode_example(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        trace: TraceId,
+        source: ScoreSource,
+    ) -> Result<()>;
+    async fn failure_mode_events(
+        &self,
+        project: &ProjectId,
+        id: &str,
+    ) -> Result<Vec<FailureModeEvent>>;
+    /// The evaluator's failure rate over traces that started in `[from_ns, to_ns]`, optionally only
+    /// of one `service.version` or excluding one.
+    async fn failure_rate(
+        &self,
+        project: &ProjectId,
+        evaluator: &str,
+        from_ns: i64,
+        to_ns: i64,
+        version: Option<&str>,
+        exclude_version: Option<&str>,
+    ) -> Result<RateWindow>;
+    /// Per UTC day (`YYYY-MM-DD`) in `[from_ns, to_ns]`.
+    async fn failure_rate_by_day(
+        &self,
+        project: &ProjectId,
+        evaluator: &str,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<Vec<(String, RateWindow)>>;
 }

@@ -18,6 +18,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         include_str!("../../migrations/sqlite/0005_approval_binding.sql"),
     ),
     (6, include_str!("../../migrations/sqlite/0006_quality.sql")),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_failure_modes.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

@@ -7,7 +7,10 @@ use vigil_model::{ProjectId, SpanId, TraceId};
 
 use super::writer::time_now_ns;
 use super::SqliteStore;
-use crate::quality::{EvalJob, EvaluatorRow, QualityStore, QueueStats, ScoreRow, ScoreSource};
+use crate::quality::{
+    EvalJob, EvaluatorRow, FailureModeChange, FailureModeEvent, FailureModeRow, FailureModeSpec,
+    QualityStore, QueueStats, RateWindow, ScoreRow, ScoreSource,
+};
 use crate::{Error, Result};
 
 const EVALUATOR_COLUMNS: &str =
@@ -70,6 +73,38 @@ fn insert_score(conn: &rusqlite::Connection, s: &ScoreRow) -> rusqlite::Result<u
         s.created_ns
     ])
 }
+
+const FAILURE_MODE_COLUMNS: &str = "f.id, f.project_id, f.name, f.definition, f.severity, f.status, f.evaluator, f.fixed_in, f.baseline_rate, f.verified_rate, f.created_ns, f.updated_ns, \
+     (SELECT count(*) FROM failure_mode_examples x WHERE x.failure_mode_id = f.id AND x.source = 'human'), \
+     (SELECT count(*) FROM failure_mode_examples x WHERE x.failure_mode_id = f.id AND x.source = 'evaluator')";
+
+fn failure_mode_row(r: &Row) -> rusqlite::Result<FailureModeRow> {
+    Ok(FailureModeRow {
+        id: r.get(0)?,
+        project_id: ProjectId(r.get(1)?),
+        name: r.get(2)?,
+        definition: r.get(3)?,
+        severity: r.get(4)?,
+        status: r.get(5)?,
+        evaluator: r.get(6)?,
+        fixed_in: r.get(7)?,
+        baseline_rate: r.get(8)?,
+        verified_rate: r.get(9)?,
+        created_ns: r.get(10)?,
+        updated_ns: r.get(11)?,
+        human_examples: r.get::<_, i64>(12)?.max(0) as u64,
+        evaluator_examples: r.get::<_, i64>(13)?.max(0) as u64,
+    })
+}
+
+/// Failing and scored sessions of an evaluator's trace verdicts (a span-scoped evaluator's trace
+/// fails if any of its spans failed).
+const RATE_SQL: &str = "SELECT count(DISTINCT CASE WHEN passed = 0 THEN k END), count(DISTINCT k) FROM ( \
+       SELECT COALESCE(t.session_id, hex(t.trace_id)) AS k, s.passed AS passed, t.start_ns AS start_ns \
+       FROM scores s JOIN traces t ON t.project_id = s.project_id AND t.trace_id = s.trace_id \
+       WHERE s.project_id = ?1 AND s.source = 'evaluator' AND s.name = ?2 AND s.passed IS NOT NULL \
+         AND t.start_ns >= ?3 AND t.start_ns <= ?4 \
+         AND (?5 IS NULL OR t.service_version = ?5) AND (?6 IS NULL OR t.service_version IS NOT ?6))";
 
 #[async_trait]
 impl QualityStore for SqliteStore {
@@ -335,6 +370,216 @@ impl QualityStore for SqliteStore {
             )?;
             let rows = stmt.query_map(params![p.as_str(), name, human], |r| {
                 Ok((r.get::<_, i64>(0)? != 0, r.get::<_, i64>(1)? != 0))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn put_failure_mode(
+        &self,
+        project: &ProjectId,
+        spec: FailureModeSpec,
+    ) -> Result<FailureModeRow> {
+        if spec.name.trim().is_empty() || spec.name.len() > 128 {
+            return Err(Error::InvalidQuery(
+                "a failure mode needs a name of 1 to 128 bytes".into(),
+            ));
+        }
+        if !matches!(
+            spec.severity.as_str(),
+            "low" | "medium" | "high" | "critical"
+        ) {
+            return Err(Error::InvalidQuery(format!(
+                "`severity` is low, medium, high or critical, got `{}`",
+                spec.severity
+            )));
+        }
+        let p = project.clone();
+        self.inner
+            .writer
+            .exec(move |conn| {
+                let now = time_now_ns();
+                let id = format!("fm_{}", hex::encode(rand::random::<[u8; 8]>()));
+                conn.execute(
+                    "INSERT INTO failure_modes (id, project_id, name, definition, severity, status, evaluator, created_ns, updated_ns) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?7, ?7) \
+                     ON CONFLICT (project_id, name) DO UPDATE SET definition = excluded.definition, severity = excluded.severity, \
+                       evaluator = excluded.evaluator, updated_ns = excluded.updated_ns",
+                    params![id, p.as_str(), spec.name, spec.definition, spec.severity, spec.evaluator, now],
+                )?;
+                Ok(conn
+                    .prepare_cached(&format!(
+                        "SELECT {FAILURE_MODE_COLUMNS} FROM failure_modes f WHERE f.project_id = ?1 AND f.name = ?2"
+                    ))?
+                    .query_row(params![p.as_str(), spec.name], failure_mode_row)?)
+            })
+            .await
+    }
+
+    async fn list_failure_modes(&self, project: Option<&ProjectId>) -> Result<Vec<FailureModeRow>> {
+        let p = project.map(|p| p.as_str().to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {FAILURE_MODE_COLUMNS} FROM failure_modes f WHERE (?1 IS NULL OR f.project_id = ?1) ORDER BY f.project_id, f.name"
+            ))?;
+            let rows = stmt.query_map([p], failure_mode_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn change_failure_mode(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        change: FailureModeChange,
+    ) -> Result<()> {
+        let (p, id) = (project.clone(), id.to_string());
+        self.inner
+            .writer
+            .exec(move |conn| {
+                let tx = conn.transaction()?;
+                let now = time_now_ns();
+                let current: Option<String> = tx
+                    .query_row(
+                        "SELECT status FROM failure_modes WHERE project_id = ?1 AND id = ?2",
+                        params![p.as_str(), id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(current) = current else {
+                    return Err(Error::NotFound(id));
+                };
+                if let Some((to, reason)) = &change.status {
+                    if *to != current {
+                        tx.execute(
+                            "INSERT INTO failure_mode_events (failure_mode_id, time_ns, from_status, to_status, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![id, now, current, to, reason],
+                        )?;
+                        tx.execute("UPDATE failure_modes SET status = ?2, updated_ns = ?3 WHERE id = ?1", params![id, to, now])?;
+                    }
+                }
+                if let Some(v) = &change.fixed_in {
+                    tx.execute("UPDATE failure_modes SET fixed_in = ?2 WHERE id = ?1", params![id, v])?;
+                }
+                if let Some(v) = change.baseline_rate {
+                    tx.execute("UPDATE failure_modes SET baseline_rate = ?2 WHERE id = ?1", params![id, v])?;
+                }
+                if let Some(v) = change.verified_rate {
+                    tx.execute("UPDATE failure_modes SET verified_rate = ?2 WHERE id = ?1", params![id, v])?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn add_failure_mode_example(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        trace: TraceId,
+        source: ScoreSource,
+    ) -> Result<()> {
+        let (p, id) = (project.clone(), id.to_string());
+        self.inner
+            .writer
+            .exec(move |conn| {
+                let known: bool = conn.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM failure_modes WHERE project_id = ?1 AND id = ?2)",
+                    params![p.as_str(), id],
+                    |r| r.get(0),
+                )?;
+                if !known {
+                    return Err(Error::NotFound(id));
+                }
+                conn.execute(
+                    "INSERT OR IGNORE INTO failure_mode_examples (failure_mode_id, trace_id, source, created_ns) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, trace.as_bytes(), source.as_str(), time_now_ns()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn failure_mode_events(
+        &self,
+        project: &ProjectId,
+        id: &str,
+    ) -> Result<Vec<FailureModeEvent>> {
+        let (p, id) = (project.clone(), id.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT e.time_ns, e.from_status, e.to_status, e.reason FROM failure_mode_events e \
+                 JOIN failure_modes f ON f.id = e.failure_mode_id WHERE f.project_id = ?1 AND f.id = ?2 ORDER BY e.id",
+            )?;
+            let rows = stmt.query_map(params![p.as_str(), id], |r| {
+                Ok(FailureModeEvent {
+                    time_ns: r.get(0)?,
+                    from_status: r.get(1)?,
+                    to_status: r.get(2)?,
+                    reason: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn failure_rate(
+        &self,
+        project: &ProjectId,
+        evaluator: &str,
+        from_ns: i64,
+        to_ns: i64,
+        version: Option<&str>,
+        exclude_version: Option<&str>,
+    ) -> Result<RateWindow> {
+        let (p, e) = (project.clone(), evaluator.to_string());
+        let (v, x) = (
+            version.map(str::to_string),
+            exclude_version.map(str::to_string),
+        );
+        self.read(move |c| {
+            Ok(c.prepare_cached(RATE_SQL)?.query_row(
+                params![p.as_str(), e, from_ns, to_ns, v, x],
+                |r| {
+                    Ok(RateWindow {
+                        failing: r.get::<_, i64>(0)?.max(0) as u64,
+                        sessions: r.get::<_, i64>(1)?.max(0) as u64,
+                    })
+                },
+            )?)
+        })
+        .await
+    }
+
+    async fn failure_rate_by_day(
+        &self,
+        project: &ProjectId,
+        evaluator: &str,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<Vec<(String, RateWindow)>> {
+        let (p, e) = (project.clone(), evaluator.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT strftime('%Y-%m-%d', start_ns / 1000000000, 'unixepoch') AS day, \
+                        count(DISTINCT CASE WHEN passed = 0 THEN k END), count(DISTINCT k) FROM ( \
+                   SELECT COALESCE(t.session_id, hex(t.trace_id)) AS k, s.passed AS passed, t.start_ns AS start_ns \
+                   FROM scores s JOIN traces t ON t.project_id = s.project_id AND t.trace_id = s.trace_id \
+                   WHERE s.project_id = ?1 AND s.source = 'evaluator' AND s.name = ?2 AND s.passed IS NOT NULL \
+                     AND t.start_ns >= ?3 AND t.start_ns <= ?4) GROUP BY day ORDER BY day",
+            )?;
+            let rows = stmt.query_map(params![p.as_str(), e, from_ns, to_ns], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    RateWindow {
+                        failing: r.get::<_, i64>(1)?.max(0) as u64,
+                        sessions: r.get::<_, i64>(2)?.max(0) as u64,
+                    },
+                ))
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })

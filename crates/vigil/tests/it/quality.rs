@@ -262,3 +262,217 @@ fn evaluators_scores_feedback_and_alignment() {
         "already evaluated traces are not queued again"
     );
 }
+
+/// `n` one-span traces of `version`, now; the first `failing` answer "ERROR-X".
+fn traces_of(version: &str, n: usize, failing: usize, seed: u8) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let spans = (0..n)
+        .map(|i| {
+            let mut trace = [seed; 16];
+            trace[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+            Span {
+                trace_id: trace.to_vec(),
+                span_id: ((i as u64 + 1) | (1 << 62)).to_be_bytes().to_vec(),
+                name: "answer".into(),
+                kind: 1,
+                start_time_unix_nano: now + i as u64,
+                end_time_unix_nano: now + i as u64 + 1_000_000,
+                attributes: vec![kv(
+                    "output.value",
+                    sv(if i < failing {
+                        "ERROR-X: lost the order"
+                    } else {
+                        "Your order ships Monday."
+                    }),
+                )],
+                ..Span::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", sv("order-bot")),
+                    kv("service.version", sv(version)),
+                ],
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn wait_status(s: &TestServer, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, v) = s.get(&format!("/api/v1/failure-modes/{id}"));
+        assert_eq!(code, 200, "{v}");
+        if v["failure_mode"]["status"] == status {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never reached `{status}`: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_failure_mode_walks_its_lifecycle_and_reopens_by_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("vigil.toml");
+    std::fs::write(
+        &cfg,
+        "[quality]\nsettle = \"1s\"\n[[evaluators]]\nname = \"no-error-x\"\nrule = { type = \"not_contains\", value = \"ERROR-X\" }\n",
+    )
+    .unwrap();
+    let s = TestServer::start_with(&["--config", cfg.to_str().unwrap()], &[]);
+    let admin = cli(&s.dir, &["keys", "create", "--scopes", "admin,read"])
+        .trim()
+        .to_string();
+    let annotator = cli(&s.dir, &["keys", "create", "--scopes", "approve,read"])
+        .trim()
+        .to_string();
+    let (status, fm) = send(
+        &s,
+        "POST",
+        "/api/v1/failure-modes",
+        &admin,
+        json!({
+        "name": "error-x", "definition": "The agent loses the order and says ERROR-X", "severity": "high", "evaluator": "no-error-x"}),
+    );
+    assert_eq!(status, 200, "{fm}");
+    assert_eq!(fm["status"], "open");
+    let id = fm["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        send(
+            &s,
+            "POST",
+            "/api/v1/failure-modes",
+            &admin,
+            json!({"name": "x", "definition": "y", "severity": "dire"})
+        )
+        .0,
+        400
+    );
+
+    // Version 1: half the sessions fail.
+    assert_eq!(
+        s.post_otlp(
+            "/v1/traces",
+            "application/x-protobuf",
+            traces_of("v1", 40, 20, 0x11)
+        )
+        .status(),
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scores(&s, "no-error-x").len() < 40 {
+        assert!(Instant::now() < deadline, "v1 never scored");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A human confirms an example: annotated, then tested (its evaluator exists).
+    let failing = scores(&s, "no-error-x")
+        .into_iter()
+        .find(|x| x["passed"] == false)
+        .unwrap();
+    let (status, v) = send(
+        &s,
+        "POST",
+        &format!("/api/v1/failure-modes/{id}/examples"),
+        &annotator,
+        json!({"trace_id": failing["trace_id"]}),
+    );
+    assert_eq!(status, 200, "{v}");
+    wait_status(&s, &id, "tested");
+
+    // The fix ships in v2; the rate before it is the baseline.
+    let (status, fixed) = send(
+        &s,
+        "POST",
+        &format!("/api/v1/failure-modes/{id}/fix"),
+        &admin,
+        json!({"version": "v2"}),
+    );
+    assert_eq!(status, 200, "{fixed}");
+    assert_eq!(fixed["status"], "fixed");
+    assert_eq!(fixed["baseline_rate"], 500.0);
+
+    // v2 works: 1 failing session in 40 → verified.
+    assert_eq!(
+        s.post_otlp(
+            "/v1/traces",
+            "application/x-protobuf",
+            traces_of("v2", 40, 1, 0x22)
+        )
+        .status(),
+        200
+    );
+    let v = wait_status(&s, &id, "verified");
+    assert_eq!(v["failure_mode"]["verified_rate"], 25.0);
+
+    // It comes back: reopened without anyone asking.
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        s.post_otlp(
+            "/v1/traces",
+            "application/x-protobuf",
+            traces_of("v2", 40, 30, 0x33)
+        )
+        .status(),
+        200
+    );
+    let v = wait_status(&s, &id, "regressed");
+    let path: Vec<String> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}→{}",
+                e["from_status"].as_str().unwrap(),
+                e["to_status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        path,
+        [
+            "open→annotated",
+            "annotated→tested",
+            "tested→fixed",
+            "fixed→verified",
+            "verified→regressed"
+        ]
+    );
+    assert!(
+        v["events"][4]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("per 1,000"),
+        "{v}"
+    );
+    let days = v["frequency_by_day"].as_array().unwrap();
+    assert!(
+        !days.is_empty()
+            && days
+                .iter()
+                .map(|d| d["sessions"].as_u64().unwrap())
+                .sum::<u64>()
+                == 120,
+        "{v}"
+    );
+    let (_, list) = s.get("/api/v1/failure-modes");
+    assert_eq!(list["items"][0]["sessions_24h"], 120);
+}
