@@ -425,3 +425,104 @@ pub async fn fix(
         .await;
     Ok(Json(json!(row)))
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueParams {
+    /// Whose queue (traces they already labelled are left out); default: the key.
+    pub annotator: Option<String>,
+    /// How far back (default 7d).
+    pub since: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/annotations/queue`: recent traces ranked by risk, with the reasons.
+pub async fn annotation_queue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Result<Query<QueueParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    let p = query(p)?;
+    let since = parse_time("since", p.since.as_deref().unwrap_or("7d"))?;
+    let annotator = p.annotator.unwrap_or_else(|| actor(&c));
+    let items = vigil_quality::annotation::queue(
+        state.store.as_ref(),
+        &c.project_id,
+        &annotator,
+        since,
+        p.limit.unwrap_or(20).clamp(1, 500),
+    )
+    .await?;
+    Ok(Json(json!({"annotator": annotator, "items": items})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnotationBody {
+    pub trace_id: String,
+    /// `good` or `bad`.
+    pub label: String,
+    /// A failure mode (id or name; a new name creates it).
+    pub failure_mode: Option<String>,
+    pub comment: Option<String>,
+    /// Who labels; default: the key.
+    pub annotator: Option<String>,
+}
+
+/// `POST /api/v1/annotations`: a human label (scope `approve`, the reviewers' scope).
+pub async fn post_annotation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Result<Json<AnnotationBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Approve).await?;
+    let b = body(b)?;
+    let good = match b.label.as_str() {
+        "good" => true,
+        "bad" => false,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "`label` is `good` or `bad`, got `{other}`"
+            )))
+        }
+    };
+    let trace_id =
+        TraceId::from_hex(&b.trace_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut comment = Value::String(b.comment.unwrap_or_default().chars().take(2000).collect());
+    state
+        .governance
+        .redact_value(&c.project_id, &mut comment)
+        .await;
+    let annotator = b
+        .annotator
+        .map(|a| a.chars().take(128).collect::<String>())
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| actor(&c));
+    let mode = vigil_quality::annotation::annotate(
+        state.store.as_ref(),
+        &c.project_id,
+        vigil_quality::annotation::Label {
+            trace_id,
+            annotator,
+            good,
+            failure_mode: if good { None } else { b.failure_mode },
+            comment: comment
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map(str::to_string),
+        },
+    )
+    .await?;
+    Ok(Json(json!({"ok": true, "failure_mode_id": mode})))
+}
+
+/// `GET /api/v1/annotations/agreement`: Cohen's kappa between annotators on shared traces.
+pub async fn annotation_agreement(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    let labels = state.store.annotations(&c.project_id).await?;
+    Ok(Json(json!(vigil_quality::annotation::agreement(&labels))))
+}

@@ -40,6 +40,9 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/evaluators/{name}"),
     ("post", "/api/v1/evaluators/{name}/backfill"),
     ("get", "/api/v1/evaluators/{name}/alignment"),
+    ("get", "/api/v1/annotations/queue"),
+    ("post", "/api/v1/annotations"),
+    ("get", "/api/v1/annotations/agreement"),
     ("get", "/api/v1/failure-modes"),
     ("post", "/api/v1/failure-modes"),
     ("get", "/api/v1/failure-modes/{id}"),
@@ -103,6 +106,15 @@ pub fn api_router(state: AppState) -> Router {
             post(quality_api::add_example),
         )
         .route("/api/v1/failure-modes/{id}/fix", post(quality_api::fix))
+        .route("/api/v1/annotations", post(quality_api::post_annotation))
+        .route(
+            "/api/v1/annotations/queue",
+            get(quality_api::annotation_queue),
+        )
+        .route(
+            "/api/v1/annotations/agreement",
+            get(quality_api::annotation_agreement),
+        )
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),

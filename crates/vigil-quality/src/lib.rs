@@ -6,10 +6,12 @@
 //! - [`runner`]: the online evaluator: finds new traces, queues a durable job per (evaluator,
 //!   trace), runs due jobs and writes their scores, surviving restarts without double counting.
 //! - [`failure_modes`]: failure modes tracked like bugs, moved through their lifecycle by evidence.
+//! - [`annotation`]: the risk-ranked annotation queue, labels, agreement between annotators.
 //! - [`alignment`]: MCC, precision, recall and agreement of an evaluator against human labels;
 //!   Cohen's kappa between annotators.
 
 pub mod alignment;
+pub mod annotation;
 pub mod failure_modes;
 pub mod rules;
 pub mod runner;

@@ -27,8 +27,8 @@ pub use governance::{
 };
 pub use projects::{ApiKeyInfo, NewApiKey, ProjectRow, ProjectStore, Scope};
 pub use quality::{
-    EvalJob, EvaluatorRow, FailureModeChange, FailureModeEvent, FailureModeRow, FailureModeSpec,
-    QualityStore, QueueStats, RateWindow, ScoreRow, ScoreSource,
+    AnnotationCandidate, EvalJob, EvaluatorRow, FailureModeChange, FailureModeEvent,
+    FailureModeRow, FailureModeSpec, QualityStore, QueueStats, RateWindow, ScoreRow, ScoreSource,
 };
 pub use query::*;
 pub use sqlite::{Durability, SqliteSettings, SqliteStore};

@@ -145,6 +145,22 @@ impl RateWindow {
     }
 }
 
+/// A recent trace with the signals that make it worth a human's look.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AnnotationCandidate {
+    pub trace_id: TraceId,
+    pub start_ns: i64,
+    pub duration_ms: f64,
+    pub cost_usd: Option<f64>,
+    pub status: String,
+    pub flags: i64,
+    pub root_name: String,
+    pub session_id: Option<String>,
+    /// Names of evaluators that failed it.
+    pub failing_evaluators: Vec<String>,
+    pub negative_feedback: u64,
+}
+
 #[async_trait]
 pub trait QualityStore: Send + Sync {
     /// Creates or replaces the definition of the project's evaluator `name` (its queue position
@@ -237,4 +253,14 @@ pub trait QualityStore: Send + Sync {
         from_ns: i64,
         to_ns: i64,
     ) -> Result<Vec<(String, RateWindow)>>;
+
+    /// The most recent traces since `since_ns` (up to `limit`) with their risk signals.
+    async fn annotation_candidates(
+        &self,
+        project: &ProjectId,
+        since_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<AnnotationCandidate>>;
+    /// Every human annotation (`name = 'annotation'`): (trace, annotator, passed).
+    async fn annotations(&self, project: &ProjectId) -> Result<Vec<(TraceId, String, bool)>>;
 }

@@ -100,8 +100,25 @@
       var at = list.indexOf(current());
       if (pending === "g") {
         pending = "";
-        var go = { d: "/ui/dashboard", t: "/ui/traces", s: "/ui/sessions", m: "/ui/models", a: "/ui/approvals" }[e.key];
+        var go = { d: "/ui/dashboard", t: "/ui/traces", s: "/ui/sessions", m: "/ui/models", a: "/ui/approvals", l: "/ui/annotate" }[e.key];
         if (go) { window.location.href = go; return; }
+      }
+      // Annotation: y good, n bad, f failure mode, c comment, s skip, Enter save and next.
+      var ann = document.querySelector("form[data-annotate]");
+      if (ann) {
+        var pick = function (v) {
+          var r = ann.querySelector("input[name=label][value=" + v + "]");
+          if (r) r.checked = true;
+        };
+        var field = function (n) { var f = ann.querySelector("[name=" + n + "]"); if (f) { f.focus(); e.preventDefault(); } };
+        switch (e.key) {
+          case "y": pick("good"); return;
+          case "n": pick("bad"); field("failure_mode"); return;
+          case "f": field("failure_mode"); return;
+          case "c": field("comment"); return;
+          case "s": var skip = document.querySelector("[data-skip]"); if (skip) window.location.href = skip.getAttribute("href"); return;
+          case "Enter": ann.requestSubmit ? ann.requestSubmit() : ann.submit(); e.preventDefault(); return;
+        }
       }
       switch (e.key) {
         case "j": select(list[Math.min(at + 1, list.length - 1)] || list[0]); e.preventDefault(); break;

@@ -14,6 +14,7 @@ pub enum Nav {
     Sessions,
     Models,
     Approvals,
+    Annotate,
 }
 
 pub fn page(title: &str, viewer: &Viewer, active: Nav, body: Markup) -> Response {
@@ -34,6 +35,7 @@ pub fn page(title: &str, viewer: &Viewer, active: Nav, body: Markup) -> Response
                         (item(Nav::Traces, "/ui/traces", "Traces", "t"))
                         (item(Nav::Sessions, "/ui/sessions", "Sessions", "s"))
                         (item(Nav::Models, "/ui/models", "Models & cost", "m"))
+                        (item(Nav::Annotate, "/ui/annotate", "Annotate", "l"))
                         (item(Nav::Approvals, "/ui/approvals", "Approvals", "a"))
                     }
                     div.spacer {}

@@ -35,6 +35,8 @@ pub const UI_ROUTES: &[(&str, &str)] = &[
     ("get", "/ui/sessions"),
     ("get", "/ui/sessions/{session_id}"),
     ("get", "/ui/models"),
+    ("get", "/ui/annotate"),
+    ("post", "/ui/annotate"),
     ("get", "/ui/approvals"),
     ("post", "/ui/approvals/{approval_id}/approve"),
     ("post", "/ui/approvals/{approval_id}/deny"),
@@ -53,6 +55,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/sessions", get(pages::sessions::list))
         .route("/ui/sessions/{session_id}", get(pages::sessions::show))
         .route("/ui/models", get(pages::models::show))
+        .route(
+            "/ui/annotate",
+            get(pages::annotate::show).post(pages::annotate::submit),
+        )
         .route("/ui/approvals", get(pages::approvals::list))
         .route(
             "/ui/approvals/{approval_id}/approve",

@@ -8,8 +8,8 @@ use vigil_model::{ProjectId, SpanId, TraceId};
 use super::writer::time_now_ns;
 use super::SqliteStore;
 use crate::quality::{
-    EvalJob, EvaluatorRow, FailureModeChange, FailureModeEvent, FailureModeRow, FailureModeSpec,
-    QualityStore, QueueStats, RateWindow, ScoreRow, ScoreSource,
+    AnnotationCandidate, EvalJob, EvaluatorRow, FailureModeChange, FailureModeEvent,
+    FailureModeRow, FailureModeSpec, QualityStore, QueueStats, RateWindow, ScoreRow, ScoreSource,
 };
 use crate::{Error, Result};
 
@@ -579,6 +579,66 @@ impl QualityStore for SqliteStore {
                         failing: r.get::<_, i64>(1)?.max(0) as u64,
                         sessions: r.get::<_, i64>(2)?.max(0) as u64,
                     },
+                ))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn annotation_candidates(
+        &self,
+        project: &ProjectId,
+        since_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<AnnotationCandidate>> {
+        let p = project.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT t.trace_id, t.start_ns, t.duration_ms, t.cost_usd, t.status, t.flags, t.root_name, t.session_id, \
+                   (SELECT group_concat(DISTINCT s.name) FROM scores s WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id \
+                      AND s.source = 'evaluator' AND s.passed = 0), \
+                   (SELECT count(*) FROM scores s WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id \
+                      AND s.source = 'feedback' AND s.passed = 0) \
+                 FROM traces t WHERE t.project_id = ?1 AND t.start_ns >= ?2 ORDER BY t.start_ns DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![p.as_str(), since_ns, limit as i64], |r| {
+                let trace: Vec<u8> = r.get(0)?;
+                let failing: Option<String> = r.get(8)?;
+                Ok(AnnotationCandidate {
+                    trace_id: TraceId::from_bytes(&trace).unwrap_or_default(),
+                    start_ns: r.get(1)?,
+                    duration_ms: r.get(2)?,
+                    cost_usd: r.get(3)?,
+                    status: r.get(4)?,
+                    flags: r.get(5)?,
+                    root_name: r.get(6)?,
+                    session_id: r.get(7)?,
+                    failing_evaluators: failing
+                        .map(|f| f.split(',').map(str::to_string).collect())
+                        .unwrap_or_default(),
+                    negative_feedback: r.get::<_, i64>(9)?.max(0) as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn annotations(&self, project: &ProjectId) -> Result<Vec<(TraceId, String, bool)>> {
+        let p = project.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT trace_id, COALESCE(source_id, ''), passed FROM scores \
+                 WHERE project_id = ?1 AND source = 'human' AND name = 'annotation' AND trace_id IS NOT NULL AND passed IS NOT NULL \
+                 ORDER BY created_ns",
+            )?;
+            let rows = stmt.query_map([p.as_str()], |r| {
+                let trace: Vec<u8> = r.get(0)?;
+                Ok((
+                    TraceId::from_bytes(&trace).unwrap_or_default(),
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)? != 0,
                 ))
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -16,7 +16,7 @@ use crate::layout::{self, Nav};
 use crate::viewer::{cookie_keys, Viewer};
 
 /// Who this browser may decide approvals as, if anyone.
-async fn reviewer(state: &AppState, headers: &HeaderMap, v: &Viewer) -> Option<String> {
+pub(crate) async fn reviewer(state: &AppState, headers: &HeaderMap, v: &Viewer) -> Option<String> {
     if v.insecure {
         return Some("ui:local".into());
     }

@@ -1,5 +1,6 @@
 //! One module per page. Shared here: the time-range picker every page uses.
 
+pub mod annotate;
 pub mod approvals;
 pub mod dashboard;
 pub mod login;

@@ -207,6 +207,84 @@ fn evaluators_scores_feedback_and_alignment() {
     assert!((a["recall"].as_f64().unwrap() - 4.0 / 6.0).abs() < 1e-9);
     assert!((a["agreement"].as_f64().unwrap() - 16.0 / 20.0).abs() < 1e-9);
 
+    // The annotation queue is ranked by risk, with reasons: negative feedback, failing evaluators,
+    // errors, outliers; a labelled trace leaves that annotator's queue.
+    let reviewer = cli(&s.dir, &["keys", "create", "--scopes", "approve,read"])
+        .trim()
+        .to_string();
+    let (status, q) = s.get("/api/v1/annotations/queue?annotator=ann&since=30d&limit=50");
+    assert_eq!(status, 200, "{q}");
+    let items = q["items"].as_array().unwrap();
+    let flagged = items
+        .iter()
+        .find(|i| i["trace_id"] == t0)
+        .expect("the trace with negative feedback is queued");
+    assert_eq!(
+        flagged["reasons"][0], "negative feedback from the user",
+        "{flagged}"
+    );
+    assert!(flagged["risk"].as_f64().unwrap() >= 4.0);
+    assert!(items.iter().any(|i| i["reasons"]
+        .to_string()
+        .contains("evaluator `tools-answer` failed it")));
+    let risks: Vec<f64> = items.iter().map(|i| i["risk"].as_f64().unwrap()).collect();
+    assert!(risks.windows(2).all(|w| w[0] >= w[1]), "{risks:?}");
+    assert_eq!(
+        send(
+            &s,
+            "POST",
+            "/api/v1/annotations",
+            &s.key,
+            json!({"trace_id": t0, "label": "bad"})
+        )
+        .0,
+        403
+    );
+    let shared: Vec<&str> = items
+        .iter()
+        .take(3)
+        .map(|i| i["trace_id"].as_str().unwrap())
+        .collect();
+    for (who, labels) in [
+        ("ann", ["bad", "bad", "good"]),
+        ("bob", ["bad", "good", "good"]),
+    ] {
+        for (t, l) in shared.iter().zip(labels) {
+            let (status, v) = send(
+                &s,
+                "POST",
+                "/api/v1/annotations",
+                &reviewer,
+                json!({"trace_id": t, "label": l, "annotator": who, "failure_mode": if l == "bad" { Some("wrong-order") } else { None }, "comment": "see order A-1"}),
+            );
+            assert_eq!(status, 200, "{v}");
+        }
+    }
+    let (_, q) = s.get("/api/v1/annotations/queue?annotator=ann&since=30d&limit=50");
+    assert!(q["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| !shared.contains(&i["trace_id"].as_str().unwrap())));
+    let (_, agreement) = s.get("/api/v1/annotations/agreement");
+    assert_eq!(agreement["shared_traces"], 3, "{agreement}");
+    assert_eq!(agreement["annotators"], json!(["ann", "bob"]));
+    // Pairs (bad,bad) (bad,good) (good,good): p_o = 2/3; ann says good 1/3, bob 2/3, so
+    // p_e = 1/3 * 2/3 + 2/3 * 1/3 = 4/9; κ = (2/3 - 4/9) / (1 - 4/9) = 0.4.
+    assert!(
+        (agreement["kappa"].as_f64().unwrap() - 0.4).abs() < 1e-9,
+        "{agreement}"
+    );
+    let (_, modes) = s.get("/api/v1/failure-modes");
+    let wrong = modes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "wrong-order")
+        .unwrap()
+        .clone();
+    assert_eq!(wrong["human_examples"], 2, "{wrong}");
+
     // Evaluators through the API: admin only, validated, then they run on what is stored.
     let admin = cli(&s.dir, &["keys", "create", "--scopes", "admin,read"])
         .trim()
