@@ -526,3 +526,312 @@ pub async fn annotation_agreement(
     let labels = state.store.annotations(&c.project_id).await?;
     Ok(Json(json!(vigil_quality::annotation::agreement(&labels))))
 }
+
+/// A small CSV reader: a header row naming `input` (and optionally `expected`), quoted fields with
+/// `""` escapes and embedded newlines.
+fn parse_csv(text: &str) -> Result<Vec<vigil_store::DatasetItem>, String> {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let (mut row, mut field, mut quoted, mut chars) =
+        (Vec::new(), String::new(), false, text.chars().peekable());
+    while let Some(ch) = chars.next() {
+        match (ch, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if field.is_empty() => quoted = true,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            ('\r', false) => {}
+            (c, _) => field.push(c),
+        }
+    }
+    if quoted {
+        return Err("a quoted field is not closed".into());
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    let mut rows = rows
+        .into_iter()
+        .filter(|r| !(r.len() == 1 && r[0].is_empty()));
+    let header = rows.next().ok_or("the CSV is empty")?;
+    let col = |n: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(n));
+    let input = col("input").ok_or("the CSV needs an `input` column")?;
+    let expected = col("expected");
+    rows.enumerate()
+        .map(|(i, r)| {
+            Ok(vigil_store::DatasetItem {
+                id: 0,
+                input: r
+                    .get(input)
+                    .cloned()
+                    .ok_or(format!("row {} has no input", i + 2))?,
+                expected: expected
+                    .and_then(|e| r.get(e).cloned())
+                    .filter(|e| !e.is_empty()),
+                source_trace: None,
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsBody {
+    #[serde(default)]
+    pub items: Vec<vigil_store::DatasetItem>,
+    /// Production traces to add: their input and (as expected) output.
+    #[serde(default)]
+    pub trace_ids: Vec<String>,
+}
+
+const MAX_ITEMS: usize = 10_000;
+
+/// `POST /api/v1/datasets/{name}/items`: add items as JSON (`items`, `trace_ids`), JSONL or CSV.
+pub async fn add_dataset_items(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    text: String,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Ingest).await?;
+    let kind = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
+    let mut items = Vec::new();
+    if kind.starts_with("text/csv") {
+        items = parse_csv(&text).map_err(|e| ApiError::bad_request(format!("CSV: {e}")))?;
+    } else if kind.contains("ndjson") || kind.contains("jsonl") {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            items.push(
+                serde_json::from_str::<vigil_store::DatasetItem>(line)
+                    .map_err(|e| ApiError::bad_request(format!("line {}: {e}", i + 1)))?,
+            );
+        }
+    } else {
+        let b: ItemsBody =
+            serde_json::from_str(&text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        items = b.items;
+        for t in &b.trace_ids {
+            let id = TraceId::from_hex(t).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let d = state
+                .store
+                .get_trace(&c.project_id, id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("trace `{t}`")))?;
+            let input =
+                vigil_quality::rules::trace_text(&d.spans, vigil_quality::rules::Field::Input);
+            let output =
+                vigil_quality::rules::trace_text(&d.spans, vigil_quality::rules::Field::Output);
+            items.push(vigil_store::DatasetItem {
+                id: 0,
+                input: input.unwrap_or_default(),
+                expected: output,
+                source_trace: Some(id),
+            });
+        }
+    }
+    if items.is_empty() {
+        return Err(ApiError::bad_request(
+            "no items: send `items`, `trace_ids`, JSONL or CSV",
+        ));
+    }
+    if items.len() > MAX_ITEMS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_ITEMS} items per request"
+        )));
+    }
+    // Items are stored like everything else: redacted.
+    for it in &mut items {
+        let mut v = json!({"input": it.input, "expected": it.expected});
+        state.governance.redact_value(&c.project_id, &mut v).await;
+        it.input = v["input"].as_str().unwrap_or("").to_string();
+        it.expected = v["expected"].as_str().map(str::to_string);
+    }
+    let row = state
+        .store
+        .add_dataset_items(&c.project_id, &name, items)
+        .await?;
+    Ok(Json(json!(row)))
+}
+
+pub async fn list_datasets(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    Ok(Json(
+        json!({"items": state.store.list_datasets(&c.project_id).await?}),
+    ))
+}
+
+pub async fn get_dataset(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    let (row, items) = state
+        .store
+        .get_dataset(&c.project_id, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("dataset `{name}`")))?;
+    let runs = state
+        .store
+        .list_experiments(&c.project_id, Some(&row.id), 50)
+        .await?;
+    Ok(Json(json!({"dataset": row, "items": items, "runs": runs})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentBody {
+    pub dataset: String,
+    pub name: String,
+    pub model: String,
+    #[serde(default)]
+    pub prompt: String,
+    pub results: Vec<vigil_store::ExperimentResult>,
+}
+
+/// `POST /api/v1/experiments`: store a run's results (`vigil eval run` sends them).
+pub async fn post_experiment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Result<Json<ExperimentBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Ingest).await?;
+    let mut b = body(b)?;
+    let (ds, items) = state
+        .store
+        .get_dataset(&c.project_id, &b.dataset)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("dataset `{}`", b.dataset)))?;
+    let known: std::collections::HashSet<i64> = items.iter().map(|i| i.id).collect();
+    if let Some(r) = b.results.iter().find(|r| !known.contains(&r.item_id)) {
+        return Err(ApiError::bad_request(format!(
+            "item {} is not in dataset `{}`",
+            r.item_id, b.dataset
+        )));
+    }
+    for r in &mut b.results {
+        let mut v = json!({"output": r.output, "error": r.error});
+        state.governance.redact_value(&c.project_id, &mut v).await;
+        r.output = v["output"].as_str().map(str::to_string);
+        r.error = v["error"].as_str().map(str::to_string);
+    }
+    let run = vigil_store::ExperimentRun {
+        id: format!("run_{}", &TraceId::random().to_hex()[..16]),
+        project_id: c.project_id.clone(),
+        dataset_id: ds.id,
+        name: b.name.chars().take(128).collect(),
+        model: b.model,
+        prompt: b.prompt,
+        summary: vigil_quality::experiment::summary(&b.results),
+        created_ns: now_unix_nanos(),
+    };
+    let id = run.id.clone();
+    let summary = run.summary.clone();
+    state.store.put_experiment(run, b.results).await?;
+    Ok(Json(json!({"id": id, "summary": summary})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentListParams {
+    pub dataset: Option<String>,
+}
+
+pub async fn list_experiments(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Result<Query<ExperimentListParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    let p = query(p)?;
+    let ds = match &p.dataset {
+        Some(name) => Some(
+            state
+                .store
+                .get_dataset(&c.project_id, name)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("dataset `{name}`")))?
+                .0
+                .id,
+        ),
+        None => None,
+    };
+    Ok(Json(
+        json!({"items": state.store.list_experiments(&c.project_id, ds.as_deref(), 200).await?}),
+    ))
+}
+
+pub async fn get_experiment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    let (run, results) = state
+        .store
+        .get_experiment(&c.project_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("experiment run `{id}`")))?;
+    Ok(Json(json!({"run": run, "results": results})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareParams {
+    pub base: String,
+    pub run: String,
+    /// Smallest drop in pass rate that counts as a regression (default 0.05).
+    pub threshold: Option<f64>,
+    /// Significance level (default 0.05).
+    pub alpha: Option<f64>,
+}
+
+/// `GET /api/v1/experiments/compare?base=RUN&run=RUN`: per-item diff and per-evaluator deltas.
+pub async fn compare_experiments(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Result<Query<CompareParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    let p = query(p)?;
+    let get = |id: String| {
+        let (store, project) = (state.store.clone(), c.project_id.clone());
+        async move {
+            store
+                .get_experiment(&project, &id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("experiment run `{id}`")))
+        }
+    };
+    let (base, base_results) = get(p.base).await?;
+    let (run, run_results) = get(p.run).await?;
+    if base.dataset_id != run.dataset_id {
+        return Err(ApiError::bad_request(
+            "the two runs are of different datasets",
+        ));
+    }
+    let cmp = vigil_quality::experiment::compare(
+        &base_results,
+        &run_results,
+        p.threshold.unwrap_or(0.05),
+        p.alpha.unwrap_or(0.05),
+    );
+    Ok(Json(json!({"base": base, "run": run, "comparison": cmp})))
+}

@@ -40,6 +40,13 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/evaluators/{name}"),
     ("post", "/api/v1/evaluators/{name}/backfill"),
     ("get", "/api/v1/evaluators/{name}/alignment"),
+    ("get", "/api/v1/datasets"),
+    ("get", "/api/v1/datasets/{name}"),
+    ("post", "/api/v1/datasets/{name}/items"),
+    ("get", "/api/v1/experiments"),
+    ("post", "/api/v1/experiments"),
+    ("get", "/api/v1/experiments/compare"),
+    ("get", "/api/v1/experiments/{id}"),
     ("get", "/api/v1/annotations/queue"),
     ("post", "/api/v1/annotations"),
     ("get", "/api/v1/annotations/agreement"),
@@ -107,6 +114,21 @@ pub fn api_router(state: AppState) -> Router {
         )
         .route("/api/v1/failure-modes/{id}/fix", post(quality_api::fix))
         .route("/api/v1/annotations", post(quality_api::post_annotation))
+        .route("/api/v1/datasets", get(quality_api::list_datasets))
+        .route("/api/v1/datasets/{name}", get(quality_api::get_dataset))
+        .route(
+            "/api/v1/datasets/{name}/items",
+            post(quality_api::add_dataset_items),
+        )
+        .route(
+            "/api/v1/experiments",
+            get(quality_api::list_experiments).post(quality_api::post_experiment),
+        )
+        .route(
+            "/api/v1/experiments/compare",
+            get(quality_api::compare_experiments),
+        )
+        .route("/api/v1/experiments/{id}", get(quality_api::get_experiment))
         .route(
             "/api/v1/annotations/queue",
             get(quality_api::annotation_queue),

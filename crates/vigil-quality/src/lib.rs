@@ -7,11 +7,13 @@
 //!   trace), runs due jobs and writes their scores, surviving restarts without double counting.
 //! - [`failure_modes`]: failure modes tracked like bugs, moved through their lifecycle by evidence.
 //! - [`annotation`]: the risk-ranked annotation queue, labels, agreement between annotators.
+//! - [`experiment`]: scoring experiment runs and comparing two (paired, McNemar), JUnit XML.
 //! - [`alignment`]: MCC, precision, recall and agreement of an evaluator against human labels;
 //!   Cohen's kappa between annotators.
 
 pub mod alignment;
 pub mod annotation;
+pub mod experiment;
 pub mod failure_modes;
 pub mod rules;
 pub mod runner;

@@ -27,8 +27,9 @@ pub use governance::{
 };
 pub use projects::{ApiKeyInfo, NewApiKey, ProjectRow, ProjectStore, Scope};
 pub use quality::{
-    AnnotationCandidate, EvalJob, EvaluatorRow, FailureModeChange, FailureModeEvent,
-    FailureModeRow, FailureModeSpec, QualityStore, QueueStats, RateWindow, ScoreRow, ScoreSource,
+    AnnotationCandidate, DatasetItem, DatasetRow, EvalJob, EvaluatorRow, ExperimentResult,
+    ExperimentRun, FailureModeChange, FailureModeEvent, FailureModeRow, FailureModeSpec,
+    QualityStore, QueueStats, RateWindow, ScoreRow, ScoreSource,
 };
 pub use query::*;
 pub use sqlite::{Durability, SqliteSettings, SqliteStore};

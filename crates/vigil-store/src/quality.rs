@@ -161,6 +161,48 @@ pub struct AnnotationCandidate {
     pub negative_feedback: u64,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetItem {
+    #[serde(default)]
+    pub id: i64,
+    pub input: String,
+    #[serde(default)]
+    pub expected: Option<String>,
+    #[serde(default)]
+    pub source_trace: Option<TraceId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DatasetRow {
+    pub id: String,
+    pub project_id: ProjectId,
+    pub name: String,
+    pub created_ns: i64,
+    pub items: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentResult {
+    pub item_id: i64,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub latency_ms: Option<f64>,
+    /// Evaluator name → passed.
+    pub verdicts: std::collections::BTreeMap<String, bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ExperimentRun {
+    pub id: String,
+    pub project_id: ProjectId,
+    pub dataset_id: String,
+    pub name: String,
+    pub model: String,
+    pub prompt: String,
+    pub summary: serde_json::Value,
+    pub created_ns: i64,
+}
+
 #[async_trait]
 pub trait QualityStore: Send + Sync {
     /// Creates or replaces the definition of the project's evaluator `name` (its queue position
@@ -263,4 +305,35 @@ pub trait QualityStore: Send + Sync {
     ) -> Result<Vec<AnnotationCandidate>>;
     /// Every human annotation (`name = 'annotation'`): (trace, annotator, passed).
     async fn annotations(&self, project: &ProjectId) -> Result<Vec<(TraceId, String, bool)>>;
+
+    /// Creates the dataset if needed and appends items; returns the dataset.
+    async fn add_dataset_items(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        items: Vec<DatasetItem>,
+    ) -> Result<DatasetRow>;
+    async fn list_datasets(&self, project: &ProjectId) -> Result<Vec<DatasetRow>>;
+    async fn get_dataset(
+        &self,
+        project: &ProjectId,
+        name: &str,
+    ) -> Result<Option<(DatasetRow, Vec<DatasetItem>)>>;
+    async fn put_experiment(
+        &self,
+        run: ExperimentRun,
+        results: Vec<ExperimentResult>,
+    ) -> Result<()>;
+    /// A run by id, or by name (the latest of that name), with its results.
+    async fn get_experiment(
+        &self,
+        project: &ProjectId,
+        id_or_name: &str,
+    ) -> Result<Option<(ExperimentRun, Vec<ExperimentResult>)>>;
+    async fn list_experiments(
+        &self,
+        project: &ProjectId,
+        dataset_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ExperimentRun>>;
 }

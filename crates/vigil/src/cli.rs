@@ -59,6 +59,9 @@ pub enum Command {
     /// Erase one end user's data (GDPR): their traces are deleted, audit entries about them lose
     /// their content (the chain stays verifiable) and a tombstone entry records the erasure.
     Erase(EraseArgs),
+    /// Experiments and the CI gate: run a dataset through a model, compare with a baseline.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Validate the configuration and print the resolved settings.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -396,6 +399,54 @@ pub struct EraseArgs {
     pub user: String,
     #[arg(long, default_value = "default")]
     pub project: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Run a dataset through a model (via the gateway), score it with the project's evaluators,
+    /// store the run, and compare it with a baseline: prints a table, writes JUnit XML, exits 1
+    /// on a significant regression with `--fail-on-regression`.
+    Run(EvalRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalRunArgs {
+    /// Vigil's API and gateway base URL.
+    #[arg(long, default_value = "http://127.0.0.1:7070")]
+    pub api: String,
+    /// A project key with the ingest and read scopes.
+    #[arg(long, env = "VIGIL_API_KEY")]
+    pub api_key: Option<String>,
+    #[arg(long)]
+    pub dataset: String,
+    /// A model (or gateway alias).
+    #[arg(long)]
+    pub model: String,
+    /// The prompt; `{input}` is replaced by each item's input.
+    #[arg(long, default_value = "{input}")]
+    pub prompt: String,
+    /// Comma-separated evaluator names (default: every enabled evaluator of the project).
+    #[arg(long, value_delimiter = ',')]
+    pub evaluators: Vec<String>,
+    /// A name for this run (default: `run-<time>`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The run to compare with (id or name; a name means its latest run).
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Exit 1 when an evaluator's pass rate dropped by more than `--threshold`, significantly.
+    #[arg(long)]
+    pub fail_on_regression: bool,
+    #[arg(long, default_value_t = 0.05)]
+    pub threshold: f64,
+    /// Significance level of McNemar's test.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Write the comparison as JUnit XML here.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -83,6 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Guard(cmd) => commands::governance::guard(config.resolve()?, cmd).await?,
         Command::Erase(args) => commands::governance::erase(config.resolve()?, args).await?,
+        Command::Eval(cli::EvalCommand::Run(args)) => return commands::eval::run(args).await,
         Command::Config(_) => commands::admin::config_check(&config)?,
         Command::Bench(cli::BenchCommand::Ingest(args)) => commands::bench::ingest(args).await?,
         Command::Bench(cli::BenchCommand::Redact(args)) => commands::bench::redact(args)?,

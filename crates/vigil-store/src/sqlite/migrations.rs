@@ -22,6 +22,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         7,
         include_str!("../../migrations/sqlite/0007_failure_modes.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_experiments.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

@@ -8,8 +8,9 @@ use vigil_model::{ProjectId, SpanId, TraceId};
 use super::writer::time_now_ns;
 use super::SqliteStore;
 use crate::quality::{
-    AnnotationCandidate, EvalJob, EvaluatorRow, FailureModeChange, FailureModeEvent,
-    FailureModeRow, FailureModeSpec, QualityStore, QueueStats, RateWindow, ScoreRow, ScoreSource,
+    AnnotationCandidate, DatasetItem, DatasetRow, EvalJob, EvaluatorRow, ExperimentResult,
+    ExperimentRun, FailureModeChange, FailureModeEvent, FailureModeRow, FailureModeSpec,
+    QualityStore, QueueStats, RateWindow, ScoreRow, ScoreSource,
 };
 use crate::{Error, Result};
 
@@ -640,6 +641,211 @@ impl QualityStore for SqliteStore {
                     r.get::<_, String>(1)?,
                     r.get::<_, i64>(2)? != 0,
                 ))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn add_dataset_items(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        items: Vec<DatasetItem>,
+    ) -> Result<DatasetRow> {
+        if name.trim().is_empty() || name.len() > 128 {
+            return Err(Error::InvalidQuery(
+                "a dataset needs a name of 1 to 128 bytes".into(),
+            ));
+        }
+        let (p, name) = (project.clone(), name.to_string());
+        self.inner
+            .writer
+            .exec(move |conn| {
+                let tx = conn.transaction()?;
+                let now = time_now_ns();
+                tx.execute(
+                    "INSERT OR IGNORE INTO datasets (id, project_id, name, created_ns) VALUES (?1, ?2, ?3, ?4)",
+                    params![format!("ds_{}", hex::encode(rand::random::<[u8; 8]>())), p.as_str(), name, now],
+                )?;
+                let (id, created): (String, i64) = tx.query_row(
+                    "SELECT id, created_ns FROM datasets WHERE project_id = ?1 AND name = ?2",
+                    params![p.as_str(), name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                for it in &items {
+                    tx.prepare_cached(
+                        "INSERT INTO dataset_items (dataset_id, input, expected, source_trace, created_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![id, it.input, it.expected, it.source_trace.map(|t| t.as_bytes().to_vec()), now])?;
+                }
+                let n: i64 = tx.query_row("SELECT count(*) FROM dataset_items WHERE dataset_id = ?1", [&id], |r| r.get(0))?;
+                tx.commit()?;
+                Ok(DatasetRow { id, project_id: p, name, created_ns: created, items: n.max(0) as u64 })
+            })
+            .await
+    }
+
+    async fn list_datasets(&self, project: &ProjectId) -> Result<Vec<DatasetRow>> {
+        let p = project.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT d.id, d.name, d.created_ns, (SELECT count(*) FROM dataset_items i WHERE i.dataset_id = d.id) \
+                 FROM datasets d WHERE d.project_id = ?1 ORDER BY d.name",
+            )?;
+            let rows = stmt.query_map([p.as_str()], |r| {
+                Ok(DatasetRow {
+                    id: r.get(0)?,
+                    project_id: p.clone(),
+                    name: r.get(1)?,
+                    created_ns: r.get(2)?,
+                    items: r.get::<_, i64>(3)?.max(0) as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn get_dataset(
+        &self,
+        project: &ProjectId,
+        name: &str,
+    ) -> Result<Option<(DatasetRow, Vec<DatasetItem>)>> {
+        let (p, name) = (project.clone(), name.to_string());
+        self.read(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT id, created_ns FROM datasets WHERE project_id = ?1 AND (name = ?2 OR id = ?2)",
+                    params![p.as_str(), name],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+                )
+                .optional()?;
+            let Some((id, created)) = row else { return Ok(None) };
+            let mut stmt = c.prepare_cached(
+                "SELECT id, input, expected, source_trace FROM dataset_items WHERE dataset_id = ?1 ORDER BY id",
+            )?;
+            let items: Vec<DatasetItem> = stmt
+                .query_map([&id], |r| {
+                    let t: Option<Vec<u8>> = r.get(3)?;
+                    Ok(DatasetItem {
+                        id: r.get(0)?,
+                        input: r.get(1)?,
+                        expected: r.get(2)?,
+                        source_trace: t.and_then(|b| TraceId::from_bytes(&b).ok()),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let n = items.len() as u64;
+            Ok(Some((DatasetRow { id, project_id: p, name, created_ns: created, items: n }, items)))
+        })
+        .await
+    }
+
+    async fn put_experiment(
+        &self,
+        run: ExperimentRun,
+        results: Vec<ExperimentResult>,
+    ) -> Result<()> {
+        self.inner
+            .writer
+            .exec(move |conn| {
+                let tx = conn.transaction()?;
+                tx.execute(
+                    "INSERT INTO experiment_runs (id, project_id, dataset_id, name, model, prompt, summary, created_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![run.id, run.project_id.as_str(), run.dataset_id, run.name, run.model, run.prompt, run.summary.to_string(), run.created_ns],
+                )?;
+                for r in &results {
+                    tx.prepare_cached(
+                        "INSERT INTO experiment_results (run_id, item_id, output, error, latency_ms, verdicts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        run.id,
+                        r.item_id,
+                        r.output,
+                        r.error,
+                        r.latency_ms,
+                        serde_json::to_string(&r.verdicts).unwrap_or_default()
+                    ])?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_experiment(
+        &self,
+        project: &ProjectId,
+        id_or_name: &str,
+    ) -> Result<Option<(ExperimentRun, Vec<ExperimentResult>)>> {
+        let (p, key) = (project.clone(), id_or_name.to_string());
+        self.read(move |c| {
+            let run = c
+                .query_row(
+                    "SELECT id, dataset_id, name, model, prompt, summary, created_ns FROM experiment_runs \
+                     WHERE project_id = ?1 AND (id = ?2 OR name = ?2) ORDER BY created_ns DESC LIMIT 1",
+                    params![p.as_str(), key],
+                    |r| {
+                        let summary: String = r.get(5)?;
+                        Ok(ExperimentRun {
+                            id: r.get(0)?,
+                            project_id: p.clone(),
+                            dataset_id: r.get(1)?,
+                            name: r.get(2)?,
+                            model: r.get(3)?,
+                            prompt: r.get(4)?,
+                            summary: serde_json::from_str(&summary).unwrap_or_default(),
+                            created_ns: r.get(6)?,
+                        })
+                    },
+                )
+                .optional()?;
+            let Some(run) = run else { return Ok(None) };
+            let mut stmt = c.prepare_cached(
+                "SELECT item_id, output, error, latency_ms, verdicts FROM experiment_results WHERE run_id = ?1 ORDER BY item_id",
+            )?;
+            let results = stmt
+                .query_map([&run.id], |r| {
+                    let v: String = r.get(4)?;
+                    Ok(ExperimentResult {
+                        item_id: r.get(0)?,
+                        output: r.get(1)?,
+                        error: r.get(2)?,
+                        latency_ms: r.get(3)?,
+                        verdicts: serde_json::from_str(&v).unwrap_or_default(),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Some((run, results)))
+        })
+        .await
+    }
+
+    async fn list_experiments(
+        &self,
+        project: &ProjectId,
+        dataset_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ExperimentRun>> {
+        let (p, d) = (project.clone(), dataset_id.map(str::to_string));
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, dataset_id, name, model, prompt, summary, created_ns FROM experiment_runs \
+                 WHERE project_id = ?1 AND (?2 IS NULL OR dataset_id = ?2) ORDER BY created_ns DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![p.as_str(), d, limit as i64], |r| {
+                let summary: String = r.get(5)?;
+                Ok(ExperimentRun {
+                    id: r.get(0)?,
+                    project_id: p.clone(),
+                    dataset_id: r.get(1)?,
+                    name: r.get(2)?,
+                    model: r.get(3)?,
+                    prompt: r.get(4)?,
+                    summary: serde_json::from_str(&summary).unwrap_or_default(),
+                    created_ns: r.get(6)?,
+                })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod bench;
 pub mod demo;
+pub mod eval;
 pub mod governance;
 pub mod import;
 pub mod query;

@@ -554,3 +554,167 @@ fn a_failure_mode_walks_its_lifecycle_and_reopens_by_itself() {
     let (_, list) = s.get("/api/v1/failure-modes");
     assert_eq!(list["items"][0]["sessions_24h"], 120);
 }
+
+#[test]
+fn experiments_and_the_ci_gate_catch_a_regression_and_pass_an_unchanged_run() {
+    let mock = MockLlm::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("vigil.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[gateway.providers]]\nname = \"mockoai\"\nkind = \"openai_compatible\"\nbase_url = \"{}/v1\"\n\n\
+             [[evaluators]]\nname = \"mentions-order\"\nrule = {{ type = \"regex\", pattern = \"A-[0-9]{{4}}\" }}\n\n\
+             [[evaluators]]\nname = \"no-refusal\"\nrule = {{ type = \"refusal\" }}\n",
+            mock.base
+        ),
+    )
+    .unwrap();
+    let s = TestServer::start_with(&["--config", cfg.to_str().unwrap()], &[]);
+    // A dataset from JSONL, more items from CSV and from a production trace.
+    let jsonl: String = (0..30)
+        .map(|i| format!("{}\n", json!({"input": format!("Where is my order A-{}?", 1000 + i), "expected": "shipped"})))
+        .collect();
+    let post = |path: &str, kind: &str, body: String| {
+        let r = s
+            .client()
+            .post(format!("{}{path}", s.api))
+            .bearer_auth(&s.key)
+            .header("content-type", kind)
+            .body(body)
+            .send()
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let (status, v) = post(
+        "/api/v1/datasets/orders/items",
+        "application/x-ndjson",
+        jsonl,
+    );
+    assert_eq!((status, v["items"].as_u64()), (200, Some(30)), "{v}");
+    let (status, v) = post(
+        "/api/v1/datasets/mixed/items",
+        "text/csv",
+        "input,expected\n\"Refund A-2000, please\",\"ok\"\nhello,\n".into(),
+    );
+    assert_eq!((status, v["items"].as_u64()), (200, Some(2)), "{v}");
+    assert_eq!(
+        post(
+            "/api/v1/datasets/mixed/items",
+            "text/csv",
+            "question\nx\n".into()
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        s.post_otlp(
+            "/v1/traces",
+            "application/x-protobuf",
+            fixture("openinference-openai.pb")
+        )
+        .status(),
+        200
+    );
+    let (_, list) = s.get("/api/v1/traces?from=3650d");
+    let trace = list["traces"][0]["trace_id"].as_str().unwrap().to_string();
+    let (status, v) = post(
+        "/api/v1/datasets/mixed/items",
+        "application/json",
+        json!({"trace_ids": [trace]}).to_string(),
+    );
+    assert_eq!((status, v["items"].as_u64()), (200, Some(3)), "{v}");
+
+    let eval = |extra: &[&str]| {
+        let out = std::process::Command::new(vigil_bin())
+            .args([
+                "eval",
+                "run",
+                "--api",
+                &s.api,
+                "--api-key",
+                &s.key,
+                "--dataset",
+                "orders",
+                "--model",
+                "mockoai/gpt-4o-mini",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = eval(&["--name", "base"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("mentions-order") && out.contains("100.0%"),
+        "{out}"
+    );
+
+    // Unchanged: passes the gate.
+    let same = tmp.path().join("same.xml");
+    let (code, out, err) = eval(&[
+        "--name",
+        "same",
+        "--baseline",
+        "base",
+        "--fail-on-regression",
+        "--junit",
+        same.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let xml = std::fs::read_to_string(&same).unwrap();
+    assert!(xml.contains("tests=\"2\" failures=\"0\""), "{xml}");
+
+    // A prompt change that pushes the order number out of the answer: caught.
+    let filler = "Please answer politely and in full sentences, considering our policies, tone of voice, escalation rules, refund windows and the customer's history before you reply. ".repeat(2);
+    let prompt = format!("{}{{input}}", &filler[..190]);
+    let worse = tmp.path().join("worse.xml");
+    let (code, out, err) = eval(&[
+        "--name",
+        "long-prompt",
+        "--prompt",
+        &prompt,
+        "--baseline",
+        "base",
+        "--fail-on-regression",
+        "--junit",
+        worse.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(out.contains("REGRESSED"), "{out}");
+    let xml = std::fs::read_to_string(&worse).unwrap();
+    assert!(
+        xml.contains("<failure") && xml.contains("name=\"mentions-order\""),
+        "{xml}"
+    );
+    // Side by side: every item changed verdict on that evaluator, the other held.
+    let (status, cmp) = s.get("/api/v1/experiments/compare?base=base&run=long-prompt");
+    assert_eq!(status, 200, "{cmp}");
+    let deltas = cmp["comparison"]["deltas"].as_array().unwrap();
+    let mentions = deltas
+        .iter()
+        .find(|d| d["evaluator"] == "mentions-order")
+        .unwrap();
+    assert_eq!(
+        (mentions["lost"].as_u64(), mentions["regressed"].as_bool()),
+        (Some(30), Some(true)),
+        "{mentions}"
+    );
+    let refusal = deltas
+        .iter()
+        .find(|d| d["evaluator"] == "no-refusal")
+        .unwrap();
+    assert_eq!(refusal["regressed"], false);
+    assert_eq!(cmp["comparison"]["changed"].as_array().unwrap().len(), 30);
+    // Every call went through the gateway and is traced.
+    let (_, runs) = s.get("/api/v1/datasets/orders");
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 3);
+}
