@@ -58,6 +58,9 @@ pub struct Authenticator {
     insecure_project: Option<ProjectId>,
     api_keys: Arc<KeyCache<ApiKeyInfo>>,
     gateway_keys: Arc<KeyCache<GatewayKeyInfo>>,
+    /// A random token, known only to this process, that Vigil's own components (the LLM judge)
+    /// use to call the gateway for a project. Never stored, never printed.
+    internal: Arc<String>,
 }
 
 impl Authenticator {
@@ -67,7 +70,22 @@ impl Authenticator {
             insecure_project,
             api_keys: Arc::new(KeyCache::new()),
             gateway_keys: Arc::new(KeyCache::new()),
+            internal: Arc::new(format!(
+                "vigil-internal-{}",
+                vigil_model::TraceId::random().to_hex()
+            )),
         }
+    }
+
+    /// The in-process token (see `internal`).
+    pub fn internal_token(&self) -> &str {
+        &self.internal
+    }
+
+    /// Whether `key` is the in-process token (compared in constant time).
+    pub fn is_internal(&self, key: &str) -> bool {
+        let (a, b) = (key.as_bytes(), self.internal.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
     pub fn is_insecure(&self) -> bool {

@@ -231,6 +231,7 @@ pub async fn post_score(
         source,
         source_id: s("by"),
         created_ns: now_unix_nanos(),
+        cost_usd: None,
     };
     let id = state.store.insert_score(row).await?;
     Ok(Json(json!({"id": id})))

@@ -100,6 +100,12 @@ pub async fn queue(
                     );
                 }
             }
+            if c.uncertain_judgements > 0 {
+                add(
+                    2.0,
+                    "low judge confidence (an LLM judge scored it near the middle)".into(),
+                );
+            }
             if c.status == "error" {
                 add(3.0, "a step errored".into());
             }
@@ -170,6 +176,7 @@ pub async fn annotate(
         source: ScoreSource::Human,
         source_id: Some(label.annotator.clone()),
         created_ns: now,
+        cost_usd: None,
     };
     store
         .insert_score(human("annotation", label.good, label.comment.clone()))

@@ -8,6 +8,7 @@
 //! - [`failure_modes`]: failure modes tracked like bugs, moved through their lifecycle by evidence.
 //! - [`annotation`]: the risk-ranked annotation queue, labels, agreement between annotators.
 //! - [`experiment`]: scoring experiment runs and comparing two (paired, McNemar), JUnit XML.
+//! - [`judge`]: LLM-as-judge through Vigil's own gateway.
 //! - [`alignment`]: MCC, precision, recall and agreement of an evaluator against human labels;
 //!   Cohen's kappa between annotators.
 
@@ -15,6 +16,7 @@ pub mod alignment;
 pub mod annotation;
 pub mod experiment;
 pub mod failure_modes;
+pub mod judge;
 pub mod rules;
 pub mod runner;
 

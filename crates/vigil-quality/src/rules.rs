@@ -66,6 +66,19 @@ pub enum Rule {
     NoPiiInOutput,
     /// Fails when the answer is a refusal ("I can't help with that").
     Refusal,
+    /// An LLM judge: `prompt` (with `{{input}}`, `{{output}}`, `{{name}}`, `{{agent}}`,
+    /// `{{error}}`, `{{tool_calls}}`, `{{session_id}}`) goes to `model` through the gateway; the
+    /// reply's `score` in [0, 1] passes at `pass_threshold` or above.
+    LlmJudge {
+        model: String,
+        prompt: String,
+        #[serde(default = "half")]
+        pass_threshold: f64,
+    },
+}
+
+fn half() -> f64 {
+    0.5
 }
 
 fn yes() -> bool {
@@ -144,6 +157,22 @@ impl CompiledRule {
         if let Rule::MaxLatencyMs { max } | Rule::MaxCostUsd { max } = &rule {
             if !max.is_finite() || *max < 0.0 {
                 return Err("`max` must be a positive number".into());
+            }
+        }
+        if let Rule::LlmJudge {
+            model,
+            prompt,
+            pass_threshold,
+        } = &rule
+        {
+            if model.trim().is_empty() {
+                return Err("`model` is empty".into());
+            }
+            if !prompt.contains("{{") {
+                return Err("`prompt` uses no variable (`{{input}}`, `{{output}}`, …)".into());
+            }
+            if !(0.0..=1.0).contains(pass_threshold) {
+                return Err("`pass_threshold` must be between 0 and 1".into());
             }
         }
         if let Rule::JsonSchema { schema, .. } = &rule {

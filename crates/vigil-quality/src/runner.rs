@@ -23,6 +23,8 @@ pub struct RunnerSettings {
     pub lease: Duration,
     /// Pause between rounds when there was nothing to do.
     pub idle: Duration,
+    /// How LLM-judge evaluators reach their model (none: they are skipped).
+    pub judge: Option<crate::judge::JudgeClient>,
 }
 
 impl Default for RunnerSettings {
@@ -32,6 +34,7 @@ impl Default for RunnerSettings {
             batch: 500,
             lease: Duration::from_secs(60),
             idle: Duration::from_millis(500),
+            judge: None,
         }
     }
 }
@@ -187,9 +190,82 @@ impl Runner {
             // Deleted (retention, erasure) before it was evaluated.
             return done(Vec::new()).await;
         };
-        let scores = evaluate(e, &def, &rule, &detail.spans);
+        let scores = match &def.rule {
+            crate::Rule::LlmJudge {
+                model,
+                prompt,
+                pass_threshold,
+            } => {
+                let Some(judge) = &self.settings.judge else {
+                    return Err("no judge client configured".into());
+                };
+                judge_scores(
+                    judge,
+                    e,
+                    &def,
+                    model,
+                    prompt,
+                    *pass_threshold,
+                    &detail.spans,
+                )
+                .await?
+            }
+            _ => evaluate(e, &def, &rule, &detail.spans),
+        };
         done(scores).await
     }
+}
+
+/// Most spans of one trace a span-scoped judge looks at (each is a paid call).
+const MAX_JUDGED_SPANS: usize = 20;
+
+async fn judge_scores(
+    judge: &crate::judge::JudgeClient,
+    e: &EvaluatorRow,
+    def: &EvaluatorDef,
+    model: &str,
+    prompt: &str,
+    threshold: f64,
+    spans: &[Span],
+) -> Result<Vec<ScoreRow>, String> {
+    let unfiltered = def.filter == crate::Filter::default();
+    let targets: Vec<Option<&Span>> = match def.scope {
+        Scope::Trace => {
+            if !unfiltered && !spans.iter().any(|s| def.filter.matches(s)) {
+                return Ok(Vec::new());
+            }
+            vec![None]
+        }
+        Scope::Span => spans
+            .iter()
+            .filter(|s| def.filter.matches(s))
+            .take(MAX_JUDGED_SPANS)
+            .map(Some)
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for target in targets {
+        let text = crate::judge::render(prompt, spans, target);
+        let j = judge.judge(&e.project_id, model, &text).await?;
+        let passed = j.score >= threshold;
+        out.push(ScoreRow {
+            id: 0,
+            project_id: e.project_id.clone(),
+            trace_id: spans.first().map(|s| s.trace_id),
+            span_id: target.map(|s| s.span_id),
+            session_id: spans.iter().find_map(|s| s.session_id.clone()),
+            name: e.name.clone(),
+            value: Some(j.score),
+            passed: Some(passed),
+            label: Some(if passed { "judge:pass" } else { "judge:fail" }.into()),
+            reason: Some(j.reasoning),
+            source: ScoreSource::Evaluator,
+            source_id: Some(e.id.clone()),
+            created_ns: now_unix_nanos(),
+            cost_usd: j.cost_usd,
+        });
+    }
+    Ok(out)
 }
 
 /// The scores an evaluator gives one trace.
@@ -215,6 +291,7 @@ pub fn evaluate(
         source: ScoreSource::Evaluator,
         source_id: Some(e.id.clone()),
         created_ns: now,
+        cost_usd: None,
     };
     let unfiltered = def.filter == crate::Filter::default();
     match def.scope {

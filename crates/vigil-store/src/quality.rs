@@ -78,6 +78,8 @@ pub struct ScoreRow {
     pub source: ScoreSource,
     pub source_id: Option<String>,
     pub created_ns: i64,
+    /// What producing it cost (an LLM judge's call).
+    pub cost_usd: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -159,6 +161,8 @@ pub struct AnnotationCandidate {
     /// Names of evaluators that failed it.
     pub failing_evaluators: Vec<String>,
     pub negative_feedback: u64,
+    /// LLM-judge scores close to the middle (0.35–0.65): the judge was unsure.
+    pub uncertain_judgements: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -26,6 +26,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         8,
         include_str!("../../migrations/sqlite/0008_experiments.sql"),
     ),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_score_cost.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

@@ -31,7 +31,7 @@ fn evaluator_row(r: &Row) -> rusqlite::Result<EvaluatorRow> {
     })
 }
 
-const SCORE_COLUMNS: &str = "id, project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns";
+const SCORE_COLUMNS: &str = "id, project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns, cost_usd";
 
 fn score_row(r: &Row) -> rusqlite::Result<ScoreRow> {
     let trace: Option<Vec<u8>> = r.get(2)?;
@@ -51,13 +51,14 @@ fn score_row(r: &Row) -> rusqlite::Result<ScoreRow> {
         source: ScoreSource::parse(&source).unwrap_or(ScoreSource::Human),
         source_id: r.get(11)?,
         created_ns: r.get(12)?,
+        cost_usd: r.get(13)?,
     })
 }
 
 fn insert_score(conn: &rusqlite::Connection, s: &ScoreRow) -> rusqlite::Result<usize> {
     conn.prepare_cached(
-        "INSERT OR IGNORE INTO scores (project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT OR IGNORE INTO scores (project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns, cost_usd) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         s.project_id.as_str(),
@@ -71,7 +72,8 @@ fn insert_score(conn: &rusqlite::Connection, s: &ScoreRow) -> rusqlite::Result<u
         s.reason,
         s.source.as_str(),
         s.source_id,
-        s.created_ns
+        s.created_ns,
+        s.cost_usd
     ])
 }
 
@@ -600,7 +602,9 @@ impl QualityStore for SqliteStore {
                    (SELECT group_concat(DISTINCT s.name) FROM scores s WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id \
                       AND s.source = 'evaluator' AND s.passed = 0), \
                    (SELECT count(*) FROM scores s WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id \
-                      AND s.source = 'feedback' AND s.passed = 0) \
+                      AND s.source = 'feedback' AND s.passed = 0), \
+                   (SELECT count(*) FROM scores s WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id \
+                      AND s.source = 'evaluator' AND s.label LIKE 'judge:%' AND s.value BETWEEN 0.35 AND 0.65) \
                  FROM traces t WHERE t.project_id = ?1 AND t.start_ns >= ?2 ORDER BY t.start_ns DESC LIMIT ?3",
             )?;
             let rows = stmt.query_map(params![p.as_str(), since_ns, limit as i64], |r| {
@@ -619,6 +623,7 @@ impl QualityStore for SqliteStore {
                         .map(|f| f.split(',').map(str::to_string).collect())
                         .unwrap_or_default(),
                     negative_feedback: r.get::<_, i64>(9)?.max(0) as u64,
+                    uncertain_judgements: r.get::<_, i64>(10)?.max(0) as u64,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)

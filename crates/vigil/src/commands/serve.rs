@@ -87,10 +87,9 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
     )
     .map_err(|e| anyhow::anyhow!(e))?;
     record_config(&governance, &store, &settings).await;
-    start_evaluators(&shared, &settings).await?;
     let state = AppState::new(
         shared.clone(),
-        Normalizer::new(prices),
+        Normalizer::new(prices.clone()),
         auth,
         governance.clone(),
         limits,
@@ -104,6 +103,13 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
     }
 
     let api = bind(settings.api_addr, "API").await?;
+    // The LLM judge calls this server's own gateway, authenticated with the in-process token.
+    let judge = vigil_quality::judge::JudgeClient::new(
+        format!("http://{}", api.local_addr()?),
+        state.auth.internal_token().to_string(),
+        prices.clone(),
+    );
+    start_evaluators(&shared, &settings, judge).await?;
     let otlp_http = bind(settings.otlp_http_addr, "OTLP/HTTP").await?;
     let otlp_grpc = bind(settings.otlp_grpc_addr, "OTLP/gRPC").await?;
     let (api_addr, http_addr, grpc_addr) = (
@@ -185,7 +191,11 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
 }
 
 /// Puts the `[[evaluators]]` of vigil.toml into their projects and starts the online evaluator.
-async fn start_evaluators(store: &Arc<dyn Store>, settings: &Settings) -> anyhow::Result<()> {
+async fn start_evaluators(
+    store: &Arc<dyn Store>,
+    settings: &Settings,
+    judge: vigil_quality::judge::JudgeClient,
+) -> anyhow::Result<()> {
     for e in &settings.evaluators {
         let project = store
             .get_project_by_name(&e.project)
@@ -202,6 +212,7 @@ async fn start_evaluators(store: &Arc<dyn Store>, settings: &Settings) -> anyhow
         store.clone(),
         vigil_quality::runner::RunnerSettings {
             settle: settings.quality_settle,
+            judge: Some(judge),
             ..Default::default()
         },
     )

@@ -718,3 +718,81 @@ fn experiments_and_the_ci_gate_catch_a_regression_and_pass_an_unchanged_run() {
     let (_, runs) = s.get("/api/v1/datasets/orders");
     assert_eq!(runs["runs"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn llm_judges_score_through_the_gateway_with_their_cost() {
+    let mock = MockLlm::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("vigil.toml");
+    // The mock echoes the start of the prompt, so each prompt carries the verdict the "judge" gives.
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[quality]
+settle = "1s"
+
+[[gateway.providers]]
+name = "mockoai"
+kind = "openai_compatible"
+base_url = "{}/v1"
+
+[[evaluators]]
+name = "judge-helpful"
+rule = {{ type = "llm_judge", model = "mockoai/gpt-4o-mini", prompt = '{{"score": 0.9, "reasoning": "polite and on topic"}} Judge: {{{{output}}}}' }}
+
+[[evaluators]]
+name = "judge-strict"
+rule = {{ type = "llm_judge", model = "mockoai/gpt-4o-mini", prompt = '{{"score": 0.5, "reasoning": "hard to say"}} Judge: {{{{output}}}}', pass_threshold = 0.7 }}
+"#,
+            mock.base
+        ),
+    )
+    .unwrap();
+    let s = TestServer::start_with(&["--config", cfg.to_str().unwrap()], &[]);
+    assert_eq!(
+        s.post_otlp(
+            "/v1/traces",
+            "application/x-protobuf",
+            fixture("openinference-openai.pb")
+        )
+        .status(),
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (helpful, strict) = loop {
+        let (h, st) = (scores(&s, "judge-helpful"), scores(&s, "judge-strict"));
+        if !h.is_empty() && !st.is_empty() {
+            break (h, st);
+        }
+        assert!(Instant::now() < deadline, "the judges never scored");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let h = &helpful[0];
+    assert_eq!(
+        (h["value"].as_f64(), h["passed"].as_bool()),
+        (Some(0.9), Some(true)),
+        "{h}"
+    );
+    assert_eq!(h["reason"], "polite and on topic");
+    assert!(
+        h["cost_usd"].as_f64().unwrap() > 0.0,
+        "the judge's cost is kept: {h}"
+    );
+    assert_eq!(strict[0]["passed"], false, "0.5 is below the 0.7 threshold");
+    // The judge's calls went through the gateway (traced, tagged) and reached the model.
+    let hits: Value = reqwest::blocking::get(format!("{}/hits", mock.base))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(hits.to_string().contains("gpt-4o-mini"), "{hits}");
+    let (_, traces) = s.get("/api/v1/traces?service=vigil-gateway&from=1h");
+    assert!(traces["traces"].as_array().unwrap().len() >= 2, "{traces}");
+    // An unsure judge sends the trace up the annotation queue.
+    let (_, q) = s.get("/api/v1/annotations/queue?since=3650d");
+    assert!(
+        q["items"][0]["reasons"]
+            .to_string()
+            .contains("low judge confidence"),
+        "{q}"
+    );
+}
