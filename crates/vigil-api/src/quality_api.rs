@@ -836,3 +836,54 @@ pub async fn compare_experiments(
     );
     Ok(Json(json!({"base": base, "run": run, "comparison": cmp})))
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinceParams {
+    pub since: Option<String>,
+}
+
+/// `GET /api/v1/failure-modes/candidates`: failing traces clustered into proposed failure modes.
+pub async fn failure_mode_candidates(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Result<Query<SinceParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    let p = query(p)?;
+    let since = parse_time("since", p.since.as_deref().unwrap_or("7d"))?;
+    let failing = state
+        .store
+        .failing_verdicts(&c.project_id, since, 5000)
+        .await?;
+    let known = state.store.list_failure_modes(Some(&c.project_id)).await?;
+    let items = vigil_quality::insights::candidates(&failing, &known);
+    Ok(Json(json!({"items": items})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryParams {
+    /// Days of history (1..=90, default 14).
+    pub days: Option<i64>,
+}
+
+/// `GET /api/v1/quality/summary`: active failure modes over time, eval coverage, the worst
+/// failure mode's rate, regression-free deployments, evaluator alignment over time.
+pub async fn quality_summary(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    p: Result<Query<SummaryParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let c = caller(&state, &headers, Scope::Read).await?;
+    let p = query(p)?;
+    let days = p.days.unwrap_or(14).clamp(1, 90);
+    let s = vigil_quality::insights::summary(
+        state.store.as_ref(),
+        &c.project_id,
+        now_unix_nanos(),
+        days,
+    )
+    .await?;
+    Ok(Json(json!(s)))
+}

@@ -52,6 +52,8 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/annotations/agreement"),
     ("get", "/api/v1/failure-modes"),
     ("post", "/api/v1/failure-modes"),
+    ("get", "/api/v1/failure-modes/candidates"),
+    ("get", "/api/v1/quality/summary"),
     ("get", "/api/v1/failure-modes/{id}"),
     ("post", "/api/v1/failure-modes/{id}/examples"),
     ("post", "/api/v1/failure-modes/{id}/fix"),
@@ -104,6 +106,11 @@ pub fn api_router(state: AppState) -> Router {
             "/api/v1/failure-modes",
             get(quality_api::list_failure_modes).post(quality_api::put_failure_mode),
         )
+        .route(
+            "/api/v1/failure-modes/candidates",
+            get(quality_api::failure_mode_candidates),
+        )
+        .route("/api/v1/quality/summary", get(quality_api::quality_summary))
         .route(
             "/api/v1/failure-modes/{id}",
             get(quality_api::get_failure_mode),

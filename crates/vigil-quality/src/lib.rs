@@ -9,6 +9,7 @@
 //! - [`annotation`]: the risk-ranked annotation queue, labels, agreement between annotators.
 //! - [`experiment`]: scoring experiment runs and comparing two (paired, McNemar), JUnit XML.
 //! - [`judge`]: LLM-as-judge through Vigil's own gateway.
+//! - [`insights`]: candidate failure modes from failing traces, and the quality summary.
 //! - [`alignment`]: MCC, precision, recall and agreement of an evaluator against human labels;
 //!   Cohen's kappa between annotators.
 
@@ -16,6 +17,7 @@ pub mod alignment;
 pub mod annotation;
 pub mod experiment;
 pub mod failure_modes;
+pub mod insights;
 pub mod judge;
 pub mod rules;
 pub mod runner;

@@ -340,4 +340,21 @@ pub trait QualityStore: Send + Sync {
         dataset_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ExperimentRun>>;
+
+    /// Failing evaluator verdicts since `since_ns`: (trace, evaluator, reason), newest first.
+    async fn failing_verdicts(
+        &self,
+        project: &ProjectId,
+        since_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<(TraceId, String, String)>>;
+    /// Each `service.version` seen, with when it was first seen (a deployment), oldest first.
+    async fn deployments(&self, project: &ProjectId) -> Result<Vec<(String, i64)>>;
+    /// As `score_pairs`, with when the human label was given.
+    async fn score_pairs_timed(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        human_name: &str,
+    ) -> Result<Vec<(bool, bool, i64)>>;
 }

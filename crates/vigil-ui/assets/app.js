@@ -100,7 +100,7 @@
       var at = list.indexOf(current());
       if (pending === "g") {
         pending = "";
-        var go = { d: "/ui/dashboard", t: "/ui/traces", s: "/ui/sessions", m: "/ui/models", a: "/ui/approvals", l: "/ui/annotate" }[e.key];
+        var go = { d: "/ui/dashboard", t: "/ui/traces", s: "/ui/sessions", m: "/ui/models", a: "/ui/approvals", l: "/ui/annotate", q: "/ui/quality" }[e.key];
         if (go) { window.location.href = go; return; }
       }
       // Annotation: y good, n bad, f failure mode, c comment, s skip, Enter save and next.

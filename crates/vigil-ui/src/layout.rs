@@ -15,6 +15,7 @@ pub enum Nav {
     Models,
     Approvals,
     Annotate,
+    Quality,
 }
 
 pub fn page(title: &str, viewer: &Viewer, active: Nav, body: Markup) -> Response {
@@ -35,6 +36,7 @@ pub fn page(title: &str, viewer: &Viewer, active: Nav, body: Markup) -> Response
                         (item(Nav::Traces, "/ui/traces", "Traces", "t"))
                         (item(Nav::Sessions, "/ui/sessions", "Sessions", "s"))
                         (item(Nav::Models, "/ui/models", "Models & cost", "m"))
+                        (item(Nav::Quality, "/ui/quality", "Quality", "q"))
                         (item(Nav::Annotate, "/ui/annotate", "Annotate", "l"))
                         (item(Nav::Approvals, "/ui/approvals", "Approvals", "a"))
                     }

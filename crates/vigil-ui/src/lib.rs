@@ -35,6 +35,7 @@ pub const UI_ROUTES: &[(&str, &str)] = &[
     ("get", "/ui/sessions"),
     ("get", "/ui/sessions/{session_id}"),
     ("get", "/ui/models"),
+    ("get", "/ui/quality"),
     ("get", "/ui/annotate"),
     ("post", "/ui/annotate"),
     ("get", "/ui/approvals"),
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/sessions", get(pages::sessions::list))
         .route("/ui/sessions/{session_id}", get(pages::sessions::show))
         .route("/ui/models", get(pages::models::show))
+        .route("/ui/quality", get(pages::quality::show))
         .route(
             "/ui/annotate",
             get(pages::annotate::show).post(pages::annotate::submit),

@@ -856,4 +856,63 @@ impl QualityStore for SqliteStore {
         })
         .await
     }
+
+    async fn failing_verdicts(
+        &self,
+        project: &ProjectId,
+        since_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<(TraceId, String, String)>> {
+        let p = project.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT trace_id, name, COALESCE(reason, '') FROM scores \
+                 WHERE project_id = ?1 AND source = 'evaluator' AND passed = 0 AND created_ns >= ?2 AND trace_id IS NOT NULL \
+                 ORDER BY created_ns DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![p.as_str(), since_ns, limit as i64], |r| {
+                let t: Vec<u8> = r.get(0)?;
+                Ok((TraceId::from_bytes(&t).unwrap_or_default(), r.get(1)?, r.get(2)?))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn deployments(&self, project: &ProjectId) -> Result<Vec<(String, i64)>> {
+        let p = project.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT service_version, min(start_ns) FROM traces WHERE project_id = ?1 AND service_version IS NOT NULL \
+                 GROUP BY service_version ORDER BY 2",
+            )?;
+            let rows = stmt.query_map([p.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn score_pairs_timed(
+        &self,
+        project: &ProjectId,
+        name: &str,
+        human_name: &str,
+    ) -> Result<Vec<(bool, bool, i64)>> {
+        let (p, name, human) = (project.clone(), name.to_string(), human_name.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT e.passed, h.passed, h.t FROM scores e \
+                 JOIN (SELECT trace_id, passed, max(created_ns) AS t FROM scores \
+                       WHERE project_id = ?1 AND source = 'human' AND name = ?3 AND passed IS NOT NULL GROUP BY trace_id) h \
+                   ON h.trace_id = e.trace_id \
+                 WHERE e.project_id = ?1 AND e.source = 'evaluator' AND e.name = ?2 AND e.span_id IS NULL AND e.passed IS NOT NULL \
+                 ORDER BY h.t",
+            )?;
+            let rows = stmt.query_map(params![p.as_str(), name, human], |r| {
+                Ok((r.get::<_, i64>(0)? != 0, r.get::<_, i64>(1)? != 0, r.get(2)?))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
 }

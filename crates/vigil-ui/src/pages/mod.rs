@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod dashboard;
 pub mod login;
 pub mod models;
+pub mod quality;
 pub mod sessions;
 pub mod trace;
 pub mod traces;

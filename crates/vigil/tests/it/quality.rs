@@ -553,6 +553,29 @@ fn a_failure_mode_walks_its_lifecycle_and_reopens_by_itself() {
     );
     let (_, list) = s.get("/api/v1/failure-modes");
     assert_eq!(list["items"][0]["sessions_24h"], 120);
+
+    // The quality summary and the candidates a Head of AI reads.
+    let (status, q) = s.get("/api/v1/quality/summary?days=7");
+    assert_eq!(status, 200, "{q}");
+    assert_eq!(q["active_failure_modes"], 1);
+    assert_eq!(q["by_status"]["regressed"], 1);
+    assert_eq!(q["worst"]["failure_mode"], "error-x");
+    assert_eq!(q["worst"]["severity"], "high");
+    assert_eq!(q["active_by_day"].as_array().unwrap().len(), 7);
+    // v1 → v2 is one deployment; over all of v2 its rate (31/80) did not rise above v1's (20/40).
+    assert_eq!(
+        (
+            q["deployments"].as_u64(),
+            q["regression_free_rate"].as_f64()
+        ),
+        (Some(1), Some(1.0)),
+        "{q}"
+    );
+    let (status, c) = s.get("/api/v1/failure-modes/candidates?since=1d");
+    assert_eq!(status, 200, "{c}");
+    let top = &c["items"][0];
+    assert_eq!(top["evaluator"], "no-error-x");
+    assert_eq!(top["traces"], 51, "{top}");
 }
 
 #[test]
