@@ -35,6 +35,9 @@ pub enum Scope {
     Trace,
     /// One score per span the filter selects.
     Span,
+    /// One verdict on the whole session (the goal-level outcome) each time one of its traces is
+    /// judged, over every turn so far; the latest is the session's current verdict.
+    Session,
 }
 
 /// An evaluator as configured (`[[evaluators]]` in vigil.toml, or `PUT /api/v1/evaluators/{name}`).

@@ -356,9 +356,14 @@ pub fn span_text(s: &Span, field: Field) -> Option<String> {
         .or_else(|| s.attributes.get(attr).map(value_text))
 }
 
-/// A trace's text: its root span's (what the agent answered), else the last model call's.
+/// A trace's text: its root span's (what the agent answered), else the last model call's. With
+/// several roots (a session's turns), the input is the first turn's and the output the last's.
 pub fn trace_text(spans: &[Span], field: Field) -> Option<String> {
-    let root = spans.iter().find(|s| s.parent_span_id.is_none());
+    let roots = spans.iter().filter(|s| s.parent_span_id.is_none());
+    let root = match field {
+        Field::Input => roots.min_by_key(|s| s.start_time),
+        Field::Output => roots.max_by_key(|s| s.end_time),
+    };
     root.and_then(|r| span_text(r, field)).or_else(|| {
         let mut llm: Vec<&Span> = spans.iter().filter(|s| s.kind == SpanKind::Llm).collect();
         llm.sort_by_key(|s| s.end_time);

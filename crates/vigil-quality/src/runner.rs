@@ -190,6 +190,40 @@ impl Runner {
             // Deleted (retention, erasure) before it was evaluated.
             return done(Vec::new()).await;
         };
+        // A session verdict looks at every turn of the session so far (the latest 50).
+        let mut spans = detail.spans;
+        if def.scope == Scope::Session {
+            if let Some(session) = spans.iter().find_map(|s| s.session_id.clone()) {
+                let turns = self
+                    .store
+                    .get_session(&job.project_id, &session)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut all = Vec::new();
+                for t in turns
+                    .map(|d| d.traces)
+                    .unwrap_or_default()
+                    .iter()
+                    .rev()
+                    .take(50)
+                {
+                    if t.trace_id == job.trace_id {
+                        continue;
+                    }
+                    if let Some(d) = self
+                        .store
+                        .get_trace(&job.project_id, t.trace_id)
+                        .await
+                        .map_err(|e| e.to_string())?
+                    {
+                        all.extend(d.spans);
+                    }
+                }
+                all.extend(std::mem::take(&mut spans));
+                spans = all;
+            }
+        }
+        let detail_spans = spans;
         let scores = match &def.rule {
             crate::Rule::LlmJudge {
                 model,
@@ -206,11 +240,12 @@ impl Runner {
                     model,
                     prompt,
                     *pass_threshold,
-                    &detail.spans,
+                    job.trace_id,
+                    &detail_spans,
                 )
                 .await?
             }
-            _ => evaluate(e, &def, &rule, &detail.spans),
+            _ => evaluate(e, &def, &rule, job.trace_id, &detail_spans),
         };
         done(scores).await
     }
@@ -226,11 +261,12 @@ async fn judge_scores(
     model: &str,
     prompt: &str,
     threshold: f64,
+    trace_id: vigil_model::TraceId,
     spans: &[Span],
 ) -> Result<Vec<ScoreRow>, String> {
     let unfiltered = def.filter == crate::Filter::default();
     let targets: Vec<Option<&Span>> = match def.scope {
-        Scope::Trace => {
+        Scope::Trace | Scope::Session => {
             if !unfiltered && !spans.iter().any(|s| def.filter.matches(s)) {
                 return Ok(Vec::new());
             }
@@ -251,7 +287,7 @@ async fn judge_scores(
         out.push(ScoreRow {
             id: 0,
             project_id: e.project_id.clone(),
-            trace_id: spans.first().map(|s| s.trace_id),
+            trace_id: Some(trace_id),
             span_id: target.map(|s| s.span_id),
             session_id: spans.iter().find_map(|s| s.session_id.clone()),
             name: e.name.clone(),
@@ -273,6 +309,7 @@ pub fn evaluate(
     e: &EvaluatorRow,
     def: &EvaluatorDef,
     rule: &CompiledRule,
+    trace_id: vigil_model::TraceId,
     spans: &[Span],
 ) -> Vec<ScoreRow> {
     let now = now_unix_nanos();
@@ -280,7 +317,7 @@ pub fn evaluate(
     let score = |s: Option<&Span>, passed: bool, reason: String| ScoreRow {
         id: 0,
         project_id: e.project_id.clone(),
-        trace_id: spans.first().map(|s| s.trace_id),
+        trace_id: Some(trace_id),
         span_id: s.map(|s| s.span_id),
         session_id: session.clone(),
         name: e.name.clone(),
@@ -295,7 +332,7 @@ pub fn evaluate(
     };
     let unfiltered = def.filter == crate::Filter::default();
     match def.scope {
-        Scope::Trace => {
+        Scope::Trace | Scope::Session => {
             if !unfiltered && !spans.iter().any(|s| def.filter.matches(s)) {
                 return Vec::new();
             }

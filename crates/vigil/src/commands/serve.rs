@@ -212,6 +212,7 @@ async fn start_evaluators(
         store.clone(),
         vigil_quality::runner::RunnerSettings {
             settle: settings.quality_settle,
+            lease: settings.quality_lease,
             judge: Some(judge),
             ..Default::default()
         },

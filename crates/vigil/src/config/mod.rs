@@ -36,12 +36,15 @@ pub struct Config {
 pub struct QualityConfig {
     /// How long after a trace first arrives evaluators judge it (late spans arrive meanwhile).
     pub settle: String,
+    /// How long a job taken by a worker stays its own; a crashed worker's jobs run again after it.
+    pub lease: String,
 }
 
 impl Default for QualityConfig {
     fn default() -> Self {
         Self {
             settle: "10s".into(),
+            lease: "60s".into(),
         }
     }
 }
@@ -169,6 +172,7 @@ pub struct Settings {
     pub governance: vigil_governance::GovernanceSettings,
     pub evaluators: Vec<vigil_quality::ConfiguredEvaluator>,
     pub quality_settle: std::time::Duration,
+    pub quality_lease: std::time::Duration,
 }
 
 impl Config {
@@ -289,6 +293,11 @@ impl Config {
             },
             quality_settle: std::time::Duration::from_secs(
                 opt_secs("quality.settle", &self.quality.settle)?.unwrap_or(10),
+            ),
+            quality_lease: std::time::Duration::from_secs(
+                opt_secs("quality.lease", &self.quality.lease)?
+                    .unwrap_or(60)
+                    .max(1),
             ),
             gateway: if self.gateway.enabled && !self.gateway.providers.is_empty() {
                 Some(

@@ -13,6 +13,7 @@ use crate::support::*;
 const CONFIG: &str = r#"
 [quality]
 settle = "1s"
+lease = "3s"
 
 [[evaluators]]
 name = "tools-answer"
@@ -23,6 +24,11 @@ name = "fast-llm-calls"
 scope = "span"
 rule = { type = "max_latency_ms", max = 2500 }
 filter = { kind = "llm" }
+
+[[evaluators]]
+name = "session-never-apologises"
+scope = "session"
+rule = { type = "not_contains", value = "sorry" }
 "#;
 
 fn send(s: &TestServer, method: &str, path: &str, key: &str, body: Value) -> (u16, Value) {
@@ -101,7 +107,32 @@ fn evaluators_scores_feedback_and_alignment() {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["fast-llm-calls", "tools-answer"]);
+    assert_eq!(
+        names,
+        ["fast-llm-calls", "session-never-apologises", "tools-answer"]
+    );
+    // Session verdicts cover every turn so far: all carry their session, and a session whose
+    // earlier turn apologised keeps failing in its later turns.
+    let sessions = scores(&s, "session-never-apologises");
+    assert!(sessions.len() >= 100, "{}", sessions.len());
+    assert!(
+        sessions
+            .iter()
+            .filter(|x| !x["session_id"].is_null())
+            .count()
+            >= 100
+    );
+    let mut by_session: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for x in sessions.iter().filter(|x| x["session_id"].is_string()) {
+        by_session
+            .entry(x["session_id"].as_str().unwrap())
+            .or_default()
+            .push(x);
+    }
+    assert!(
+        by_session.values().any(|v| v.len() > 1),
+        "some session has several turns"
+    );
 
     let tools = scores(&s, "tools-answer");
     let traces: HashSet<&str> = tools
