@@ -237,9 +237,11 @@ impl Runner {
                     judge,
                     e,
                     &def,
-                    model,
-                    prompt,
-                    *pass_threshold,
+                    JudgeSpec {
+                        model,
+                        prompt,
+                        threshold: *pass_threshold,
+                    },
                     job.trace_id,
                     &detail_spans,
                 )
@@ -254,16 +256,26 @@ impl Runner {
 /// Most spans of one trace a span-scoped judge looks at (each is a paid call).
 const MAX_JUDGED_SPANS: usize = 20;
 
+/// The judge's model, prompt template and pass threshold.
+struct JudgeSpec<'a> {
+    model: &'a str,
+    prompt: &'a str,
+    threshold: f64,
+}
+
 async fn judge_scores(
     judge: &crate::judge::JudgeClient,
     e: &EvaluatorRow,
     def: &EvaluatorDef,
-    model: &str,
-    prompt: &str,
-    threshold: f64,
+    spec: JudgeSpec<'_>,
     trace_id: vigil_model::TraceId,
     spans: &[Span],
 ) -> Result<Vec<ScoreRow>, String> {
+    let JudgeSpec {
+        model,
+        prompt,
+        threshold,
+    } = spec;
     let unfiltered = def.filter == crate::Filter::default();
     let targets: Vec<Option<&Span>> = match def.scope {
         Scope::Trace | Scope::Session => {
