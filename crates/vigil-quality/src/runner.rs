@@ -31,7 +31,7 @@ impl Default for RunnerSettings {
     fn default() -> Self {
         Self {
             settle: Duration::from_secs(10),
-            batch: 500,
+            batch: 2000,
             lease: Duration::from_secs(60),
             idle: Duration::from_millis(500),
             judge: None,
@@ -134,12 +134,36 @@ impl Runner {
             .await?;
         let by_id: HashMap<&str, &EvaluatorRow> =
             evaluators.iter().map(|e| (e.id.as_str(), e)).collect();
+        // Each trace is read once per round, however many evaluators judge it, and every finished
+        // job of the round is committed in one transaction.
+        let mut traces: HashMap<vigil_model::TraceId, Option<Vec<Span>>> = HashMap::new();
+        // Reads run on the store's reader pool: fetch the round's traces several at a time.
+        let mut wanted: Vec<(vigil_model::ProjectId, vigil_model::TraceId)> = jobs
+            .iter()
+            .map(|j| (j.project_id.clone(), j.trace_id))
+            .collect();
+        wanted.sort_by_key(|w| w.1);
+        wanted.dedup_by_key(|w| w.1);
+        for chunk in wanted.chunks(16) {
+            let loads = chunk.iter().map(|(p, t)| {
+                let store = self.store.clone();
+                let (p, t) = (p.clone(), *t);
+                async move { (t, store.get_trace(&p, t).await) }
+            });
+            for (t, d) in futures_util::future::join_all(loads).await {
+                if let Ok(d) = d {
+                    traces.insert(t, d.map(|d| d.spans));
+                }
+            }
+        }
+        let mut finished = Vec::with_capacity(jobs.len());
         for job in jobs {
             let evaluator = by_id.get(job.evaluator_id.as_str()).copied();
-            match self.run_job(&job, evaluator).await {
-                Ok(n) => {
+            match self.scores_for(&job, evaluator, &mut traces).await {
+                Ok(scores) => {
                     r.evaluated += 1;
-                    r.scores += n;
+                    r.scores += scores.len();
+                    finished.push((job.id, scores));
                 }
                 Err(e) => {
                     r.failed += 1;
@@ -151,6 +175,7 @@ impl Runner {
                 }
             }
         }
+        self.store.eval_finish(finished).await?;
         // Failure modes follow the scores, every couple of seconds.
         if self
             .lifecycle_at
@@ -162,36 +187,36 @@ impl Runner {
         Ok(r)
     }
 
-    async fn run_job(&mut self, job: &EvalJob, e: Option<&EvaluatorRow>) -> Result<usize, String> {
-        let store = self.store.clone();
-        let done = |scores: Vec<ScoreRow>| async move {
-            let n = scores.len();
-            store
-                .eval_finish(job.id, scores)
-                .await
-                .map(|_| n)
-                .map_err(|e| e.to_string())
-        };
+    async fn scores_for(
+        &mut self,
+        job: &EvalJob,
+        e: Option<&EvaluatorRow>,
+        traces: &mut HashMap<vigil_model::TraceId, Option<Vec<Span>>>,
+    ) -> Result<Vec<ScoreRow>, String> {
         let Some(e) = e.filter(|e| e.enabled) else {
-            return done(Vec::new()).await;
+            return Ok(Vec::new());
         };
         let Some((def, rule)) = self.compiled(e) else {
-            return done(Vec::new()).await;
+            return Ok(Vec::new());
         };
         if !def.samples(&job.trace_id) {
-            return done(Vec::new()).await;
+            return Ok(Vec::new());
         }
-        let detail = self
-            .store
-            .get_trace(&job.project_id, job.trace_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(detail) = detail else {
+        if let std::collections::hash_map::Entry::Vacant(slot) = traces.entry(job.trace_id) {
+            let d = self
+                .store
+                .get_trace(&job.project_id, job.trace_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            slot.insert(d.map(|d| d.spans));
+        }
+        let Some(Some(spans)) = traces.get(&job.trace_id) else {
             // Deleted (retention, erasure) before it was evaluated.
-            return done(Vec::new()).await;
+            return Ok(Vec::new());
         };
+        let spans = spans.clone();
         // A session verdict looks at every turn of the session so far (the latest 50).
-        let mut spans = detail.spans;
+        let mut spans = spans;
         if def.scope == Scope::Session {
             if let Some(session) = spans.iter().find_map(|s| s.session_id.clone()) {
                 let turns = self
@@ -249,7 +274,7 @@ impl Runner {
             }
             _ => evaluate(e, &def, &rule, job.trace_id, &detail_spans),
         };
-        done(scores).await
+        Ok(scores)
     }
 }
 

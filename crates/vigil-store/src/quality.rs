@@ -231,8 +231,9 @@ pub trait QualityStore: Send + Sync {
     async fn eval_backfill(&self, evaluator_id: &str, from_ns: i64, to_ns: i64) -> Result<usize>;
     /// Leases up to `limit` runnable jobs (queued and due, or running with an expired lease).
     async fn eval_lease(&self, now_ns: i64, lease_ns: i64, limit: usize) -> Result<Vec<EvalJob>>;
-    /// Writes the job's scores (an evaluator scores a target once) and marks it done, atomically.
-    async fn eval_finish(&self, job_id: i64, scores: Vec<ScoreRow>) -> Result<()>;
+    /// Writes each job's scores (an evaluator scores a target once) and marks the jobs done, in one
+    /// transaction.
+    async fn eval_finish(&self, jobs: Vec<(i64, Vec<ScoreRow>)>) -> Result<()>;
     /// Sends a job back to the queue (`retry_at`) or marks it failed.
     async fn eval_fail(&self, job_id: i64, error: &str, retry_at_ns: Option<i64>) -> Result<()>;
     async fn eval_queue_stats(&self, project: &ProjectId, now_ns: i64) -> Result<QueueStats>;

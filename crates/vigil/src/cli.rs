@@ -463,6 +463,8 @@ pub enum BenchCommand {
     Redact(BenchRedactArgs),
     /// Guard-check latency: `POST /api/v1/guard/tool-call` against a running server.
     Guard(BenchGuardArgs),
+    /// Rule-evaluator throughput on realistic traces, in process, on one core.
+    Evaluate(BenchRedactArgs),
 }
 
 #[derive(Debug, Args)]

@@ -87,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(_) => commands::admin::config_check(&config)?,
         Command::Bench(cli::BenchCommand::Ingest(args)) => commands::bench::ingest(args).await?,
         Command::Bench(cli::BenchCommand::Redact(args)) => commands::bench::redact(args)?,
+        Command::Bench(cli::BenchCommand::Evaluate(args)) => commands::bench::evaluate(args)?,
         Command::Bench(cli::BenchCommand::Guard(args)) => commands::bench::guard(args).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -254,18 +254,23 @@ impl QualityStore for SqliteStore {
             .await
     }
 
-    async fn eval_finish(&self, job_id: i64, scores: Vec<ScoreRow>) -> Result<()> {
+    async fn eval_finish(&self, jobs: Vec<(i64, Vec<ScoreRow>)>) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
         self.inner
             .writer
             .exec(move |conn| {
                 let tx = conn.transaction()?;
-                for s in &scores {
-                    insert_score(&tx, s)?;
+                for (job_id, scores) in &jobs {
+                    for s in scores {
+                        insert_score(&tx, s)?;
+                    }
+                    tx.prepare_cached(
+                        "UPDATE eval_jobs SET state = 'done', lease_until_ns = NULL, error = NULL WHERE id = ?1",
+                    )?
+                    .execute([job_id])?;
                 }
-                tx.execute(
-                    "UPDATE eval_jobs SET state = 'done', lease_until_ns = NULL, error = NULL WHERE id = ?1",
-                    [job_id],
-                )?;
                 tx.commit()?;
                 Ok(())
             })

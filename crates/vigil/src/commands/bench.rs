@@ -433,3 +433,97 @@ pub async fn guard(args: crate::cli::BenchGuardArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `vigil bench evaluate`: how many spans per second the rule evaluators judge, on one core,
+/// with the demo workload grouped into traces (the store read of each trace is not included;
+/// `scripts/bench-evaluators.sh` measures the whole path end to end).
+pub fn evaluate(args: crate::cli::BenchRedactArgs) -> anyhow::Result<()> {
+    use std::collections::HashMap;
+
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use vigil_quality::{CompiledRule, EvaluatorDef, Scope};
+
+    const BATCH: usize = 200;
+    let mut generator = Generator::new(11);
+    let now = now_ns();
+    let normalizer = vigil_ingest::Normalizer::new(Arc::new(vigil_model::PriceTable::builtin()?));
+    let project = vigil_model::ProjectId::new("bench");
+    let mut traces: HashMap<vigil_model::TraceId, Vec<vigil_model::Span>> = HashMap::new();
+    for _ in 0..args.spans.div_ceil(BATCH).max(1) {
+        let body = generator.spans_for_load(BATCH, now).encode_to_vec();
+        let req = ExportTraceServiceRequest::decode(body.as_slice())?;
+        for s in normalizer.traces(&project, &req).spans {
+            traces.entry(s.trace_id).or_default().push(s);
+        }
+    }
+    let spans: usize = traces.values().map(Vec::len).sum();
+    let defs: Vec<(&str, serde_json::Value)> = vec![
+        (
+            "silent_tool_failure",
+            serde_json::json!({"rule": {"type": "silent_tool_failure"}}),
+        ),
+        (
+            "hallucinated_tool",
+            serde_json::json!({"rule": {"type": "hallucinated_tool"}}),
+        ),
+        (
+            "llm_latency (span)",
+            serde_json::json!({"scope": "span", "rule": {"type": "max_latency_ms", "max": 2500}, "filter": {"kind": "llm"}}),
+        ),
+        (
+            "trace_cost",
+            serde_json::json!({"rule": {"type": "max_cost_usd", "max": 0.05}}),
+        ),
+        (
+            "regex_output",
+            serde_json::json!({"rule": {"type": "regex", "pattern": "A-[0-9]{4}"}}),
+        ),
+        (
+            "not_contains",
+            serde_json::json!({"rule": {"type": "not_contains", "value": "sorry"}}),
+        ),
+        ("refusal", serde_json::json!({"rule": {"type": "refusal"}})),
+        (
+            "no_pii_in_output",
+            serde_json::json!({"rule": {"type": "no_pii_in_output"}}),
+        ),
+    ];
+    let compiled: Vec<(&str, EvaluatorDef, CompiledRule)> = defs
+        .into_iter()
+        .map(|(n, v)| {
+            let def: EvaluatorDef = serde_json::from_value(v)?;
+            let rule = def.validate().map_err(|e| anyhow::anyhow!(e))?;
+            Ok((n, def, rule))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    println!("traces {}, spans {spans}", traces.len());
+    let mut total = Duration::ZERO;
+    for (name, def, rule) in &compiled {
+        let t = Instant::now();
+        let mut verdicts = 0usize;
+        for spans in traces.values() {
+            match def.scope {
+                Scope::Span => {
+                    verdicts += spans
+                        .iter()
+                        .filter(|s| def.filter.matches(s))
+                        .filter_map(|s| rule.on_span(s))
+                        .count()
+                }
+                _ => verdicts += usize::from(rule.on_trace(spans).is_some()),
+            }
+        }
+        let d = t.elapsed();
+        total += d;
+        println!(
+            "{name:<22} {:>12.0} spans/s  ({verdicts} verdicts)",
+            spans as f64 / d.as_secs_f64()
+        );
+    }
+    println!(
+        "all {} evaluators       {:>12.0} spans/s on one core (each span judged by every evaluator)",
+        compiled.len(),
+        spans as f64 / total.as_secs_f64()
+    );
+    Ok(())
+}

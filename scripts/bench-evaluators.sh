@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Online evaluation under sustained ingest: a fresh server (both cores) with three rule evaluators,
+# `vigil bench ingest` sending SPANS demo spans, and the evaluation queue sampled every second
+# until it is drained. Reports ingest spans/s with evaluation on, the queue's lag (age of the oldest
+# runnable job, after the 1 s settling delay) and how fast traces were evaluated end to end.
+#   scripts/bench-evaluators.sh [SPANS]     (release build: cargo build --release)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="$ROOT/target/release/vigil"
+SPANS="${1:-200000}"
+[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+DIR="$(mktemp -d)"; trap 'kill $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
+cat > "$DIR/vigil.toml" <<'TOML'
+[quality]
+settle = "1s"
+[[evaluators]]
+name = "tools-answer"
+rule = { type = "silent_tool_failure" }
+[[evaluators]]
+name = "no-refusal"
+rule = { type = "refusal" }
+[[evaluators]]
+name = "no-pii"
+rule = { type = "no_pii_in_output" }
+TOML
+PORT=$((17000 + RANDOM % 1000)); OTLP=$((18000 + RANDOM % 1000))
+VIGIL_LOG=warn "$BIN" --config "$DIR/vigil.toml" --data-dir "$DIR/data" serve --api-addr "127.0.0.1:$PORT" \
+  --otlp-http-addr "127.0.0.1:$OTLP" --otlp-grpc-addr 127.0.0.1:0 2>"$DIR/log" &
+PID=$!
+for _ in $(seq 100); do grep -q ready "$DIR/log" 2>/dev/null && break; sleep 0.1; done
+KEY="$(grep -o 'vk_[A-Za-z0-9_]*' "$DIR/log" | head -1)"
+stats() { curl -fsS -H "x-vigil-api-key: $KEY" "http://127.0.0.1:$PORT/api/v1/evaluators" | python3 -c '
+import sys, json; q = json.load(sys.stdin)["queue"]; a = q.get("oldest_ready_age_ns")
+print(q["queued"], q["running"], q["done"], q["failed"], (a or 0) / 1e9)'; }
+( while sleep 1; do echo "$(date +%s.%N) $(stats)"; done ) > "$DIR/samples" &
+SAMPLER=$!
+START=$(date +%s.%N)
+taskset -c 0 "$BIN" bench ingest --target "http://127.0.0.1:$OTLP" --api "http://127.0.0.1:$PORT" --api-key "$KEY" \
+  --spans "$SPANS" --concurrency 8 | grep -E "accepted|lag"
+INGESTED=$(date +%s.%N)
+while :; do read -r q r d f a <<<"$(stats)"; [ "$q" = 0 ] && [ "$r" = 0 ] && [ "$d" -gt 0 ] && break; sleep 0.5; done
+DRAINED=$(date +%s.%N)
+kill $SAMPLER
+python3 - "$DIR/samples" "$START" "$INGESTED" "$DRAINED" "$d" <<'PY'
+import sys
+path, start, ingested, drained, done = sys.argv[1], *map(float, sys.argv[2:5]), int(sys.argv[5])
+lags = [float(l.split()[5]) for l in open(path) if len(l.split()) == 6]
+print(f"evaluation jobs      {done} (traces x 3 evaluators)")
+print(f"queue lag            max {max(lags or [0]):.1f} s while ingesting (oldest runnable job), p50 {sorted(lags or [0])[len(lags)//2]:.1f} s")
+print(f"drained              {drained - ingested:.1f} s after ingest ended; {drained - start:.1f} s in all")
+print(f"evaluated            {done / (drained - start):.0f} jobs/s end to end")
+PY
