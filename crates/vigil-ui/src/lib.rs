@@ -36,6 +36,8 @@ pub const UI_ROUTES: &[(&str, &str)] = &[
     ("get", "/ui/sessions/{session_id}"),
     ("get", "/ui/models"),
     ("get", "/ui/quality"),
+    ("post", "/ui/evaluators"),
+    ("post", "/ui/datasets/add"),
     ("get", "/ui/annotate"),
     ("post", "/ui/annotate"),
     ("get", "/ui/approvals"),
@@ -57,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/sessions/{session_id}", get(pages::sessions::show))
         .route("/ui/models", get(pages::models::show))
         .route("/ui/quality", get(pages::quality::show))
+        .route("/ui/evaluators", post(pages::quality::save_evaluator))
+        .route("/ui/datasets/add", post(pages::quality::add_to_dataset))
         .route(
             "/ui/annotate",
             get(pages::annotate::show).post(pages::annotate::submit),

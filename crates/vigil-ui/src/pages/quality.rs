@@ -2,16 +2,20 @@
 //! them the evaluators cover, whether deployments regress, and what new failures look like.
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
 use maud::html;
+use serde::Deserialize;
 use vigil_api::AppState;
 use vigil_model::now_unix_nanos;
 use vigil_quality::insights::{self, DayPoint};
+use vigil_store::Scope;
 
 use crate::charts::{line_chart, Series};
 use crate::fmt;
 use crate::layout::{self, Nav};
-use crate::viewer::Viewer;
+use crate::viewer::{cookie_keys, Viewer};
 
 const DAYS: i64 = 14;
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -125,6 +129,14 @@ pub async fn show(State(state): State<AppState>, v: Viewer) -> Response {
         }
         @if let Some(s) = &summary {
             h2 { "Evaluators" }
+            form.new-evaluator method="post" action="/ui/evaluators" {
+                input type="text" name="name" placeholder="evaluator name" required aria-label="Evaluator name";
+                textarea name="definition" rows="3" aria-label="Definition (JSON)" {
+                    r#"{"rule": {"type": "refusal"}, "scope": "trace", "sample": 1.0}"#
+                }
+                button.primary type="submit" { "Save evaluator" }
+                span.small.muted { "Rules: regex, contains, not_contains, valid_json, json_schema, silent_tool_failure, hallucinated_tool, max_latency_ms, max_cost_usd, no_pii_in_output, refusal, llm_judge." }
+            }
             table.list.compact {
                 thead { tr { th { "Evaluator" } th { "MCC" } th { "Precision" } th { "Recall" } th { "Agreement" } th { "n" } } }
                 tbody {
@@ -149,4 +161,129 @@ pub async fn show(State(state): State<AppState>, v: Viewer) -> Response {
         }
     };
     layout::page("Quality", &v, Nav::Quality, body)
+}
+
+/// Who may change evaluators from this browser: a signed-in user of the project, or a key with
+/// the `admin` scope.
+async fn admin(state: &AppState, headers: &HeaderMap, v: &Viewer) -> Option<String> {
+    if v.insecure {
+        return Some("ui:local".into());
+    }
+    if let Some(u) = v
+        .user
+        .as_ref()
+        .filter(|_| v.user_projects.contains(&v.project))
+    {
+        return Some(format!("user:{u}"));
+    }
+    for key in cookie_keys(headers) {
+        if let Ok(c) = state.auth.authenticate(Some(&key), Scope::Admin).await {
+            if c.project_id == v.project {
+                return c.key.map(|k| format!("key:{}", k.id));
+            }
+        }
+    }
+    None
+}
+
+#[derive(Deserialize)]
+pub struct EvaluatorForm {
+    name: String,
+    definition: String,
+}
+
+/// `POST /ui/evaluators`: create or replace an evaluator from the Quality page.
+pub async fn save_evaluator(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    v: Viewer,
+    Form(f): Form<EvaluatorForm>,
+) -> Response {
+    let Some(who) = admin(&state, &headers, &v).await else {
+        return layout::error_page(
+            StatusCode::FORBIDDEN,
+            "changing evaluators needs a signed-in user or a key with the `admin` scope",
+        );
+    };
+    let def: vigil_quality::EvaluatorDef = match serde_json::from_str(&f.definition) {
+        Ok(d) => d,
+        Err(e) => {
+            return layout::error_page(StatusCode::BAD_REQUEST, &format!("invalid definition: {e}"))
+        }
+    };
+    if let Err(e) = def.validate() {
+        return layout::error_page(StatusCode::BAD_REQUEST, &format!("invalid evaluator: {e}"));
+    }
+    let json = serde_json::to_value(&def).unwrap_or_default();
+    if let Err(e) = state
+        .store
+        .put_evaluator(&v.project, f.name.trim(), json.clone(), def.enabled)
+        .await
+    {
+        return layout::error_page(StatusCode::BAD_REQUEST, &e.to_string());
+    }
+    state
+        .governance
+        .audit
+        .record(vigil_governance::audit::AuditEvent::new(
+            &v.project,
+            who,
+            "evaluator.updated",
+            f.name.trim(),
+            json,
+        ))
+        .await;
+    Redirect::to("/ui/quality").into_response()
+}
+
+#[derive(Deserialize)]
+pub struct DatasetForm {
+    trace_id: String,
+    dataset: String,
+}
+
+/// `POST /ui/datasets/add`: a trace's input and output become an item of a dataset.
+pub async fn add_to_dataset(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    v: Viewer,
+    Form(f): Form<DatasetForm>,
+) -> Response {
+    if crate::pages::approvals::reviewer(&state, &headers, &v)
+        .await
+        .is_none()
+    {
+        return layout::error_page(
+            StatusCode::FORBIDDEN,
+            "curating datasets needs a signed-in user or a key with the `approve` scope",
+        );
+    }
+    let Ok(id) = vigil_model::TraceId::from_hex(&f.trace_id) else {
+        return layout::error_page(StatusCode::BAD_REQUEST, "not a trace id");
+    };
+    let detail = match state.store.get_trace(&v.project, id).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return layout::error_page(StatusCode::NOT_FOUND, "no such trace"),
+        Err(e) => return layout::error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    use vigil_quality::rules::{trace_text, Field};
+    let mut v_json = serde_json::json!({
+        "input": trace_text(&detail.spans, Field::Input).unwrap_or_default(),
+        "expected": trace_text(&detail.spans, Field::Output),
+    });
+    state.governance.redact_value(&v.project, &mut v_json).await;
+    let item = vigil_store::DatasetItem {
+        id: 0,
+        input: v_json["input"].as_str().unwrap_or("").to_string(),
+        expected: v_json["expected"].as_str().map(str::to_string),
+        source_trace: Some(id),
+    };
+    match state
+        .store
+        .add_dataset_items(&v.project, f.dataset.trim(), vec![item])
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/ui/traces/{}", id.to_hex())).into_response(),
+        Err(e) => layout::error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
 }

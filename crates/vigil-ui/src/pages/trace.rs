@@ -135,6 +135,11 @@ fn header(d: &TraceDetail) -> Markup {
                 }
                 @if let Some(u) = &t.user_id { span.kv { span.k { "User" } (u) } }
             }
+            form.inline.add-dataset method="post" action="/ui/datasets/add" {
+                input type="hidden" name="trace_id" value=(t.trace_id.to_hex());
+                input type="text" name="dataset" placeholder="dataset name" required aria-label="Dataset";
+                button type="submit" title="Add this trace's input and output as a dataset item" { "Add to dataset" }
+            }
             div.tiles {
                 div.tile { div.v { (fmt::duration_ms(t.duration_ms)) } div.l { "duration" } }
                 div.tile { div.v { (t.span_count) } div.l { "spans" } }

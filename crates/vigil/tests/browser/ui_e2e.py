@@ -65,6 +65,11 @@ try:
         field.find_element(By.XPATH, "./ancestor::form//button[@type='submit']").click()
 
     log_in_with_key("vk_" + "x" * 40)
+    # Wait for the answer page (the click returns before the browser has loaded it).
+    try:
+        wait.until(lambda drv: "not accepted" in drv.page_source)
+    except Exception:
+        pass
     check("a wrong key is rejected", path() == "/login" and "not accepted" in d.page_source)
     log_in_with_key(KEY)
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "table.traces tbody tr")))
@@ -179,6 +184,15 @@ try:
     check("span content with <script> is escaped, not run",
           d.execute_script("return window.__vigil_xss === undefined") and "<script>window.__vigil_xss" in d.find_element(By.TAG_NAME, "main").text)
     shot("11-xss")
+
+    # Quality and annotation pages: reachable from the keyboard, honest about permissions.
+    d.find_element(By.TAG_NAME, "body").send_keys("g", "q")
+    wait.until(lambda drv: path() == "/ui/quality")
+    check("quality page shows failure modes, candidates and evaluators",
+          "Candidate failure modes" in d.page_source and "Save evaluator" in d.page_source)
+    shot("12-quality")
+    d.get(BASE + "/ui/annotate")
+    check("annotating with a read-only key is refused with a reason", "approve" in d.find_element(By.TAG_NAME, "main").text)
     print("all browser checks passed", flush=True)
 finally:
     d.quit()
