@@ -33,6 +33,14 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
         .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
+/// 404 unless the trace is the caller's project's (labels of made-up traces move nothing).
+async fn trace_exists(state: &AppState, c: &Caller, trace: TraceId) -> ApiResult<()> {
+    match state.store.get_trace(&c.project_id, trace).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!("trace `{trace}`"))),
+    }
+}
+
 /// `PUT /api/v1/evaluators/{name}`: create or replace an evaluator (validated; audited).
 pub async fn put_evaluator(
     State(state): State<AppState>,
@@ -168,8 +176,14 @@ pub async fn post_score(
     headers: HeaderMap,
     b: Result<Json<ScoreBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let c = caller(&state, &headers, Scope::Ingest).await?;
     let b = body(b)?;
+    // End-user feedback comes from apps (ingest keys); a human label is a reviewer's (approve).
+    let needed = if b.source.as_deref() == Some("human") {
+        Scope::Approve
+    } else {
+        Scope::Ingest
+    };
+    let c = caller(&state, &headers, needed).await?;
     let source = match b.source.as_deref().unwrap_or("feedback") {
         "feedback" => ScoreSource::Feedback,
         "human" => ScoreSource::Human,
@@ -377,6 +391,7 @@ pub async fn add_example(
     let c = caller(&state, &headers, Scope::Approve).await?;
     let b = body(b)?;
     let trace = TraceId::from_hex(&b.trace_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    trace_exists(&state, &c, trace).await?;
     state
         .store
         .add_failure_mode_example(&c.project_id, &id, trace, ScoreSource::Human)
@@ -490,6 +505,7 @@ pub async fn post_annotation(
     };
     let trace_id =
         TraceId::from_hex(&b.trace_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    trace_exists(&state, &c, trace_id).await?;
     let mut comment = Value::String(b.comment.unwrap_or_default().chars().take(2000).collect());
     state
         .governance

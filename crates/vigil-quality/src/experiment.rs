@@ -11,17 +11,22 @@ use serde_json::{json, Value};
 use vigil_model::{Message, Span, SpanKind};
 use vigil_store::ExperimentResult;
 
-use crate::CompiledRule;
+use crate::{CompiledRule, Rule};
 
-/// The verdict of each evaluator on one answer (evaluators that do not apply are left out).
+/// The verdict of each evaluator on one answer (evaluators that do not apply are left out: tool
+/// and cost rules on a bare answer, and LLM judges, which run online only).
 pub fn verdicts(
     rules: &[(String, CompiledRule)],
     input: &str,
     output: Option<&str>,
+    latency_ms: f64,
 ) -> BTreeMap<String, bool> {
+    let end = (latency_ms.max(0.0) * 1e6) as i64;
     let span = Span {
         kind: SpanKind::Llm,
         name: "experiment".into(),
+        end_time: end,
+        duration_ms: latency_ms,
         input_messages: vec![Message {
             role: "user".into(),
             content: Some(input.to_string()),
@@ -41,9 +46,19 @@ pub fn verdicts(
     rules
         .iter()
         .filter_map(|(name, rule)| {
-            // No answer at all (the call failed) fails every evaluator.
+            let content = matches!(
+                rule.rule(),
+                Rule::Regex { .. }
+                    | Rule::Contains { .. }
+                    | Rule::NotContains { .. }
+                    | Rule::ValidJson { .. }
+                    | Rule::JsonSchema { .. }
+                    | Rule::NoPiiInOutput
+                    | Rule::Refusal
+            );
+            // No answer at all (the call failed) fails what judges the answer.
             if output.is_none() {
-                return Some((name.clone(), false));
+                return content.then(|| (name.clone(), false));
             }
             rule.on_trace(std::slice::from_ref(&span))
                 .map(|v| (name.clone(), v.passed))
@@ -114,14 +129,14 @@ pub fn mcnemar_p(b: u64, c: u64) -> f64 {
         return 1.0;
     }
     let k = b.min(c);
-    // Sum of C(n, i) / 2^n for i ≤ k, in log space so large n cannot overflow.
-    let ln_choose = |n: u64, i: u64| -> f64 {
-        let lf = |x: u64| (1..=x).map(|v| (v as f64).ln()).sum::<f64>();
-        lf(n) - lf(i) - lf(n - i)
-    };
-    let tail: f64 = (0..=k)
-        .map(|i| (ln_choose(n, i) - n as f64 * std::f64::consts::LN_2).exp())
-        .sum();
+    // Sum of C(n, i) / 2^n for i ≤ k, each term from the previous one in log space (linear in k,
+    // no overflow for large n).
+    let mut ln_term = -(n as f64) * std::f64::consts::LN_2; // C(n, 0) / 2^n
+    let mut tail = ln_term.exp();
+    for i in 1..=k {
+        ln_term += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        tail += ln_term.exp();
+    }
     (2.0 * tail).min(1.0)
 }
 

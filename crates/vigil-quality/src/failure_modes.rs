@@ -7,7 +7,9 @@
 //! - **fixed → verified** when, over at least `MIN_SESSIONS` sessions of the fixed version, the
 //!   evaluator's failure rate fell below half the baseline;
 //! - **verified → regressed** (reopened) when, over at least `MIN_SESSIONS` sessions since it was
-//!   verified, the rate rose back: to twice the verified rate and at least half the baseline.
+//!   verified of the fixed version or a later one, the rate rose back: to twice the verified rate
+//!   and at least half the baseline (older versions still running in a partial rollout do not
+//!   count).
 //!
 //! Rates are failing sessions per 1,000 scored sessions (a trace without a session counts as one).
 
@@ -94,28 +96,48 @@ pub async fn next_status(
             }).flatten())
         }
         "verified" => {
-            let Some(name) = evaluator else {
+            let (Some(name), Some(fixed)) = (evaluator, fm.fixed_in.as_deref()) else {
                 return Ok(None);
             };
-            let since = store
-                .failure_rate(&fm.project_id, name, fm.updated_ns, now_ns, None, None)
-                .await?;
-            let Some(rate) = since.per_thousand() else {
-                return Ok(None);
-            };
+            // Only the fixed version and later ones count: during a partial rollout, the old
+            // version still failing is not a regression of the fix.
+            let deployments = store.deployments(&fm.project_id).await?;
+            let fixed_at = deployments
+                .iter()
+                .find(|(v, _)| v == fixed)
+                .map_or(i64::MIN, |(_, t)| *t);
             let verified = fm.verified_rate.unwrap_or(0.0);
             let baseline = fm.baseline_rate.unwrap_or(0.0);
-            let rose = rate >= (2.0 * verified).max(baseline / 2.0).max(1.0);
-            Ok((since.sessions >= MIN_SESSIONS && rose).then(|| {
-                change(
-                    "regressed",
-                    format!(
-                        "reopened: {rate:.0} failing sessions per 1,000 since it was verified ({} sessions), was {verified:.0}",
-                        since.sessions
-                    ),
-                    FailureModeChange::default(),
-                )
-            }).flatten())
+            let bar = (2.0 * verified).max(baseline / 2.0).max(1.0);
+            for (version, first_seen) in &deployments {
+                if *first_seen < fixed_at {
+                    continue;
+                }
+                let since = store
+                    .failure_rate(
+                        &fm.project_id,
+                        name,
+                        fm.updated_ns,
+                        now_ns,
+                        Some(version),
+                        None,
+                    )
+                    .await?;
+                let Some(rate) = since.per_thousand() else {
+                    continue;
+                };
+                if since.sessions >= MIN_SESSIONS && rate >= bar {
+                    return Ok(change(
+                        "regressed",
+                        format!(
+                            "reopened: {rate:.0} failing sessions per 1,000 on {version} since it was verified ({} sessions), was {verified:.0}",
+                            since.sessions
+                        ),
+                        FailureModeChange::default(),
+                    ));
+                }
+            }
+            Ok(None)
         }
         _ => Ok(None),
     }

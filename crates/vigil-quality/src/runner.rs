@@ -136,23 +136,25 @@ impl Runner {
             evaluators.iter().map(|e| (e.id.as_str(), e)).collect();
         // Each trace is read once per round, however many evaluators judge it, and every finished
         // job of the round is committed in one transaction.
-        let mut traces: HashMap<vigil_model::TraceId, Option<Vec<Span>>> = HashMap::new();
+        // Keyed by project too: two projects may hold the same trace id.
+        let mut traces: HashMap<(vigil_model::ProjectId, vigil_model::TraceId), Option<Vec<Span>>> =
+            HashMap::new();
         // Reads run on the store's reader pool: fetch the round's traces several at a time.
         let mut wanted: Vec<(vigil_model::ProjectId, vigil_model::TraceId)> = jobs
             .iter()
             .map(|j| (j.project_id.clone(), j.trace_id))
             .collect();
-        wanted.sort_by_key(|w| w.1);
-        wanted.dedup_by_key(|w| w.1);
+        wanted.sort();
+        wanted.dedup();
         for chunk in wanted.chunks(16) {
             let loads = chunk.iter().map(|(p, t)| {
                 let store = self.store.clone();
                 let (p, t) = (p.clone(), *t);
-                async move { (t, store.get_trace(&p, t).await) }
+                async move { ((p.clone(), t), store.get_trace(&p, t).await) }
             });
-            for (t, d) in futures_util::future::join_all(loads).await {
+            for (k, d) in futures_util::future::join_all(loads).await {
                 if let Ok(d) = d {
-                    traces.insert(t, d.map(|d| d.spans));
+                    traces.insert(k, d.map(|d| d.spans));
                 }
             }
         }
@@ -164,6 +166,12 @@ impl Runner {
                     r.evaluated += 1;
                     r.scores += scores.len();
                     finished.push((job.id, scores));
+                    // Commit as we go, so a crash late in a long round (slow judges) loses little.
+                    if finished.len() >= 200 {
+                        self.store
+                            .eval_finish(std::mem::take(&mut finished))
+                            .await?;
+                    }
                 }
                 Err(e) => {
                     r.failed += 1;
@@ -191,7 +199,7 @@ impl Runner {
         &mut self,
         job: &EvalJob,
         e: Option<&EvaluatorRow>,
-        traces: &mut HashMap<vigil_model::TraceId, Option<Vec<Span>>>,
+        traces: &mut HashMap<(vigil_model::ProjectId, vigil_model::TraceId), Option<Vec<Span>>>,
     ) -> Result<Vec<ScoreRow>, String> {
         let Some(e) = e.filter(|e| e.enabled) else {
             return Ok(Vec::new());
@@ -202,7 +210,8 @@ impl Runner {
         if !def.samples(&job.trace_id) {
             return Ok(Vec::new());
         }
-        if let std::collections::hash_map::Entry::Vacant(slot) = traces.entry(job.trace_id) {
+        let key = (job.project_id.clone(), job.trace_id);
+        if let std::collections::hash_map::Entry::Vacant(slot) = traces.entry(key.clone()) {
             let d = self
                 .store
                 .get_trace(&job.project_id, job.trace_id)
@@ -210,10 +219,15 @@ impl Runner {
                 .map_err(|e| e.to_string())?;
             slot.insert(d.map(|d| d.spans));
         }
-        let Some(Some(spans)) = traces.get(&job.trace_id) else {
+        let Some(Some(spans)) = traces.get(&key) else {
             // Deleted (retention, erasure) before it was evaluated.
             return Ok(Vec::new());
         };
+        // The quality loop's own calls (LLM judges, experiments) are not production traffic:
+        // judging them would make judges judge their own calls without end.
+        if spans.iter().any(is_own_call) {
+            return Ok(Vec::new());
+        }
         let spans = spans.clone();
         // A session verdict looks at every turn of the session so far (the latest 50).
         let mut spans = spans;
@@ -276,6 +290,14 @@ impl Runner {
         };
         Ok(scores)
     }
+}
+
+/// A gateway call made by the quality loop itself (tagged by the judge or `vigil eval run`).
+fn is_own_call(s: &Span) -> bool {
+    s.attributes
+        .get("vigil.tags")
+        .map(|t| t.to_string())
+        .is_some_and(|t| t.contains("llm-judge") || t.contains("experiment"))
 }
 
 /// Most spans of one trace a span-scoped judge looks at (each is a paid call).

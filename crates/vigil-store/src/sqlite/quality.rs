@@ -179,7 +179,9 @@ impl QualityStore for SqliteStore {
                 };
                 let found: Vec<(i64, Vec<u8>)> = {
                     let mut stmt = tx.prepare_cached(
-                        "SELECT id, trace_id FROM traces WHERE project_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                        // A little behind the cursor too: a deleted newest trace frees its id for the
+                        // next one (no AUTOINCREMENT); queuing is idempotent, so re-reading is safe.
+                        "SELECT id, trace_id FROM traces WHERE project_id = ?1 AND id > ?2 - 100 ORDER BY id LIMIT ?3",
                     )?;
                     let rows = stmt.query_map(params![project, cursor, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
                     rows.collect::<rusqlite::Result<_>>()?
@@ -208,10 +210,13 @@ impl QualityStore for SqliteStore {
             .exec(move |conn| {
                 let now = time_now_ns();
                 let n = conn.execute(
-                    "INSERT OR IGNORE INTO eval_jobs (project_id, evaluator_id, trace_id, state, not_before_ns) \
+                    // Failed jobs of the range are queued again (a judge outage outlasted their retries).
+                    "INSERT INTO eval_jobs (project_id, evaluator_id, trace_id, state, not_before_ns) \
                      SELECT t.project_id, e.id, t.trace_id, 'queued', ?4 FROM evaluators e \
                      JOIN traces t ON t.project_id = e.project_id \
-                     WHERE e.id = ?1 AND t.start_ns >= ?2 AND t.start_ns <= ?3",
+                     WHERE e.id = ?1 AND t.start_ns >= ?2 AND t.start_ns <= ?3 \
+                     ON CONFLICT (evaluator_id, trace_id) DO UPDATE SET state = 'queued', attempts = 0, not_before_ns = excluded.not_before_ns \
+                       WHERE eval_jobs.state = 'failed'",
                     params![id, from_ns, to_ns, now],
                 )?;
                 Ok(n)
@@ -227,7 +232,8 @@ impl QualityStore for SqliteStore {
                 let jobs: Vec<EvalJob> = {
                     let mut stmt = tx.prepare_cached(
                         "SELECT id, project_id, evaluator_id, trace_id, attempts FROM eval_jobs \
-                         WHERE (state = 'queued' AND not_before_ns <= ?1) OR (state = 'running' AND lease_until_ns < ?1) \
+                         WHERE ((state = 'queued' AND not_before_ns <= ?1) OR (state = 'running' AND lease_until_ns < ?1)) \
+                           AND evaluator_id IN (SELECT id FROM evaluators WHERE enabled = 1) \
                          ORDER BY not_before_ns LIMIT ?2",
                     )?;
                     let rows = stmt.query_map(params![now_ns, limit as i64], |r| {
@@ -610,9 +616,18 @@ impl QualityStore for SqliteStore {
                       AND s.source = 'feedback' AND s.passed = 0), \
                    (SELECT count(*) FROM scores s WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id \
                       AND s.source = 'evaluator' AND s.label LIKE 'judge:%' AND s.value BETWEEN 0.35 AND 0.65) \
-                 FROM traces t WHERE t.project_id = ?1 AND t.start_ns >= ?2 ORDER BY t.start_ns DESC LIMIT ?3",
+                 FROM traces t WHERE t.project_id = ?1 AND t.start_ns >= ?2 \
+                   AND (?4 = 0 OR t.flags != 0 OR t.status = 'error' OR EXISTS (SELECT 1 FROM scores s \
+                        WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id \
+                          AND s.source IN ('evaluator', 'feedback') AND s.passed = 0)) \
+                 ORDER BY t.start_ns DESC LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![p.as_str(), since_ns, limit as i64], |r| {
+            // The riskiest traces of the whole window (failing, flagged, errored), then the most
+            // recent ones, so a busy project's older failures are not crowded out.
+            let mut seen = std::collections::HashSet::new();
+            let mut out = Vec::new();
+            for risky in [1i64, 0] {
+            let rows = stmt.query_map(params![p.as_str(), since_ns, limit as i64, risky], |r| {
                 let trace: Vec<u8> = r.get(0)?;
                 let failing: Option<String> = r.get(8)?;
                 Ok(AnnotationCandidate {
@@ -631,7 +646,14 @@ impl QualityStore for SqliteStore {
                     uncertain_judgements: r.get::<_, i64>(10)?.max(0) as u64,
                 })
             })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            for row in rows {
+                let c = row?;
+                if seen.insert(c.trace_id) {
+                    out.push(c);
+                }
+            }
+            }
+            Ok(out)
         })
         .await
     }

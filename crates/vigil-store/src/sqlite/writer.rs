@@ -806,6 +806,19 @@ pub(crate) fn delete_traces(
             .execute([trace_ref])?;
         tx.prepare_cached("DELETE FROM log_records WHERE project_id = ?1 AND trace_id = ?2")?
             .execute(params![project, trace])?;
+        // What the quality loop derived from the trace goes with it.
+        tx.prepare_cached("DELETE FROM scores WHERE project_id = ?1 AND trace_id = ?2")?
+            .execute(params![project, trace])?;
+        tx.prepare_cached("DELETE FROM eval_jobs WHERE project_id = ?1 AND trace_id = ?2")?
+            .execute(params![project, trace])?;
+        tx.prepare_cached(
+            "DELETE FROM failure_mode_examples WHERE trace_id = ?2 AND failure_mode_id IN (SELECT id FROM failure_modes WHERE project_id = ?1)",
+        )?
+        .execute(params![project, trace])?;
+        tx.prepare_cached(
+            "DELETE FROM dataset_items WHERE source_trace = ?2 AND dataset_id IN (SELECT id FROM datasets WHERE project_id = ?1)",
+        )?
+        .execute(params![project, trace])?;
         tx.prepare_cached("DELETE FROM traces WHERE id = ?1")?
             .execute([trace_ref])?;
         if let Some(session) = session {

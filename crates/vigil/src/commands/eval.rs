@@ -45,10 +45,27 @@ pub async fn run(args: EvalRunArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let dataset = get(
         &client,
-        format!("{api}/api/v1/datasets/{}", args.dataset),
+        format!("{api}/api/v1/datasets/{}", url_encode(&args.dataset)),
         &key,
     )
     .await?;
+    // The baseline is resolved before this run is stored, so a run named like its baseline (the
+    // usual `--name main --baseline main` on a main branch) is compared with the previous one.
+    let baseline_id = match &args.baseline {
+        Some(b) => Some(
+            get(
+                &client,
+                format!("{api}/api/v1/experiments/{}", url_encode(b)),
+                &key,
+            )
+            .await
+            .with_context(|| format!("baseline `{b}`"))?["run"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        None => None,
+    };
     let items = dataset["items"].as_array().cloned().unwrap_or_default();
     anyhow::ensure!(!items.is_empty(), "dataset `{}` has no items", args.dataset);
     let evaluators = get(&client, format!("{api}/api/v1/evaluators"), &key).await?;
@@ -119,7 +136,7 @@ pub async fn run(args: EvalRunArgs) -> anyhow::Result<ExitCode> {
             };
             ExperimentResult {
                 item_id: item["id"].as_i64().unwrap_or(0),
-                verdicts: experiment::verdicts(&rules, &input, output.as_deref()),
+                verdicts: experiment::verdicts(&rules, &input, output.as_deref(), started.elapsed().as_secs_f64() * 1000.0),
                 output,
                 error,
                 latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
@@ -174,7 +191,7 @@ pub async fn run(args: EvalRunArgs) -> anyhow::Result<ExitCode> {
     if errors > 0 {
         println!("{errors} items got no answer (they fail every evaluator)");
     }
-    let Some(baseline) = &args.baseline else {
+    let Some(baseline) = &baseline_id else {
         return Ok(ExitCode::SUCCESS);
     };
     let cmp = get(

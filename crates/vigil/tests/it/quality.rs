@@ -195,7 +195,13 @@ fn evaluators_scores_feedback_and_alignment() {
         );
     }
 
-    // Human labels on 20 traces: agree with the evaluator on 16, disagree on 4 (2 each way).
+    // Human labels on 20 traces (a reviewer's key; the app's cannot label): agree with the
+    // evaluator on 16, disagree on 4 (2 each way).
+    let labeller = cli(&s.dir, &["keys", "create", "--scopes", "approve,read"])
+        .trim()
+        .to_string();
+    let human = json!({"trace_id": t0, "name": "annotation", "passed": true, "source": "human"});
+    assert_eq!(send(&s, "POST", "/api/v1/scores", &s.key, human).0, 403);
     let mut labelled: Vec<(bool, bool)> = Vec::new(); // (evaluator failed, human says failed)
     let mut pick: Vec<&Value> = failing.iter().take(6).copied().collect();
     pick.extend(tools.iter().filter(|x| x["passed"] == true).take(14));
@@ -210,7 +216,7 @@ fn evaluators_scores_feedback_and_alignment() {
             &s,
             "POST",
             "/api/v1/scores",
-            &s.key,
+            &labeller,
             json!({"trace_id": x["trace_id"], "name": "tools-answer", "passed": !human_failed, "source": "human", "by": "annotator-1"}),
         );
         assert_eq!(status, 200);
@@ -768,9 +774,19 @@ fn experiments_and_the_ci_gate_catch_a_regression_and_pass_an_unchanged_run() {
         .unwrap();
     assert_eq!(refusal["regressed"], false);
     assert_eq!(cmp["comparison"]["changed"].as_array().unwrap().len(), 30);
+    // A run named like its baseline (a main branch) is compared with the previous one, not itself.
+    let (code, out, err) = eval(&[
+        "--name",
+        "base",
+        "--baseline",
+        "base",
+        "--fail-on-regression",
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("against base"), "{out}");
     // Every call went through the gateway and is traced.
     let (_, runs) = s.get("/api/v1/datasets/orders");
-    assert_eq!(runs["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 4);
 }
 
 #[test]
@@ -841,6 +857,10 @@ rule = {{ type = "llm_judge", model = "mockoai/gpt-4o-mini", prompt = '{{"score"
     assert!(hits.to_string().contains("gpt-4o-mini"), "{hits}");
     let (_, traces) = s.get("/api/v1/traces?service=vigil-gateway&from=1h");
     assert!(traces["traces"].as_array().unwrap().len() >= 2, "{traces}");
+    // Judges do not judge their own calls (which are traces too): one verdict each, and it stays so.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(scores(&s, "judge-helpful").len(), 1);
+    assert_eq!(scores(&s, "judge-strict").len(), 1);
     // An unsure judge sends the trace up the annotation queue.
     let (_, q) = s.get("/api/v1/annotations/queue?since=3650d");
     assert!(
