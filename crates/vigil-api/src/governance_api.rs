@@ -13,34 +13,19 @@ use vigil_governance::guard::{ApprovalView, GuardError, GuardRequest};
 use vigil_model::{format_rfc3339_nanos, parse_traceparent};
 use vigil_store::{ApprovalStatus, Scope};
 
-use crate::auth::{Authenticator, Caller};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::params::{now_ns, parse_duration_secs, parse_time};
+use crate::params::{caller, json_body, now_ns, parse_duration_secs, parse_time, query};
 use crate::state::AppState;
 
 /// Longest long poll a client may ask for.
 const MAX_WAIT_SECS: i64 = 60;
-
-async fn caller(state: &AppState, headers: &HeaderMap, scope: Scope) -> ApiResult<Caller> {
-    let key = Authenticator::key_from_headers(headers);
-    state.auth.authenticate(key.as_deref(), scope).await
-}
 
 /// Who did it, for the audit trail: the key's id (never its secret).
 pub fn actor(c: &Caller) -> String {
     c.key
         .as_ref()
         .map_or_else(|| "local".to_string(), |k| format!("key:{}", k.id))
-}
-
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    body.map(|Json(v)| v)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
-}
-
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
-    q.map(|Query(v)| v)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
 impl From<GuardError> for ApiError {

@@ -1,8 +1,38 @@
-//! Parsing of query-string values shared by the API routes: times, durations, lists.
+//! What the API routes share when reading a request: the caller, the body, query-string values
+//! (times, durations, lists).
 
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::Query;
+use axum::http::HeaderMap;
+use axum::Json;
 use vigil_model::parse_rfc3339_nanos;
+use vigil_store::Scope;
 
-use crate::error::ApiError;
+use crate::auth::{Authenticator, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// The caller of a route that needs `scope`, from its API key.
+pub(crate) async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    scope: Scope,
+) -> ApiResult<Caller> {
+    let key = Authenticator::key_from_headers(headers);
+    state.auth.authenticate(key.as_deref(), scope).await
+}
+
+/// A JSON body, or a 400 that says what is wrong with it.
+pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    body.map(|Json(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+/// Query parameters, or a 400 that says which one is wrong.
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
 
 pub use vigil_model::now_unix_nanos as now_ns;
 

@@ -8,30 +8,15 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use vigil_model::{now_unix_nanos, SpanId, TraceId};
-use vigil_quality::alignment::{alignment, Confusion};
+use vigil_quality::alignment::from_verdicts;
 use vigil_quality::EvaluatorDef;
 use vigil_store::{Scope, ScoreRow, ScoreSource};
 
-use crate::auth::{Authenticator, Caller};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::governance_api::actor;
-use crate::params::{now_ns, parse_time};
+use crate::params::{caller, json_body, now_ns, parse_time, query};
 use crate::state::AppState;
-
-async fn caller(state: &AppState, headers: &HeaderMap, scope: Scope) -> ApiResult<Caller> {
-    let key = Authenticator::key_from_headers(headers);
-    state.auth.authenticate(key.as_deref(), scope).await
-}
-
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    b.map(|Json(v)| v)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
-}
-
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
-    q.map(|Query(v)| v)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
-}
 
 /// 404 unless the trace is the caller's project's (labels of made-up traces move nothing).
 async fn trace_exists(state: &AppState, c: &Caller, trace: TraceId) -> ApiResult<()> {
@@ -49,7 +34,7 @@ pub async fn put_evaluator(
     def: Result<Json<EvaluatorDef>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let c = caller(&state, &headers, Scope::Admin).await?;
-    let def = body(def)?;
+    let def = json_body(def)?;
     def.validate()
         .map_err(|e| ApiError::bad_request(format!("invalid evaluator: {e}")))?;
     let definition = serde_json::to_value(&def).unwrap_or_default();
@@ -101,7 +86,7 @@ pub async fn backfill(
     b: Result<Json<BackfillBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let c = caller(&state, &headers, Scope::Admin).await?;
-    let b = body(b)?;
+    let b = json_body(b)?;
     let from = parse_time("from", &b.from)?;
     let to = match &b.to {
         Some(t) => parse_time("to", t)?,
@@ -145,9 +130,7 @@ pub async fn evaluator_alignment(
         .store
         .score_pairs(&c.project_id, &name, &human)
         .await?;
-    let a = alignment(Confusion::from_pairs(
-        pairs.into_iter().map(|(e, h)| (!e, !h)),
-    ));
+    let a = from_verdicts(pairs);
     Ok(Json(
         json!({"evaluator": name, "human_score": human, "alignment": a}),
     ))
@@ -176,7 +159,7 @@ pub async fn post_score(
     headers: HeaderMap,
     b: Result<Json<ScoreBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let b = body(b)?;
+    let b = json_body(b)?;
     // End-user feedback comes from apps (ingest keys); a human label is a reviewer's (approve).
     let needed = if b.source.as_deref() == Some("human") {
         Scope::Approve
@@ -292,7 +275,7 @@ pub async fn put_failure_mode(
     b: Result<Json<vigil_store::FailureModeSpec>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let c = caller(&state, &headers, Scope::Admin).await?;
-    let spec = body(b)?;
+    let spec = json_body(b)?;
     let row = state.store.put_failure_mode(&c.project_id, spec).await?;
     state
         .governance
@@ -389,7 +372,7 @@ pub async fn add_example(
     b: Result<Json<ExampleBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let c = caller(&state, &headers, Scope::Approve).await?;
-    let b = body(b)?;
+    let b = json_body(b)?;
     let trace = TraceId::from_hex(&b.trace_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     trace_exists(&state, &c, trace).await?;
     state
@@ -415,7 +398,7 @@ pub async fn fix(
     b: Result<Json<FixBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let c = caller(&state, &headers, Scope::Admin).await?;
-    let b = body(b)?;
+    let b = json_body(b)?;
     if b.version.trim().is_empty() {
         return Err(ApiError::bad_request("`version` is empty"));
     }
@@ -493,7 +476,7 @@ pub async fn post_annotation(
     b: Result<Json<AnnotationBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let c = caller(&state, &headers, Scope::Approve).await?;
-    let b = body(b)?;
+    let b = json_body(b)?;
     let good = match b.label.as_str() {
         "good" => true,
         "bad" => false,
@@ -730,7 +713,7 @@ pub async fn post_experiment(
     b: Result<Json<ExperimentBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let c = caller(&state, &headers, Scope::Ingest).await?;
-    let mut b = body(b)?;
+    let mut b = json_body(b)?;
     let (ds, items) = state
         .store
         .get_dataset(&c.project_id, &b.dataset)

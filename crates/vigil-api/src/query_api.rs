@@ -14,19 +14,13 @@ use vigil_store::{
     DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
 
-use crate::auth::{Authenticator, Caller};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::params::{non_empty, now_ns, opt_time, parse_duration_secs, parse_time};
+use crate::params::{non_empty, now_ns, opt_time, parse_duration_secs, parse_time, query};
 use crate::state::AppState;
 
 async fn reader(state: &AppState, headers: &HeaderMap) -> ApiResult<Caller> {
-    let key = Authenticator::key_from_headers(headers);
-    state.auth.authenticate(key.as_deref(), Scope::Read).await
-}
-
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
-    q.map(|Query(v)| v)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
+    crate::params::caller(state, headers, Scope::Read).await
 }
 
 fn limit(v: Option<usize>) -> ApiResult<usize> {

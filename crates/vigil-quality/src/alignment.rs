@@ -69,6 +69,14 @@ pub fn alignment(c: Confusion) -> Alignment {
     }
 }
 
+/// Alignment from (evaluator passed, human passed) pairs, as the store gives them ("positive" is
+/// failing, so both verdicts are flipped).
+pub fn from_verdicts(pairs: impl IntoIterator<Item = (bool, bool)>) -> Alignment {
+    alignment(Confusion::from_pairs(
+        pairs.into_iter().map(|(e, h)| (!e, !h)),
+    ))
+}
+
 /// Cohen's kappa between two annotators' labels on the same items (agreement beyond chance).
 pub fn cohens_kappa(pairs: &[(bool, bool)]) -> Option<f64> {
     let n = pairs.len() as f64;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use vigil_model::{now_unix_nanos, ProjectId, TraceId};
 use vigil_store::{FailureModeSpec, ScoreRow, ScoreSource, Store};
 
-use crate::alignment::{alignment, cohens_kappa, Confusion};
+use crate::alignment::{cohens_kappa, from_verdicts};
 
 /// Below this MCC an evaluator is not trusted: traces it failed get extra weight in the queue, so
 /// humans label more of them.
@@ -44,9 +44,7 @@ pub async fn weak_evaluators(
     let mut weak = HashSet::new();
     for e in store.list_evaluators(Some(project)).await? {
         let pairs = store.score_pairs(project, &e.name, &e.name).await?;
-        let a = alignment(Confusion::from_pairs(
-            pairs.into_iter().map(|(e, h)| (!e, !h)),
-        ));
+        let a = from_verdicts(pairs);
         if a.n >= 5 && a.mcc.is_none_or(|m| m < MCC_THRESHOLD) {
             weak.insert(e.name);
         }

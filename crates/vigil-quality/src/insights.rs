@@ -8,7 +8,7 @@ use serde::Serialize;
 use vigil_model::{format_rfc3339_nanos, ProjectId, TraceId};
 use vigil_store::{FailureModeRow, Store};
 
-use crate::alignment::{alignment, Alignment, Confusion};
+use crate::alignment::{from_verdicts, Alignment};
 use crate::annotation::MCC_THRESHOLD;
 use crate::failure_modes::MIN_SESSIONS;
 
@@ -223,9 +223,7 @@ pub async fn summary(
     let mut alignment_rows = Vec::new();
     for e in store.list_evaluators(Some(project)).await? {
         let pairs = store.score_pairs_timed(project, &e.name, &e.name).await?;
-        let now_a = alignment(Confusion::from_pairs(
-            pairs.iter().map(|(e, h, _)| (!e, !h)),
-        ));
+        let now_a = from_verdicts(pairs.iter().map(|(e, h, _)| (*e, *h)));
         if now_a.mcc.is_some_and(|m| m >= MCC_THRESHOLD) {
             aligned_names.insert(e.name.clone());
         }
@@ -233,12 +231,12 @@ pub async fn summary(
             .iter()
             .map(|end| DayPoint {
                 day: day_of(*end),
-                value: alignment(Confusion::from_pairs(
+                value: from_verdicts(
                     pairs
                         .iter()
                         .filter(|(_, _, t)| t <= end)
-                        .map(|(e, h, _)| (!e, !h)),
-                ))
+                        .map(|(e, h, _)| (*e, *h)),
+                )
                 .mcc,
             })
             .collect();

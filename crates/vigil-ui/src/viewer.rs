@@ -36,6 +36,37 @@ pub struct Viewer {
     pub user_projects: Vec<ProjectId>,
 }
 
+impl Viewer {
+    /// Who this browser may act as for `scope` in the viewed project (decide approvals, label,
+    /// change evaluators), if anyone: a signed-in user granted the project (not one who only holds
+    /// a key of it), or a key of the project with the scope.
+    pub async fn acting_as(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        scope: Scope,
+    ) -> Option<String> {
+        if self.insecure {
+            return Some("ui:local".into());
+        }
+        if let Some(u) = self
+            .user
+            .as_ref()
+            .filter(|_| self.user_projects.contains(&self.project))
+        {
+            return Some(format!("user:{u}"));
+        }
+        for key in cookie_keys(headers) {
+            if let Ok(c) = state.auth.authenticate(Some(&key), scope).await {
+                if c.project_id == self.project {
+                    return c.key.map(|k| format!("key:{}", k.id));
+                }
+            }
+        }
+        None
+    }
+}
+
 /// Every page takes a `Viewer` argument: a browser without a valid login is sent to the login page
 /// (and back here afterwards) before the handler runs.
 impl FromRequestParts<AppState> for Viewer {

@@ -109,6 +109,21 @@ const RATE_SQL: &str = "SELECT count(DISTINCT CASE WHEN passed = 0 THEN k END), 
          AND t.start_ns >= ?3 AND t.start_ns <= ?4 \
          AND (?5 IS NULL OR t.service_version = ?5) AND (?6 IS NULL OR t.service_version IS NOT ?6))";
 
+/// A run from `SELECT id, dataset_id, name, model, prompt, summary, created_ns`.
+fn experiment_row(r: &Row, project: &ProjectId) -> rusqlite::Result<ExperimentRun> {
+    let summary: String = r.get(5)?;
+    Ok(ExperimentRun {
+        id: r.get(0)?,
+        project_id: project.clone(),
+        dataset_id: r.get(1)?,
+        name: r.get(2)?,
+        model: r.get(3)?,
+        prompt: r.get(4)?,
+        summary: serde_json::from_str(&summary).unwrap_or_default(),
+        created_ns: r.get(6)?,
+    })
+}
+
 #[async_trait]
 impl QualityStore for SqliteStore {
     async fn put_evaluator(
@@ -818,19 +833,7 @@ impl QualityStore for SqliteStore {
                     "SELECT id, dataset_id, name, model, prompt, summary, created_ns FROM experiment_runs \
                      WHERE project_id = ?1 AND (id = ?2 OR name = ?2) ORDER BY created_ns DESC LIMIT 1",
                     params![p.as_str(), key],
-                    |r| {
-                        let summary: String = r.get(5)?;
-                        Ok(ExperimentRun {
-                            id: r.get(0)?,
-                            project_id: p.clone(),
-                            dataset_id: r.get(1)?,
-                            name: r.get(2)?,
-                            model: r.get(3)?,
-                            prompt: r.get(4)?,
-                            summary: serde_json::from_str(&summary).unwrap_or_default(),
-                            created_ns: r.get(6)?,
-                        })
-                    },
+                    |r| experiment_row(r, &p),
                 )
                 .optional()?;
             let Some(run) = run else { return Ok(None) };
@@ -866,19 +869,7 @@ impl QualityStore for SqliteStore {
                 "SELECT id, dataset_id, name, model, prompt, summary, created_ns FROM experiment_runs \
                  WHERE project_id = ?1 AND (?2 IS NULL OR dataset_id = ?2) ORDER BY created_ns DESC LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![p.as_str(), d, limit as i64], |r| {
-                let summary: String = r.get(5)?;
-                Ok(ExperimentRun {
-                    id: r.get(0)?,
-                    project_id: p.clone(),
-                    dataset_id: r.get(1)?,
-                    name: r.get(2)?,
-                    model: r.get(3)?,
-                    prompt: r.get(4)?,
-                    summary: serde_json::from_str(&summary).unwrap_or_default(),
-                    created_ns: r.get(6)?,
-                })
-            })?;
+            let rows = stmt.query_map(params![p.as_str(), d, limit as i64], |r| experiment_row(r, &p))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await

@@ -10,12 +10,12 @@ use maud::html;
 use serde::Deserialize;
 use vigil_api::AppState;
 use vigil_model::{now_unix_nanos, TraceId};
-use vigil_quality::alignment::{alignment, Confusion};
+use vigil_quality::alignment::from_verdicts;
 use vigil_quality::annotation::{self, Label};
+use vigil_store::Scope;
 
 use crate::fmt;
 use crate::layout::{self, Nav};
-use crate::pages::approvals::reviewer;
 use crate::viewer::{url_encode, Viewer};
 
 const WEEK_NS: i64 = 7 * 86_400_000_000_000;
@@ -40,7 +40,7 @@ pub async fn show(
     v: Viewer,
     Query(q): Query<AnnotateQuery>,
 ) -> Response {
-    let Some(annotator) = reviewer(&state, &headers, &v).await else {
+    let Some(annotator) = v.acting_as(&state, &headers, Scope::Approve).await else {
         return layout::page(
             "Annotate",
             &v,
@@ -98,9 +98,7 @@ pub async fn show(
             .score_pairs(&v.project, &e.name, &e.name)
             .await
             .unwrap_or_default();
-        let a = alignment(Confusion::from_pairs(
-            pairs.into_iter().map(|(e, h)| (!e, !h)),
-        ));
+        let a = from_verdicts(pairs);
         aligned.push((e.name, a));
     }
     let body = html! {
@@ -188,7 +186,7 @@ pub async fn submit(
     v: Viewer,
     Form(f): Form<AnnotateForm>,
 ) -> Response {
-    let Some(annotator) = reviewer(&state, &headers, &v).await else {
+    let Some(annotator) = v.acting_as(&state, &headers, Scope::Approve).await else {
         return layout::error_page(
             StatusCode::FORBIDDEN,
             "labelling needs a signed-in user or a key with the `approve` scope",

@@ -13,30 +13,7 @@ use vigil_store::{Approval, ApprovalStatus, Scope};
 
 use crate::fmt;
 use crate::layout::{self, Nav};
-use crate::viewer::{cookie_keys, Viewer};
-
-/// Who this browser may decide approvals as, if anyone.
-pub(crate) async fn reviewer(state: &AppState, headers: &HeaderMap, v: &Viewer) -> Option<String> {
-    if v.insecure {
-        return Some("ui:local".into());
-    }
-    // A user decides for the projects granted to them, not for one they only hold a key of.
-    if let Some(u) = v
-        .user
-        .as_ref()
-        .filter(|_| v.user_projects.contains(&v.project))
-    {
-        return Some(format!("user:{u}"));
-    }
-    for key in cookie_keys(headers) {
-        if let Ok(c) = state.auth.authenticate(Some(&key), Scope::Approve).await {
-            if c.project_id == v.project {
-                return c.key.map(|k| format!("key:{}", k.id));
-            }
-        }
-    }
-    None
-}
+use crate::viewer::Viewer;
 
 fn row(a: &Approval, can_decide: bool) -> maud::Markup {
     let pending = a.status == ApprovalStatus::Pending;
@@ -92,7 +69,10 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, v: Viewer) 
         .into_iter()
         .filter(|a| a.status != ApprovalStatus::Pending)
         .collect();
-    let can_decide = reviewer(&state, &headers, &v).await.is_some();
+    let can_decide = v
+        .acting_as(&state, &headers, Scope::Approve)
+        .await
+        .is_some();
     let body = html! {
         div.page-head {
             h1 { "Approvals" }
@@ -130,7 +110,7 @@ async fn decide(
     f: DecisionForm,
     approve: bool,
 ) -> Response {
-    let Some(who) = reviewer(&state, &headers, &v).await else {
+    let Some(who) = v.acting_as(&state, &headers, Scope::Approve).await else {
         return layout::error_page(
             StatusCode::FORBIDDEN,
             "deciding approvals needs a signed-in user or a key with the `approve` scope",

@@ -15,7 +15,7 @@ use vigil_store::Scope;
 use crate::charts::{line_chart, Series};
 use crate::fmt;
 use crate::layout::{self, Nav};
-use crate::viewer::{cookie_keys, Viewer};
+use crate::viewer::Viewer;
 
 const DAYS: i64 = 14;
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -163,29 +163,6 @@ pub async fn show(State(state): State<AppState>, v: Viewer) -> Response {
     layout::page("Quality", &v, Nav::Quality, body)
 }
 
-/// Who may change evaluators from this browser: a signed-in user of the project, or a key with
-/// the `admin` scope.
-async fn admin(state: &AppState, headers: &HeaderMap, v: &Viewer) -> Option<String> {
-    if v.insecure {
-        return Some("ui:local".into());
-    }
-    if let Some(u) = v
-        .user
-        .as_ref()
-        .filter(|_| v.user_projects.contains(&v.project))
-    {
-        return Some(format!("user:{u}"));
-    }
-    for key in cookie_keys(headers) {
-        if let Ok(c) = state.auth.authenticate(Some(&key), Scope::Admin).await {
-            if c.project_id == v.project {
-                return c.key.map(|k| format!("key:{}", k.id));
-            }
-        }
-    }
-    None
-}
-
 #[derive(Deserialize)]
 pub struct EvaluatorForm {
     name: String,
@@ -199,7 +176,7 @@ pub async fn save_evaluator(
     v: Viewer,
     Form(f): Form<EvaluatorForm>,
 ) -> Response {
-    let Some(who) = admin(&state, &headers, &v).await else {
+    let Some(who) = v.acting_as(&state, &headers, Scope::Admin).await else {
         return layout::error_page(
             StatusCode::FORBIDDEN,
             "changing evaluators needs a signed-in user or a key with the `admin` scope",
@@ -249,7 +226,7 @@ pub async fn add_to_dataset(
     v: Viewer,
     Form(f): Form<DatasetForm>,
 ) -> Response {
-    if crate::pages::approvals::reviewer(&state, &headers, &v)
+    if v.acting_as(&state, &headers, Scope::Approve)
         .await
         .is_none()
     {
