@@ -54,11 +54,19 @@ pub struct Gateway {
     cache: Option<cache::Cache>,
     limits: Arc<limits::Limits>,
     /// One HTTP client per provider: connection pools and connect timeouts are per provider.
-    clients: HashMap<String, reqwest::Client>,
+    clients: HashMap<String, Upstream>,
     health: Health,
     sink: SpanSink,
     auth: Authenticator,
     state: AppState,
+}
+
+/// A provider's HTTP client and its endpoints' URLs, parsed once (`None`: built per call, as
+/// Azure's name the deployment).
+struct Upstream {
+    client: reqwest::Client,
+    chat: Option<reqwest::Url>,
+    embeddings: Option<reqwest::Url>,
 }
 
 impl Gateway {
@@ -71,7 +79,21 @@ impl Gateway {
                 .tcp_nodelay(true)
                 .build()
                 .map_err(|e| format!("gateway provider `{}`: {e}", p.name))?;
-            clients.insert(p.name.clone(), client);
+            // Parsed once: a URL parse per call is measurable at thousands of calls a second.
+            let url = |path: &str| reqwest::Url::parse(&format!("{}/{path}", p.base_url)).ok();
+            let (chat, embeddings) = match p.kind {
+                ProviderKind::Azure => (None, None),
+                ProviderKind::Anthropic => (url("messages"), url("embeddings")),
+                _ => (url("chat/completions"), url("embeddings")),
+            };
+            clients.insert(
+                p.name.clone(),
+                Upstream {
+                    client,
+                    chat,
+                    embeddings,
+                },
+            );
         }
         Ok(Arc::new(Self {
             cache: cfg
@@ -79,7 +101,11 @@ impl Gateway {
                 .then(|| cache::Cache::new(cfg.cache_ttl, cfg.cache_max_bytes)),
             limits: limits::Limits::start(&cfg.limits, state.store.clone()).await,
             health: Health::new(&cfg),
-            sink: SpanSink::start(state.store.clone()),
+            // Call spans are redacted on the sink's thread, off the request path.
+            sink: SpanSink::start(
+                state.store.clone(),
+                Some(state.governance.clone() as Arc<dyn vigil_store::sink::SpanFilter>),
+            ),
             auth: state.auth.clone(),
             cfg,
             clients,
@@ -624,21 +650,10 @@ impl Gateway {
         self.record_span(span);
     }
 
-    /// Stores a call's span after the project's redaction, like OTLP ingest.
-    fn record_span(&self, mut span: vigil_model::Span) {
-        let gov = &self.state.governance;
-        let project = span.project_id.clone();
-        if gov.try_redact_spans(&project, std::slice::from_mut(&mut span)) {
-            self.sink.record(span);
-            return;
-        }
-        // First call of this project on this node: the redactor is built asynchronously.
-        let (gov, sink) = (gov.clone(), self.sink.clone());
-        tokio::spawn(async move {
-            gov.redact_spans(&project, std::slice::from_mut(&mut span))
-                .await;
-            sink.record(span);
-        });
+    /// Stores a call's span; the sink applies the project's redaction before writing, like
+    /// OTLP ingest.
+    fn record_span(&self, span: vigil_model::Span) {
+        self.sink.record(span);
     }
 
     /// Applies the project's guardrail policy to the tool calls in a model's answer. Verdicts go
@@ -817,7 +832,7 @@ async fn send(
     client_headers: &HeaderMap,
 ) -> Result<reqwest::Response, String> {
     let p = &target.provider;
-    let client = gw
+    let upstream = gw
         .clients
         .get(&p.name)
         .ok_or("no HTTP client for this provider")?;
@@ -826,16 +841,26 @@ async fn send(
         Endpoint::Chat => "chat/completions",
         Endpoint::Embeddings => "embeddings",
     };
-    let url = match p.kind {
-        ProviderKind::Azure => format!(
-            "{}/openai/deployments/{}/{path}?api-version={}",
-            p.base_url,
-            target.model,
-            p.api_version.as_deref().unwrap_or_default()
-        ),
-        _ => format!("{}/{path}", p.base_url),
+    let known = match endpoint {
+        Endpoint::Chat => upstream.chat.clone(),
+        Endpoint::Embeddings => upstream.embeddings.clone(),
     };
-    let mut rb = client.post(url).json(body);
+    let url = match known {
+        Some(url) => url,
+        None => {
+            let url = match p.kind {
+                ProviderKind::Azure => format!(
+                    "{}/openai/deployments/{}/{path}?api-version={}",
+                    p.base_url,
+                    target.model,
+                    p.api_version.as_deref().unwrap_or_default()
+                ),
+                _ => format!("{}/{path}", p.base_url),
+            };
+            reqwest::Url::parse(&url).map_err(|e| format!("invalid upstream URL {url}: {e}"))?
+        }
+    };
+    let mut rb = upstream.client.post(url).json(body);
     if let Some(key) = &p.api_key {
         rb = match p.kind {
             ProviderKind::Anthropic => rb.header("x-api-key", key),
@@ -949,11 +974,18 @@ async fn finish_json(
         }
     };
     gw.health.success(&key, t0.elapsed());
+    // Across formats the client's answer is translated now; the same format relays `raw`.
+    let translated_for_anthropic = match (client, upstream) {
+        (ApiFormat::Anthropic, ApiFormat::OpenAi) => {
+            Some(translate::openai_response_to_anthropic(&resp))
+        }
+        _ => None,
+    };
     let openai_view = match upstream {
         ApiFormat::Anthropic => {
             translate::anthropic_response_to_openai(&resp, now_unix_nanos() / 1_000_000_000)
         }
-        ApiFormat::OpenAi => resp.clone(),
+        ApiFormat::OpenAi => resp,
     };
     outcome_of(&openai_view, &mut record.outcome);
     if let Some(refusal) = gw.police_tool_calls(&mut record).await {
@@ -966,10 +998,7 @@ async fn finish_json(
     // serialisation; across formats, the translation.
     let out = match (client, upstream) {
         (ApiFormat::OpenAi, ApiFormat::Anthropic) => Some(openai_view.clone()),
-        (ApiFormat::Anthropic, ApiFormat::OpenAi) => {
-            Some(translate::openai_response_to_anthropic(&resp))
-        }
-        _ => None,
+        _ => translated_for_anthropic,
     };
     if endpoint == Endpoint::Embeddings {
         record.embedding = true;

@@ -124,7 +124,8 @@ impl Governance {
         settings.redaction.validate()?;
         let secret = secret_of(data_dir, &settings)?;
         Ok(Self {
-            sink: SpanSink::start(store.clone()),
+            // Its spans are redacted by the code that makes them (it awaits the redactor anyway).
+            sink: SpanSink::start(store.clone(), None),
             store,
             settings,
             secret,
@@ -201,25 +202,25 @@ impl Governance {
         self.add_counts(project, c);
     }
 
-    /// Redacts with the project's redactor if it is already built; `false` means the caller must
-    /// use `redact_spans` (async) instead. Lets synchronous paths skip a task in the common case.
-    pub fn try_redact_spans(&self, project: &ProjectId, spans: &mut [Span]) -> bool {
-        let Some(r) = self
-            .redactors
-            .read()
-            .ok()
-            .and_then(|m| m.get(project).cloned())
-        else {
-            return false;
-        };
-        if r.is_active() {
+    /// Redacts spans of any projects, each with its project's redactor.
+    pub async fn redact_spans_of_projects(&self, spans: &mut [Span]) {
+        let mut projects: Vec<ProjectId> = Vec::new();
+        for s in spans.iter() {
+            if !projects.contains(&s.project_id) {
+                projects.push(s.project_id.clone());
+            }
+        }
+        for project in projects {
+            let r = self.redactor(&project).await;
+            if !r.is_active() {
+                continue;
+            }
             let mut c = RedactionCounts::default();
-            for s in spans.iter_mut() {
+            for s in spans.iter_mut().filter(|s| s.project_id == project) {
                 r.redact_span(s, &mut c);
             }
-            self.add_counts(project, c);
+            self.add_counts(&project, c);
         }
-        true
     }
 
     pub async fn redact_logs(&self, project: &ProjectId, events: &mut [LogEvent]) {
@@ -468,3 +469,10 @@ fn secret_of(data_dir: &Path, settings: &GovernanceSettings) -> Result<Vec<u8>, 
 }
 
 pub(crate) const MAX_CALLS: usize = MAX_TRACKED_CALLS;
+
+#[async_trait::async_trait]
+impl vigil_store::sink::SpanFilter for Governance {
+    async fn filter(&self, spans: &mut [Span]) {
+        self.redact_spans_of_projects(spans).await;
+    }
+}

@@ -11,6 +11,7 @@ pub mod projects;
 pub mod quality;
 pub mod query;
 pub mod rollup;
+mod sched;
 pub mod sink;
 pub mod sqlite;
 pub mod summary;

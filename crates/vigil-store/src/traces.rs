@@ -14,6 +14,13 @@ pub trait TraceStore: Send + Sync {
     /// instead of queueing without bound.
     async fn write_spans(&self, spans: Vec<Span>) -> Result<WriteReceipt>;
 
+    /// `write_spans` for spans Vigil produces itself (gateway calls, guardrail decisions): when the
+    /// write pipeline is full it waits for room instead of failing, as there is no client to retry.
+    /// `background`: nobody waits for this write, so the backend may give the CPU to requests first
+    /// (a hint; the caller clears it when a backlog builds up).
+    async fn write_spans_waiting(&self, spans: Vec<Span>, background: bool)
+        -> Result<WriteReceipt>;
+
     /// Writes OTLP log records of one project; durable on return, like `write_spans`.
     async fn write_log_events(&self, project: &ProjectId, events: Vec<LogEvent>) -> Result<usize>;
 

@@ -33,18 +33,20 @@ pub const DB_FILE: &str = "vigil.db";
 /// Longest a single read may run before it is interrupted.
 const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Span bodies are JSON compressed with LZ4 (about 3x smaller, a few microseconds each): fewer bytes
-/// through the WAL and the checkpoint is most of what a write costs. The first byte names the format.
-/// Stored blobs: a format byte, the uncompressed length (u32, little-endian) and a zstd frame of
-/// JSON. zstd at level 1 compresses a chunk of a trace's spans about three times smaller than LZ4
-/// did per span, at a speed that keeps it off the critical path (it runs on the request's thread).
+/// Stored blobs: a format byte, then either a zstd frame of JSON preceded by its uncompressed length
+/// (u32, little-endian), or, for values under `COMPRESS_FROM` bytes, the JSON itself. zstd at level
+/// 1 compresses a chunk of a trace's spans about three times smaller than LZ4 did per span, at a
+/// speed that keeps it off the critical path (it runs on the request's thread); below a few hundred
+/// bytes its fixed cost (building entropy tables) buys almost nothing.
 pub(crate) mod body {
     use std::cell::RefCell;
 
     use crate::{Error, Result};
 
     const ZSTD_JSON: u8 = 2;
+    const RAW_JSON: u8 = 3;
     const LEVEL: i32 = 1;
+    const COMPRESS_FROM: usize = 512;
     /// A corrupt length prefix must not make a reader allocate gigabytes.
     const MAX_DECODED: usize = 512 * 1024 * 1024;
 
@@ -59,9 +61,15 @@ pub(crate) mod body {
 
     /// `encode` with a guess of the JSON size, to spare the buffer's regrowth.
     pub fn encode_sized<T: serde::Serialize + ?Sized>(value: &T, guess: usize) -> Result<Vec<u8>> {
-        let mut json = Vec::with_capacity(guess);
+        // The JSON is written after a one-byte header so a small value needs no second buffer.
+        let mut json = Vec::with_capacity(guess + 1);
+        json.push(RAW_JSON);
         serde_json::to_writer(&mut json, value).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let len = u32::try_from(json.len())
+        if json.len() - 1 < COMPRESS_FROM {
+            return Ok(json);
+        }
+        let plain = &json[1..];
+        let len = u32::try_from(plain.len())
             .map_err(|_| Error::Corrupt("a stored value is larger than 4 GiB".into()))?;
         let frame = COMPRESSOR.with(|cell| -> std::io::Result<Vec<u8>> {
             let mut slot = cell.borrow_mut();
@@ -69,7 +77,7 @@ pub(crate) mod body {
                 Some(c) => c,
                 None => slot.insert(zstd::bulk::Compressor::new(LEVEL)?),
             };
-            compressor.compress(&json)
+            compressor.compress(plain)
         });
         let frame = frame.map_err(|e| Error::Corrupt(format!("compression failed: {e}")))?;
         let mut out = Vec::with_capacity(5 + frame.len());
@@ -82,6 +90,9 @@ pub(crate) mod body {
     pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         let corrupt = |what: &str| Error::Corrupt(format!("stored value: {what}"));
         let (&format, rest) = bytes.split_first().ok_or_else(|| corrupt("empty"))?;
+        if format == RAW_JSON {
+            return serde_json::from_slice(rest).map_err(|e| corrupt(&e.to_string()));
+        }
         if format != ZSTD_JSON || rest.len() < 4 {
             return Err(corrupt("unknown format"));
         }
@@ -107,6 +118,12 @@ pub(crate) mod body {
             assert!(decode::<Vec<String>>(&[]).is_err());
             assert!(decode::<Vec<String>>(&[2, 255, 255, 255, 255, 0]).is_err());
             assert!(decode::<Vec<String>>(&enc[..enc.len() - 3]).is_err());
+            // Small values are stored as they are.
+            let small = vec!["x".to_string()];
+            let enc = encode(&small).unwrap();
+            assert_eq!(enc, b"\x03[\"x\"]");
+            assert_eq!(decode::<Vec<String>>(&enc).unwrap(), small);
+            assert!(decode::<Vec<String>>(&enc[..enc.len() - 1]).is_err());
         }
     }
 }
@@ -283,6 +300,20 @@ impl TraceStore for SqliteStore {
             return Ok(WriteReceipt::default());
         }
         self.inner.writer.write_spans(spans).await
+    }
+
+    async fn write_spans_waiting(
+        &self,
+        spans: Vec<Span>,
+        background: bool,
+    ) -> Result<WriteReceipt> {
+        if spans.is_empty() {
+            return Ok(WriteReceipt::default());
+        }
+        self.inner
+            .writer
+            .write_spans_waiting(spans, background)
+            .await
     }
 
     async fn write_log_events(&self, project: &ProjectId, events: Vec<LogEvent>) -> Result<usize> {

@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +33,7 @@ use super::read::{
     apply_session_delta, get_trace_with_ref, insert_new_trace_row, load_facts, refresh_session,
     rollup_from_row, update_trace_row,
 };
+use crate::sched::{self, Priority, Promoter};
 
 /// Jobs drained into one transaction stop growing past this many spans.
 const GROUP_COMMIT_SPANS: usize = 20_000;
@@ -122,6 +123,8 @@ enum Job {
     Spans {
         chunks: Vec<PreparedChunk>,
         ack: oneshot::Sender<Result<WriteReceipt>>,
+        /// Nobody is waiting on this write (see `crate::sched`).
+        background: bool,
     },
     Logs {
         project: ProjectId,
@@ -132,6 +135,16 @@ enum Job {
 }
 
 impl Job {
+    fn is_background(&self) -> bool {
+        matches!(
+            self,
+            Job::Spans {
+                background: true,
+                ..
+            }
+        )
+    }
+
     fn span_count(&self) -> usize {
         match self {
             Job::Spans { chunks, .. } => chunks.iter().map(|c| c.facts.len()).sum(),
@@ -146,7 +159,19 @@ pub struct WriterHandle {
     tx: SyncSender<Job>,
     pending: Arc<AtomicUsize>,
     max_pending: usize,
+    /// Puts the writer back to normal priority when a background write takes too long.
+    promoter: Arc<Promoter>,
 }
+
+/// What the writer shares about its priority: the handle to promote it, and whether its current
+/// batch is background work (the checkpointer follows it).
+struct WriterPriority {
+    promoter: Arc<Promoter>,
+    in_background: Arc<AtomicBool>,
+}
+
+/// A background write not acknowledged after this has its writer promoted to normal priority.
+const PROMOTE_AFTER: Duration = Duration::from_millis(100);
 
 /// The WAL is checkpointed in the background, but under constant writes that never empties it, so
 /// it would grow forever. Once the frames waiting in it pass this, the writer restarts it between
@@ -169,22 +194,26 @@ pub fn spawn(
 ) -> Result<WriterHandle> {
     let (tx, rx) = sync_channel(QUEUE_JOBS);
     let pending = Arc::new(AtomicUsize::new(0));
+    let promoter = Arc::new(Promoter::default());
+    let writer_promoter = promoter.clone();
     // Bytes of frames in the WAL as of the last background checkpoint, shared with the writer.
     let wal_bytes = Arc::new(AtomicI64::new(0));
     let published = wal_bytes.clone();
+    let writes_in_background = Arc::new(AtomicBool::new(false));
+    let checkpoint_follows = writes_in_background.clone();
     let p = pending.clone();
     // Checkpoints copy WAL pages into the database file; doing them on another thread keeps that
     // work off the write path. The channel closes when the writer stops, which stops the checkpointer.
     let (alive_tx, alive_rx) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("vigil-sqlite-checkpoint".into())
-        .spawn(move || checkpoint_loop(checkpointer, alive_rx, published))
+        .spawn(move || checkpoint_loop(checkpointer, alive_rx, published, checkpoint_follows))
         .map_err(|e| Error::Task(format!("cannot start the checkpoint thread: {e}")))?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let wal_path = PathBuf::from(format!("{}-wal", db_path.display()));
     let syncer = if sync_commits {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let (sync_tx, sync_rx) = sync_channel::<Acks>(1024);
+        let (sync_tx, sync_rx) = sync_channel::<(Acks, bool)>(1024);
         let path = wal_path.clone();
         std::thread::Builder::new()
             .name("vigil-sqlite-sync".into())
@@ -198,24 +227,33 @@ pub fn spawn(
         .name("vigil-sqlite-writer".into())
         .spawn(move || {
             let _alive = alive_tx;
-            run(conn, rx, p, &wal_path, &wal_bytes, syncer)
+            let priority = WriterPriority {
+                promoter: writer_promoter,
+                in_background: writes_in_background,
+            };
+            run(conn, rx, p, &wal_path, &wal_bytes, syncer, &priority)
         })
         .map_err(|e| Error::Task(format!("cannot start the writer thread: {e}")))?;
     Ok(WriterHandle {
         tx,
         pending,
         max_pending,
+        promoter,
     })
 }
 
 /// Syncs the WAL after commits and then acknowledges them; commits that queued up meanwhile share
 /// one sync.
-fn sync_loop(wal_path: &Path, rx: Receiver<Acks>) {
-    while let Ok(first) = rx.recv() {
+fn sync_loop(wal_path: &Path, rx: Receiver<(Acks, bool)>) {
+    let mut priority = Priority::default();
+    while let Ok((first, mut background)) = rx.recv() {
         let mut acks = first;
-        while let Ok(more) = rx.try_recv() {
+        while let Ok((more, bg)) = rx.try_recv() {
             acks.extend(more);
+            background &= bg;
         }
+        // Syncing only background commits is background work too.
+        priority.set(background);
         // Opened per sync: SQLite may truncate the file, and a fresh handle always names it.
         let synced = std::fs::OpenOptions::new()
             .write(true)
@@ -236,13 +274,22 @@ fn sync_loop(wal_path: &Path, rx: Receiver<Acks>) {
     }
 }
 
-fn checkpoint_loop(conn: Connection, alive: mpsc::Receiver<()>, wal_bytes: Arc<AtomicI64>) {
+fn checkpoint_loop(
+    conn: Connection,
+    alive: mpsc::Receiver<()>,
+    wal_bytes: Arc<AtomicI64>,
+    writes_in_background: Arc<AtomicBool>,
+) {
+    let mut priority = Priority::default();
     // The page size is fixed once the database exists: read it once, not per checkpoint.
     let page_size: i64 = conn
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .unwrap_or(8192);
     while let Err(mpsc::RecvTimeoutError::Timeout) = alive.recv_timeout(Duration::from_millis(200))
     {
+        // Checkpoints follow the writer: in the background while only background writes come in.
+        // Starved, they only let the WAL grow to the writer's restart bound.
+        priority.set(writes_in_background.load(Ordering::Relaxed));
         // Returns (busy, frames in the WAL, frames checkpointed).
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
             Ok(frames) => wal_bytes.store(frames * page_size, Ordering::Relaxed),
@@ -308,7 +355,68 @@ impl WriterHandle {
         let n = chunks.iter().map(|c| c.facts.len()).sum();
         self.reserve(n)?;
         let (ack, rx) = oneshot::channel();
-        self.submit(Job::Spans { chunks, ack })?;
+        self.submit(Job::Spans {
+            chunks,
+            ack,
+            background: false,
+        })?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Like `write_spans`, but waits (up to a minute) for room in the queue instead of failing.
+    pub async fn write_spans_waiting(
+        &self,
+        spans: Vec<Span>,
+        background: bool,
+    ) -> Result<WriteReceipt> {
+        let chunks = prepare_chunks(spans)?;
+        let n = chunks.iter().map(|c| c.facts.len()).sum();
+        let mut delay = Duration::from_millis(5);
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.reserve(n) {
+                Ok(()) => break,
+                Err(e) if waited >= Duration::from_secs(60) => return Err(e),
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    waited += delay;
+                    delay = (delay * 2).min(Duration::from_millis(200));
+                }
+            }
+        }
+        let (ack, mut rx) = oneshot::channel();
+        let mut job = Job::Spans {
+            chunks,
+            ack,
+            background,
+        };
+        // The job queue itself may be full too (many small jobs): wait for a slot the same way.
+        loop {
+            match self.tx.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if waited < Duration::from_secs(60) => {
+                    job = back;
+                    tokio::time::sleep(delay).await;
+                    waited += delay;
+                }
+                Err(TrySendError::Full(_)) => {
+                    self.pending.fetch_sub(n, Ordering::AcqRel);
+                    return Err(Error::Overloaded {
+                        pending: self.pending(),
+                    });
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.pending.fetch_sub(n, Ordering::AcqRel);
+                    return Err(Error::ShuttingDown);
+                }
+            }
+        }
+        if background {
+            match tokio::time::timeout(PROMOTE_AFTER, &mut rx).await {
+                Ok(done) => return done.map_err(|_| Error::ShuttingDown)?,
+                Err(_) => self.promoter.promote(),
+            }
+        }
         rx.await.map_err(|_| Error::ShuttingDown)?
     }
 
@@ -352,8 +460,10 @@ fn run(
     pending: Arc<AtomicUsize>,
     wal_path: &Path,
     wal_bytes: &AtomicI64,
-    syncer: Option<SyncSender<Acks>>,
+    syncer: Option<SyncSender<(Acks, bool)>>,
+    priority: &WriterPriority,
 ) {
+    priority.promoter.register_current();
     while let Ok(first) = rx.recv() {
         bound_wal(&conn, wal_path, wal_bytes);
         let mut batch = Vec::new();
@@ -365,6 +475,7 @@ fn run(
                     // Flush what was gathered so far, then run the exec alone.
                     flush(
                         &mut conn,
+                        priority,
                         std::mem::take(&mut batch),
                         &pending,
                         syncer.as_ref(),
@@ -388,22 +499,33 @@ fn run(
                 next = rx.try_recv().ok();
             }
         }
-        flush(&mut conn, batch, &pending, syncer.as_ref());
+        flush(&mut conn, priority, batch, &pending, syncer.as_ref());
     }
     tracing::debug!("sqlite writer stopped");
 }
 
 fn flush(
     conn: &mut Connection,
+    priority: &WriterPriority,
     batch: Vec<Job>,
     pending: &Arc<AtomicUsize>,
-    syncer: Option<&SyncSender<Acks>>,
+    syncer: Option<&SyncSender<(Acks, bool)>>,
 ) {
     if batch.is_empty() {
         return;
     }
     let total: usize = batch.iter().map(Job::span_count).sum();
+    // A batch that only holds background writes yields the CPU to requests; any write a client
+    // waits on (an OTLP export) runs at normal priority.
+    let background = batch.iter().all(Job::is_background);
+    priority.in_background.store(background, Ordering::Relaxed);
+    if background {
+        sched::set_background(true);
+    }
     let result = write_batch(conn, &batch);
+    if background {
+        sched::set_background(false);
+    }
     match result {
         Ok(outcomes) => {
             // Each acknowledgement reports the commit's outcome, or the sync's failure. A job stays
@@ -435,7 +557,7 @@ fn flush(
             }
             match syncer {
                 Some(tx) => {
-                    if let Err(mpsc::SendError(acks)) = tx.send(acks) {
+                    if let Err(mpsc::SendError((acks, _))) = tx.send((acks, background)) {
                         for ack in acks {
                             ack(Some("the sync thread stopped"));
                         }

@@ -290,3 +290,125 @@ fn official_sdks_through_the_gateway_and_every_call_traced() {
         .unwrap()
         .contains("sk-ant-not-a-real-key"));
 }
+
+/// An upstream that starts an OpenAI stream and then fails: with an error event (`mid-error`) or
+/// by dropping the connection before the stream's end (`mid-cut`).
+fn start_failing_stream_upstream() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                // The request: headers, then a body of Content-Length bytes.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body = loop {
+                    let n = conn.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break text[end + 4..].to_string();
+                        }
+                    }
+                };
+                let piece = |data: &str| format!("{:x}\r\n{data}\r\n", data.len());
+                let mut out = String::from(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+                );
+                out += &piece(
+                    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n",
+                );
+                let _ = conn.write_all(out.as_bytes());
+                let _ = conn.flush();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                if body.contains("mid-error") {
+                    let _ = conn.write_all(
+                        piece("data: {\"error\":{\"message\":\"the model overloaded mid-stream\",\"type\":\"server_error\"}}\n\n")
+                            .as_bytes(),
+                    );
+                    let _ = conn.write_all(b"0\r\n\r\n");
+                }
+                // `mid-cut`: the connection closes here, before the stream's last chunk.
+            });
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+#[test]
+fn an_upstream_failing_mid_stream_reaches_the_client_as_an_error_event_and_fails_the_span() {
+    let upstream = start_failing_stream_upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gateway]\nretries = 0\n\n[[gateway.providers]]\nname = \"flaky\"\nkind = \"openai_compatible\"\nbase_url = \"{upstream}\"\n"
+        ),
+    )
+    .unwrap();
+    let server = TestServer::start_with(&[], &[("VIGIL_CONFIG", cfg.to_str().unwrap())]);
+    for (model, says) in [
+        ("flaky/mid-error", "the model overloaded mid-stream"),
+        ("flaky/mid-cut", "stream broke"),
+    ] {
+        let resp = server
+            .client()
+            .post(format!("{}/v1/chat/completions", server.api))
+            .bearer_auth(&server.key)
+            .json(&serde_json::json!({
+                "model": model,
+                "stream": true,
+                "messages": [{"role": "user", "content": "hi"}]
+            }))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{model}: the stream had begun");
+        let text = resp.text().unwrap();
+        // What was relayed before the failure, then one well-formed OpenAI error event.
+        assert!(text.contains("\"Hel\""), "{model}: {text}");
+        let error_event = text
+            .split("\n\n")
+            .filter_map(|ev| ev.strip_prefix("data: "))
+            .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+            .find(|v| v.get("error").is_some())
+            .unwrap_or_else(|| panic!("{model}: no error event in {text}"));
+        let message = error_event["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{model}: {message}");
+        assert_eq!(
+            error_event["error"]["type"], "api_error",
+            "{model}: {error_event}"
+        );
+    }
+    // Both calls are error spans that say what happened.
+    let spans = gateway_spans(&server, 2);
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    for (model, says) in [
+        ("mid-error", "the model overloaded mid-stream"),
+        ("mid-cut", "stream broke"),
+    ] {
+        let span = spans
+            .iter()
+            .find(|s| s["model"].as_str().is_some_and(|m| m.ends_with(model)))
+            .unwrap_or_else(|| panic!("no span for {model}: {spans:?}"));
+        assert_eq!(span["status"], "error", "{span}");
+        assert!(
+            span["error_message"].as_str().unwrap_or("").contains(says),
+            "{span}"
+        );
+    }
+}
