@@ -3,24 +3,30 @@
 # `vigil bench ingest` sending SPANS demo spans, and the evaluation queue sampled every second
 # until it is drained. Reports ingest spans/s with evaluation on, the queue's lag (age of the oldest
 # runnable job, after the 1 s settling delay) and how fast traces were evaluated end to end.
-#   scripts/bench-evaluators.sh [SPANS]     (release build: cargo build --release)
+# SCOPE: `trace` (the evaluators judge whole traces, from the queue) or `span` (they judge each
+# span as it is ingested, scores committed with the spans; the queue stays empty).
+#   scripts/bench-evaluators.sh [SPANS] [SCOPE]     (release build: cargo build --release)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/target/release/vigil"
 SPANS="${1:-200000}"
+SCOPE="${2:-trace}"
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 DIR="$(mktemp -d)"; trap 'kill $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
-cat > "$DIR/vigil.toml" <<'TOML'
+cat > "$DIR/vigil.toml" <<TOML
 [quality]
 settle = "1s"
 [[evaluators]]
 name = "tools-answer"
+scope = "$SCOPE"
 rule = { type = "silent_tool_failure" }
 [[evaluators]]
 name = "no-refusal"
+scope = "$SCOPE"
 rule = { type = "refusal" }
 [[evaluators]]
 name = "no-pii"
+scope = "$SCOPE"
 rule = { type = "no_pii_in_output" }
 TOML
 PORT=$((17000 + RANDOM % 1000)); OTLP=$((18000 + RANDOM % 1000))
@@ -38,6 +44,17 @@ START=$(date +%s.%N)
 taskset -c 0 "$BIN" bench ingest --target "http://127.0.0.1:$OTLP" --api "http://127.0.0.1:$PORT" --api-key "$KEY" \
   --spans "$SPANS" --concurrency 8 | grep -E "accepted|lag"
 INGESTED=$(date +%s.%N)
+if [ "$SCOPE" = span ]; then
+  sleep 3 # two rounds of the queue: it must find nothing to do
+  read -r q r d f a <<<"$(stats)"
+  kill $SAMPLER
+  DB="$DIR/data/vigil.db"
+  echo "spans stored         $(sqlite3 -readonly "$DB" 'select sum(span_count) from traces')"
+  echo "  judged at ingest   $(sqlite3 -readonly "$DB" "select count(*) from span_chunks where judged_by like '%,%,%'") of $(sqlite3 -readonly "$DB" 'select count(*) from span_chunks') chunks by all 3 evaluators"
+  echo "scores written       $(sqlite3 -readonly "$DB" 'select count(*) from scores') (rules that apply to a span's kind)"
+  echo "queue                queued $q, running $r, done $d (nothing read back)"
+  exit 0
+fi
 while :; do read -r q r d f a <<<"$(stats)"; [ "$q" = 0 ] && [ "$r" = 0 ] && [ "$d" -gt 0 ] && break; sleep 0.5; done
 DRAINED=$(date +%s.%N)
 kill $SAMPLER

@@ -5,6 +5,9 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use vigil_governance::Governance;
 use vigil_ingest::Normalizer;
+use vigil_quality::ingest::IngestEvaluators;
+use vigil_store::sink::SpanFilter;
+use vigil_store::IngestVerdicts;
 use vigil_store::Store;
 
 use crate::auth::Authenticator;
@@ -40,6 +43,8 @@ pub struct AppState {
     pub limits: EdgeLimits,
     /// One permit per KiB of request body in memory; exhausted permits mean back-pressure.
     pub inflight: Arc<Semaphore>,
+    /// Span-scoped rule evaluators that judge spans as they are ingested.
+    pub ingest_evaluators: Arc<IngestEvaluators>,
 }
 
 impl AppState {
@@ -58,6 +63,34 @@ impl AppState {
             governance,
             inflight: Arc::new(Semaphore::new(permits)),
             limits,
+            ingest_evaluators: IngestEvaluators::none(),
         }
+    }
+
+    pub fn with_ingest_evaluators(mut self, evaluators: Arc<IngestEvaluators>) -> Self {
+        self.ingest_evaluators = evaluators;
+        self
+    }
+
+    /// What spans made inside Vigil (gateway calls) go through before they are stored, like OTLP
+    /// spans: the project's redaction, then the ingest evaluators.
+    pub fn span_filter(&self) -> Arc<dyn SpanFilter> {
+        Arc::new(RedactThenJudge {
+            governance: self.governance.clone(),
+            evaluators: self.ingest_evaluators.clone(),
+        })
+    }
+}
+
+struct RedactThenJudge {
+    governance: Arc<Governance>,
+    evaluators: Arc<IngestEvaluators>,
+}
+
+#[async_trait::async_trait]
+impl SpanFilter for RedactThenJudge {
+    async fn filter(&self, spans: &mut [vigil_model::Span]) -> IngestVerdicts {
+        self.governance.redact_spans_of_projects(spans).await;
+        self.evaluators.judge(spans)
     }
 }

@@ -101,11 +101,9 @@ impl Gateway {
                 .then(|| cache::Cache::new(cfg.cache_ttl, cfg.cache_max_bytes)),
             limits: limits::Limits::start(&cfg.limits, state.store.clone()).await,
             health: Health::new(&cfg),
-            // Call spans are redacted on the sink's thread, off the request path.
-            sink: SpanSink::start(
-                state.store.clone(),
-                Some(state.governance.clone() as Arc<dyn vigil_store::sink::SpanFilter>),
-            ),
+            // Call spans are redacted (and judged by ingest evaluators) on the sink's thread,
+            // off the request path.
+            sink: SpanSink::start(state.store.clone(), Some(state.span_filter())),
             auth: state.auth.clone(),
             cfg,
             clients,

@@ -469,10 +469,3 @@ fn secret_of(data_dir: &Path, settings: &GovernanceSettings) -> Result<Vec<u8>, 
 }
 
 pub(crate) const MAX_CALLS: usize = MAX_TRACKED_CALLS;
-
-#[async_trait::async_trait]
-impl vigil_store::sink::SpanFilter for Governance {
-    async fn filter(&self, spans: &mut [Span]) {
-        self.redact_spans_of_projects(spans).await;
-    }
-}

@@ -3,6 +3,8 @@
 //!
 //! - [`rules`]: rule evaluators (content, JSON and JSON Schema, Vigil's quiet-failure flags,
 //!   latency and cost thresholds, personal data in outputs, refusals).
+//! - [`ingest`]: span-scoped rule evaluators judging spans as they are ingested, their scores
+//!   committed with the spans (no queue, no read-back).
 //! - [`runner`]: the online evaluator: finds new traces, queues a durable job per (evaluator,
 //!   trace), runs due jobs and writes their scores, surviving restarts without double counting.
 //! - [`failure_modes`]: failure modes tracked like bugs, moved through their lifecycle by evidence.
@@ -17,6 +19,7 @@ pub mod alignment;
 pub mod annotation;
 pub mod experiment;
 pub mod failure_modes;
+pub mod ingest;
 pub mod insights;
 pub mod judge;
 pub mod rules;

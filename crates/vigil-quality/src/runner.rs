@@ -49,7 +49,34 @@ pub struct Round {
 }
 
 /// An evaluator ready to run: its definition and compiled rule.
-type Usable = (EvaluatorDef, Arc<CompiledRule>);
+pub(crate) type Usable = (EvaluatorDef, Arc<CompiledRule>);
+
+/// Compiles an evaluator's stored definition, reusing `cache` while the definition is unchanged.
+/// `None`: the definition is unusable (logged once per version).
+pub(crate) fn compile(
+    cache: &mut HashMap<String, (i64, Option<Usable>)>,
+    e: &EvaluatorRow,
+) -> Option<Usable> {
+    let fresh = cache
+        .get(&e.id)
+        .filter(|(at, _)| *at == e.updated_ns)
+        .map(|(_, c)| c.clone());
+    if let Some(c) = fresh {
+        return c;
+    }
+    let built = serde_json::from_value::<EvaluatorDef>(e.definition.clone())
+        .map_err(|err| err.to_string())
+        .and_then(|def| def.validate().map(|rule| (def, Arc::new(rule))));
+    let built = match built {
+        Ok(b) => Some(b),
+        Err(err) => {
+            tracing::warn!(evaluator = %e.name, error = %err, "evaluator definition unusable; skipped");
+            None
+        }
+    };
+    cache.insert(e.id.clone(), (e.updated_ns, built.clone()));
+    built
+}
 
 pub struct Runner {
     store: Arc<dyn Store>,
@@ -89,27 +116,7 @@ impl Runner {
     }
 
     fn compiled(&mut self, e: &EvaluatorRow) -> Option<Usable> {
-        let fresh = self
-            .compiled
-            .get(&e.id)
-            .filter(|(at, _)| *at == e.updated_ns)
-            .map(|(_, c)| c.clone());
-        if let Some(c) = fresh {
-            return c;
-        }
-        let built = serde_json::from_value::<EvaluatorDef>(e.definition.clone())
-            .map_err(|err| err.to_string())
-            .and_then(|def| def.validate().map(|rule| (def, Arc::new(rule))));
-        let built = match built {
-            Ok(b) => Some(b),
-            Err(err) => {
-                tracing::warn!(evaluator = %e.name, error = %err, "evaluator definition unusable; skipped");
-                None
-            }
-        };
-        self.compiled
-            .insert(e.id.clone(), (e.updated_ns, built.clone()));
-        built
+        compile(&mut self.compiled, e)
     }
 
     /// One round: queue new traces, run due jobs.
@@ -293,7 +300,7 @@ impl Runner {
 }
 
 /// A gateway call made by the quality loop itself (tagged by the judge or `vigil eval run`).
-fn is_own_call(s: &Span) -> bool {
+pub(crate) fn is_own_call(s: &Span) -> bool {
     s.attributes
         .get("vigil.tags")
         .map(|t| t.to_string())
@@ -399,10 +406,45 @@ pub fn evaluate(
                 .map(|v| vec![score(None, v.passed, v.reason)])
                 .unwrap_or_default()
         }
-        Scope::Span => spans
-            .iter()
-            .filter(|s| def.filter.matches(s))
-            .filter_map(|s| rule.on_span(s).map(|v| score(Some(s), v.passed, v.reason)))
-            .collect(),
+        Scope::Span => {
+            let spans: Vec<&Span> = spans.iter().collect();
+            evaluate_spans(e, def, rule, trace_id, &spans)
+        }
     }
+}
+
+/// The scores a span-scoped evaluator gives the spans of one trace (`evaluate` for
+/// `Scope::Span`, on borrowed spans).
+pub fn evaluate_spans(
+    e: &EvaluatorRow,
+    def: &EvaluatorDef,
+    rule: &CompiledRule,
+    trace_id: vigil_model::TraceId,
+    spans: &[&Span],
+) -> Vec<ScoreRow> {
+    let now = now_unix_nanos();
+    let session = spans.iter().find_map(|s| s.session_id.clone());
+    spans
+        .iter()
+        .filter(|s| def.filter.matches(s))
+        .filter_map(|s| {
+            let v = rule.on_span(s)?;
+            Some(ScoreRow {
+                id: 0,
+                project_id: e.project_id.clone(),
+                trace_id: Some(trace_id),
+                span_id: Some(s.span_id),
+                session_id: session.clone(),
+                name: e.name.clone(),
+                value: Some(if v.passed { 1.0 } else { 0.0 }),
+                passed: Some(v.passed),
+                label: Some(if v.passed { "pass" } else { "fail" }.into()),
+                reason: Some(v.reason),
+                source: ScoreSource::Evaluator,
+                source_id: Some(e.id.clone()),
+                created_ns: now,
+                cost_usd: None,
+            })
+        })
+        .collect()
 }

@@ -11,7 +11,6 @@ pub mod projects;
 pub mod quality;
 pub mod query;
 pub mod rollup;
-mod sched;
 pub mod sink;
 pub mod sqlite;
 pub mod summary;
@@ -30,7 +29,7 @@ pub use projects::{ApiKeyInfo, NewApiKey, ProjectRow, ProjectStore, Scope};
 pub use quality::{
     AnnotationCandidate, DatasetItem, DatasetRow, EvalJob, EvaluatorRow, ExperimentResult,
     ExperimentRun, FailureModeChange, FailureModeEvent, FailureModeRow, FailureModeSpec,
-    QualityStore, QueueStats, RateWindow, ScoreRow, ScoreSource,
+    IngestVerdicts, QualityStore, QueueStats, RateWindow, ScoreRow, ScoreSource,
 };
 pub use query::*;
 pub use sqlite::{Durability, SqliteSettings, SqliteStore};

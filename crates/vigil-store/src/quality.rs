@@ -63,6 +63,15 @@ impl ScoreSource {
     }
 }
 
+/// Verdicts given to spans as they were ingested, stored in the same transaction as the spans.
+#[derive(Clone, Debug, Default)]
+pub struct IngestVerdicts {
+    pub scores: Vec<ScoreRow>,
+    /// Per project, the evaluators that judged every span of it in this write (so the queue need
+    /// not read those traces back for them).
+    pub judged_by: std::collections::HashMap<vigil_model::ProjectId, Vec<String>>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ScoreRow {
     pub id: i64,

@@ -3,8 +3,7 @@
 //!
 //! The sink runs on a thread of its own, not on the async runtime: preparing a batch for the store
 //! (summaries, serialisation, compression) is CPU work, and on the runtime's few worker threads it
-//! would hold up the very requests whose latency the gateway promises to keep low. For the same
-//! reason the thread runs in the background while its backlog is small (`crate::sched`).
+//! would hold up the very requests whose latency the gateway promises to keep low.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,8 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use vigil_model::Span;
 
-use crate::sched::Priority;
-use crate::Store;
+use crate::{IngestVerdicts, Store};
 
 /// Spans waiting to be written; when full, new spans are dropped and counted (a call is never
 /// slowed down to trace it).
@@ -25,14 +23,12 @@ const BATCH: usize = 1000;
 /// (index pages, a search segment, a WAL sync).
 const LINGER: Duration = Duration::from_millis(20);
 
-/// Spans queued beyond this make the sink and its writes run at normal priority.
-const BACKLOG: usize = SINK_CAPACITY / 4;
-
 /// Work done on a batch on the sink's thread before it is written: redaction, so nothing reaches
-/// the store unredacted and the request that produced a span does not pay for scanning it.
+/// the store unredacted and the request that produced a span does not pay for scanning it, then
+/// the verdicts of ingest-time evaluators, written with the spans.
 #[async_trait::async_trait]
 pub trait SpanFilter: Send + Sync {
-    async fn filter(&self, spans: &mut [Span]);
+    async fn filter(&self, spans: &mut [Span]) -> IngestVerdicts;
 }
 
 #[derive(Clone)]
@@ -77,12 +73,7 @@ async fn drain(
     mut rx: mpsc::Receiver<Span>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    let mut priority = Priority::default();
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        // In the background while the backlog is small; at normal priority once it builds up, so
-        // a saturated gateway slows its own calls a little rather than drop their spans.
-        let background = rx.len() < BACKLOG;
-        priority.set(background);
         let deadline = Instant::now() + LINGER;
         while batch.len() < BATCH {
             let room = BATCH - batch.len();
@@ -94,11 +85,12 @@ async fn drain(
         }
         let mut spans = std::mem::take(&mut batch);
         let n = spans.len();
-        if let Some(f) = &filter {
-            f.filter(&mut spans).await;
-        }
+        let verdicts = match &filter {
+            Some(f) => f.filter(&mut spans).await,
+            None => IngestVerdicts::default(),
+        };
         // Waits for room when the write pipeline is full rather than losing the spans.
-        if let Err(e) = store.write_spans_waiting(spans, background).await {
+        if let Err(e) = store.write_spans_waiting(spans, verdicts).await {
             tracing::warn!(error = %e, spans = n, "internal spans could not be stored");
         }
     }

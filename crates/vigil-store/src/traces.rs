@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use vigil_model::{LogEvent, ProjectId, Span, TraceId};
 
+use crate::quality::IngestVerdicts;
 use crate::query::*;
 use crate::Result;
 
@@ -14,12 +15,21 @@ pub trait TraceStore: Send + Sync {
     /// instead of queueing without bound.
     async fn write_spans(&self, spans: Vec<Span>) -> Result<WriteReceipt>;
 
+    /// `write_spans` with the verdicts evaluators gave these spans as they were ingested: scores
+    /// and spans commit together, so an acknowledged span never lacks its ingest-time scores.
+    async fn write_spans_judged(
+        &self,
+        spans: Vec<Span>,
+        verdicts: IngestVerdicts,
+    ) -> Result<WriteReceipt>;
+
     /// `write_spans` for spans Vigil produces itself (gateway calls, guardrail decisions): when the
     /// write pipeline is full it waits for room instead of failing, as there is no client to retry.
-    /// `background`: nobody waits for this write, so the backend may give the CPU to requests first
-    /// (a hint; the caller clears it when a backlog builds up).
-    async fn write_spans_waiting(&self, spans: Vec<Span>, background: bool)
-        -> Result<WriteReceipt>;
+    async fn write_spans_waiting(
+        &self,
+        spans: Vec<Span>,
+        verdicts: IngestVerdicts,
+    ) -> Result<WriteReceipt>;
 
     /// Writes OTLP log records of one project; durable on return, like `write_spans`.
     async fn write_log_events(&self, project: &ProjectId, events: Vec<LogEvent>) -> Result<usize>;

@@ -34,7 +34,13 @@ pub async fn ingest_traces(
     let message = outcome.rejection_message();
     let rejected = outcome.rejected.len() as i64;
     let accepted = outcome.spans.len();
-    state.store.write_spans(outcome.spans).await?;
+    // Span-scoped rule evaluators judge the spans now, on their redacted form as stored; the
+    // scores commit with the spans.
+    let verdicts = state.ingest_evaluators.judge(&outcome.spans);
+    state
+        .store
+        .write_spans_judged(outcome.spans, verdicts)
+        .await?;
     tracing::debug!(project = %caller.project_id, accepted, rejected, "ingested spans");
     // Per the OTLP spec, `partial_success` stays unset when everything was accepted.
     let partial_success = message.map(|error_message| ExportTracePartialSuccess {

@@ -30,6 +30,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         9,
         include_str!("../../migrations/sqlite/0009_score_cost.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_ingest_verdicts.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

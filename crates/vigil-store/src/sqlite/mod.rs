@@ -22,6 +22,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 use vigil_model::{LogEvent, ProjectId, Span, TraceId};
 
+use crate::quality::IngestVerdicts;
 use crate::query::*;
 use crate::traces::TraceStore;
 use crate::{Error, Result};
@@ -299,21 +300,32 @@ impl TraceStore for SqliteStore {
         if spans.is_empty() {
             return Ok(WriteReceipt::default());
         }
-        self.inner.writer.write_spans(spans).await
+        self.inner
+            .writer
+            .write_spans(spans, IngestVerdicts::default())
+            .await
+    }
+
+    async fn write_spans_judged(
+        &self,
+        spans: Vec<Span>,
+        verdicts: IngestVerdicts,
+    ) -> Result<WriteReceipt> {
+        if spans.is_empty() {
+            return Ok(WriteReceipt::default());
+        }
+        self.inner.writer.write_spans(spans, verdicts).await
     }
 
     async fn write_spans_waiting(
         &self,
         spans: Vec<Span>,
-        background: bool,
+        verdicts: IngestVerdicts,
     ) -> Result<WriteReceipt> {
         if spans.is_empty() {
             return Ok(WriteReceipt::default());
         }
-        self.inner
-            .writer
-            .write_spans_waiting(spans, background)
-            .await
+        self.inner.writer.write_spans_waiting(spans, verdicts).await
     }
 
     async fn write_log_events(&self, project: &ProjectId, events: Vec<LogEvent>) -> Result<usize> {

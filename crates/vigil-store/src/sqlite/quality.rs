@@ -55,7 +55,7 @@ fn score_row(r: &Row) -> rusqlite::Result<ScoreRow> {
     })
 }
 
-fn insert_score(conn: &rusqlite::Connection, s: &ScoreRow) -> rusqlite::Result<usize> {
+pub(crate) fn insert_score(conn: &rusqlite::Connection, s: &ScoreRow) -> rusqlite::Result<usize> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO scores (project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns, cost_usd) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -202,7 +202,17 @@ impl QualityStore for SqliteStore {
                     rows.collect::<rusqlite::Result<_>>()?
                 };
                 let mut queued = 0;
-                for (_, trace) in &found {
+                for (trace_ref, trace) in &found {
+                    // Chunks this evaluator judged at ingest need no second look.
+                    let unjudged: i64 = tx
+                        .prepare_cached(
+                            "SELECT count(*) FROM span_chunks WHERE trace_ref = ?1 \
+                             AND (judged_by IS NULL OR instr(',' || judged_by || ',', ',' || ?2 || ',') = 0)",
+                        )?
+                        .query_row(params![trace_ref, id], |r| r.get(0))?;
+                    if unjudged == 0 {
+                        continue;
+                    }
                     queued += tx
                         .prepare_cached(
                             "INSERT OR IGNORE INTO eval_jobs (project_id, evaluator_id, trace_id, state, not_before_ns) VALUES (?1, ?2, ?3, 'queued', ?4)",

@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use vigil_model::{LogEvent, ProjectId, Span, SpanId, SpanKind, SpanStatus, TraceId};
 
+use crate::quality::{IngestVerdicts, ScoreRow};
 use crate::query::{GcReport, Retention, TraceRow, WriteReceipt};
 use crate::rollup::RollupTotals;
 use crate::summary::{summarize, SpanFacts};
@@ -33,7 +34,6 @@ use super::read::{
     apply_session_delta, get_trace_with_ref, insert_new_trace_row, load_facts, refresh_session,
     rollup_from_row, update_trace_row,
 };
-use crate::sched::{self, Priority, Promoter};
 
 /// Jobs drained into one transaction stop growing past this many spans.
 const GROUP_COMMIT_SPANS: usize = 20_000;
@@ -58,11 +58,13 @@ struct PreparedChunk {
     text: String,
     /// The trace's summary from these spans alone: its row if the trace turns out to be new.
     summary: Option<TraceRow>,
+    /// Evaluators that judged every span of the chunk at ingest (comma-separated ids).
+    judged_by: Option<String>,
 }
 
 /// Groups spans by trace (keeping first-seen order), drops repeated span ids within the request,
 /// and prepares one chunk per trace.
-fn prepare_chunks(spans: Vec<Span>) -> Result<Vec<PreparedChunk>> {
+fn prepare_chunks(spans: Vec<Span>, verdicts: &IngestVerdicts) -> Result<Vec<PreparedChunk>> {
     let mut groups: Vec<(ProjectId, TraceId, HashSet<SpanId>, Vec<Span>)> = Vec::new();
     let mut index: HashMap<(ProjectId, TraceId), usize> = HashMap::new();
     for span in spans {
@@ -109,6 +111,11 @@ fn prepare_chunks(spans: Vec<Span>) -> Result<Vec<PreparedChunk>> {
                 summary: summarize(&project, trace_id, &facts),
                 facts_blob: body::encode(&facts)?,
                 body: body::encode_sized(part, part.len() * 4096)?,
+                judged_by: verdicts
+                    .judged_by
+                    .get(&project)
+                    .filter(|ids| !ids.is_empty())
+                    .map(|ids| ids.join(",")),
                 project: project.clone(),
                 trace_id,
                 facts,
@@ -122,9 +129,9 @@ fn prepare_chunks(spans: Vec<Span>) -> Result<Vec<PreparedChunk>> {
 enum Job {
     Spans {
         chunks: Vec<PreparedChunk>,
+        /// Scores given to these spans at ingest, committed with them.
+        scores: Vec<ScoreRow>,
         ack: oneshot::Sender<Result<WriteReceipt>>,
-        /// Nobody is waiting on this write (see `crate::sched`).
-        background: bool,
     },
     Logs {
         project: ProjectId,
@@ -135,16 +142,6 @@ enum Job {
 }
 
 impl Job {
-    fn is_background(&self) -> bool {
-        matches!(
-            self,
-            Job::Spans {
-                background: true,
-                ..
-            }
-        )
-    }
-
     fn span_count(&self) -> usize {
         match self {
             Job::Spans { chunks, .. } => chunks.iter().map(|c| c.facts.len()).sum(),
@@ -159,19 +156,7 @@ pub struct WriterHandle {
     tx: SyncSender<Job>,
     pending: Arc<AtomicUsize>,
     max_pending: usize,
-    /// Puts the writer back to normal priority when a background write takes too long.
-    promoter: Arc<Promoter>,
 }
-
-/// What the writer shares about its priority: the handle to promote it, and whether its current
-/// batch is background work (the checkpointer follows it).
-struct WriterPriority {
-    promoter: Arc<Promoter>,
-    in_background: Arc<AtomicBool>,
-}
-
-/// A background write not acknowledged after this has its writer promoted to normal priority.
-const PROMOTE_AFTER: Duration = Duration::from_millis(100);
 
 /// The WAL is checkpointed in the background, but under constant writes that never empties it, so
 /// it would grow forever. Once the frames waiting in it pass this, the writer restarts it between
@@ -194,26 +179,22 @@ pub fn spawn(
 ) -> Result<WriterHandle> {
     let (tx, rx) = sync_channel(QUEUE_JOBS);
     let pending = Arc::new(AtomicUsize::new(0));
-    let promoter = Arc::new(Promoter::default());
-    let writer_promoter = promoter.clone();
     // Bytes of frames in the WAL as of the last background checkpoint, shared with the writer.
     let wal_bytes = Arc::new(AtomicI64::new(0));
     let published = wal_bytes.clone();
-    let writes_in_background = Arc::new(AtomicBool::new(false));
-    let checkpoint_follows = writes_in_background.clone();
     let p = pending.clone();
     // Checkpoints copy WAL pages into the database file; doing them on another thread keeps that
     // work off the write path. The channel closes when the writer stops, which stops the checkpointer.
     let (alive_tx, alive_rx) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("vigil-sqlite-checkpoint".into())
-        .spawn(move || checkpoint_loop(checkpointer, alive_rx, published, checkpoint_follows))
+        .spawn(move || checkpoint_loop(checkpointer, alive_rx, published))
         .map_err(|e| Error::Task(format!("cannot start the checkpoint thread: {e}")))?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let wal_path = PathBuf::from(format!("{}-wal", db_path.display()));
     let syncer = if sync_commits {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let (sync_tx, sync_rx) = sync_channel::<(Acks, bool)>(1024);
+        let (sync_tx, sync_rx) = sync_channel::<Acks>(1024);
         let path = wal_path.clone();
         std::thread::Builder::new()
             .name("vigil-sqlite-sync".into())
@@ -227,33 +208,24 @@ pub fn spawn(
         .name("vigil-sqlite-writer".into())
         .spawn(move || {
             let _alive = alive_tx;
-            let priority = WriterPriority {
-                promoter: writer_promoter,
-                in_background: writes_in_background,
-            };
-            run(conn, rx, p, &wal_path, &wal_bytes, syncer, &priority)
+            run(conn, rx, p, &wal_path, &wal_bytes, syncer)
         })
         .map_err(|e| Error::Task(format!("cannot start the writer thread: {e}")))?;
     Ok(WriterHandle {
         tx,
         pending,
         max_pending,
-        promoter,
     })
 }
 
 /// Syncs the WAL after commits and then acknowledges them; commits that queued up meanwhile share
 /// one sync.
-fn sync_loop(wal_path: &Path, rx: Receiver<(Acks, bool)>) {
-    let mut priority = Priority::default();
-    while let Ok((first, mut background)) = rx.recv() {
+fn sync_loop(wal_path: &Path, rx: Receiver<Acks>) {
+    while let Ok(first) = rx.recv() {
         let mut acks = first;
-        while let Ok((more, bg)) = rx.try_recv() {
+        while let Ok(more) = rx.try_recv() {
             acks.extend(more);
-            background &= bg;
         }
-        // Syncing only background commits is background work too.
-        priority.set(background);
         // Opened per sync: SQLite may truncate the file, and a fresh handle always names it.
         let synced = std::fs::OpenOptions::new()
             .write(true)
@@ -274,22 +246,13 @@ fn sync_loop(wal_path: &Path, rx: Receiver<(Acks, bool)>) {
     }
 }
 
-fn checkpoint_loop(
-    conn: Connection,
-    alive: mpsc::Receiver<()>,
-    wal_bytes: Arc<AtomicI64>,
-    writes_in_background: Arc<AtomicBool>,
-) {
-    let mut priority = Priority::default();
+fn checkpoint_loop(conn: Connection, alive: mpsc::Receiver<()>, wal_bytes: Arc<AtomicI64>) {
     // The page size is fixed once the database exists: read it once, not per checkpoint.
     let page_size: i64 = conn
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .unwrap_or(8192);
     while let Err(mpsc::RecvTimeoutError::Timeout) = alive.recv_timeout(Duration::from_millis(200))
     {
-        // Checkpoints follow the writer: in the background while only background writes come in.
-        // Starved, they only let the WAL grow to the writer's restart bound.
-        priority.set(writes_in_background.load(Ordering::Relaxed));
         // Returns (busy, frames in the WAL, frames checkpointed).
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
             Ok(frames) => wal_bytes.store(frames * page_size, Ordering::Relaxed),
@@ -350,15 +313,19 @@ impl WriterHandle {
         }
     }
 
-    pub async fn write_spans(&self, spans: Vec<Span>) -> Result<WriteReceipt> {
-        let chunks = prepare_chunks(spans)?;
+    pub async fn write_spans(
+        &self,
+        spans: Vec<Span>,
+        verdicts: IngestVerdicts,
+    ) -> Result<WriteReceipt> {
+        let chunks = prepare_chunks(spans, &verdicts)?;
         let n = chunks.iter().map(|c| c.facts.len()).sum();
         self.reserve(n)?;
         let (ack, rx) = oneshot::channel();
         self.submit(Job::Spans {
             chunks,
+            scores: verdicts.scores,
             ack,
-            background: false,
         })?;
         rx.await.map_err(|_| Error::ShuttingDown)?
     }
@@ -367,9 +334,9 @@ impl WriterHandle {
     pub async fn write_spans_waiting(
         &self,
         spans: Vec<Span>,
-        background: bool,
+        verdicts: IngestVerdicts,
     ) -> Result<WriteReceipt> {
-        let chunks = prepare_chunks(spans)?;
+        let chunks = prepare_chunks(spans, &verdicts)?;
         let n = chunks.iter().map(|c| c.facts.len()).sum();
         let mut delay = Duration::from_millis(5);
         let mut waited = Duration::ZERO;
@@ -384,11 +351,11 @@ impl WriterHandle {
                 }
             }
         }
-        let (ack, mut rx) = oneshot::channel();
+        let (ack, rx) = oneshot::channel();
         let mut job = Job::Spans {
             chunks,
+            scores: verdicts.scores,
             ack,
-            background,
         };
         // The job queue itself may be full too (many small jobs): wait for a slot the same way.
         loop {
@@ -409,12 +376,6 @@ impl WriterHandle {
                     self.pending.fetch_sub(n, Ordering::AcqRel);
                     return Err(Error::ShuttingDown);
                 }
-            }
-        }
-        if background {
-            match tokio::time::timeout(PROMOTE_AFTER, &mut rx).await {
-                Ok(done) => return done.map_err(|_| Error::ShuttingDown)?,
-                Err(_) => self.promoter.promote(),
             }
         }
         rx.await.map_err(|_| Error::ShuttingDown)?
@@ -460,10 +421,8 @@ fn run(
     pending: Arc<AtomicUsize>,
     wal_path: &Path,
     wal_bytes: &AtomicI64,
-    syncer: Option<SyncSender<(Acks, bool)>>,
-    priority: &WriterPriority,
+    syncer: Option<SyncSender<Acks>>,
 ) {
-    priority.promoter.register_current();
     while let Ok(first) = rx.recv() {
         bound_wal(&conn, wal_path, wal_bytes);
         let mut batch = Vec::new();
@@ -475,7 +434,6 @@ fn run(
                     // Flush what was gathered so far, then run the exec alone.
                     flush(
                         &mut conn,
-                        priority,
                         std::mem::take(&mut batch),
                         &pending,
                         syncer.as_ref(),
@@ -499,33 +457,22 @@ fn run(
                 next = rx.try_recv().ok();
             }
         }
-        flush(&mut conn, priority, batch, &pending, syncer.as_ref());
+        flush(&mut conn, batch, &pending, syncer.as_ref());
     }
     tracing::debug!("sqlite writer stopped");
 }
 
 fn flush(
     conn: &mut Connection,
-    priority: &WriterPriority,
     batch: Vec<Job>,
     pending: &Arc<AtomicUsize>,
-    syncer: Option<&SyncSender<(Acks, bool)>>,
+    syncer: Option<&SyncSender<Acks>>,
 ) {
     if batch.is_empty() {
         return;
     }
     let total: usize = batch.iter().map(Job::span_count).sum();
-    // A batch that only holds background writes yields the CPU to requests; any write a client
-    // waits on (an OTLP export) runs at normal priority.
-    let background = batch.iter().all(Job::is_background);
-    priority.in_background.store(background, Ordering::Relaxed);
-    if background {
-        sched::set_background(true);
-    }
     let result = write_batch(conn, &batch);
-    if background {
-        sched::set_background(false);
-    }
     match result {
         Ok(outcomes) => {
             // Each acknowledgement reports the commit's outcome, or the sync's failure. A job stays
@@ -557,7 +504,7 @@ fn flush(
             }
             match syncer {
                 Some(tx) => {
-                    if let Err(mpsc::SendError((acks, _))) = tx.send((acks, background)) {
+                    if let Err(mpsc::SendError(acks)) = tx.send(acks) {
                         for ack in acks {
                             ack(Some("the sync thread stopped"));
                         }
@@ -611,9 +558,13 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
     for job in batch {
         let mut receipt = WriteReceipt::default();
         match job {
-            Job::Spans { chunks, .. } => {
+            Job::Spans { chunks, scores, .. } => {
                 for chunk in chunks {
                     write_chunk(&tx, chunk, &mut receipt, &mut rollups)?;
+                }
+                // Idempotent like the spans: a redelivered span's scores are already there.
+                for score in scores {
+                    super::quality::insert_score(&tx, score)?;
                 }
             }
             Job::Logs {
@@ -692,13 +643,14 @@ fn write_chunk<'a>(
         Cow::Owned(body::encode(&fresh[..])?)
     };
     tx.prepare_cached(
-        "INSERT INTO span_chunks (trace_ref, span_count, facts, body) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO span_chunks (trace_ref, span_count, facts, body, judged_by) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         trace_ref,
         fresh.len() as i64,
         facts_blob,
-        chunk.body
+        chunk.body,
+        chunk.judged_by
     ])?;
     let chunk_id = tx.last_insert_rowid();
     tx.prepare_cached("INSERT INTO chunk_text (rowid, text) VALUES (?1, ?2)")?

@@ -87,13 +87,15 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
     )
     .map_err(|e| anyhow::anyhow!(e))?;
     record_config(&governance, &store, &settings).await;
+    let ingest_evaluators = vigil_quality::ingest::IngestEvaluators::start(shared.clone()).await;
     let state = AppState::new(
         shared.clone(),
         Normalizer::new(prices.clone()),
         auth,
         governance.clone(),
         limits,
-    );
+    )
+    .with_ingest_evaluators(ingest_evaluators.clone());
     let mut api_app = api_router(state.clone()).merge(vigil_ui::router(state.clone()));
     if let Some(gw) = &settings.gateway {
         let gateway = vigil_gateway::Gateway::start(gw.clone(), state.clone())
@@ -110,6 +112,8 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
         prices.clone(),
     );
     start_evaluators(&shared, &settings, judge).await?;
+    // The evaluators of vigil.toml judge spans from the first export on.
+    ingest_evaluators.refresh().await;
     let otlp_http = bind(settings.otlp_http_addr, "OTLP/HTTP").await?;
     let otlp_grpc = bind(settings.otlp_grpc_addr, "OTLP/gRPC").await?;
     let (api_addr, http_addr, grpc_addr) = (

@@ -855,8 +855,17 @@ rule = {{ type = "llm_judge", model = "mockoai/gpt-4o-mini", prompt = '{{"score"
         .json()
         .unwrap();
     assert!(hits.to_string().contains("gpt-4o-mini"), "{hits}");
-    let (_, traces) = s.get("/api/v1/traces?service=vigil-gateway&from=1h");
-    assert!(traces["traces"].as_array().unwrap().len() >= 2, "{traces}");
+    // Gateway spans are written in the background: wait for them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, traces) = s.get("/api/v1/traces?service=vigil-gateway&from=1h");
+        let n = traces["traces"].as_array().map_or(0, |t| t.len());
+        if n >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{traces}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Judges do not judge their own calls (which are traces too): one verdict each, and it stays so.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(scores(&s, "judge-helpful").len(), 1);
@@ -869,4 +878,67 @@ rule = {{ type = "llm_judge", model = "mockoai/gpt-4o-mini", prompt = '{{"score"
             .contains("low judge confidence"),
         "{q}"
     );
+}
+
+#[test]
+fn span_rules_judge_spans_as_they_are_ingested_and_the_queue_skips_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("vigil.toml");
+    std::fs::write(
+        &cfg,
+        "[quality]\nsettle = \"1s\"\nlease = \"3s\"\n\n\
+         [[evaluators]]\nname = \"llm-in-time\"\nscope = \"span\"\nrule = { type = \"max_latency_ms\", max = 600000 }\nfilter = { kind = \"llm\" }\n\n\
+         [[evaluators]]\nname = \"trace-tools\"\nrule = { type = \"silent_tool_failure\" }\n",
+    )
+    .unwrap();
+    let s = TestServer::start_with(&["--config", cfg.to_str().unwrap()], &[]);
+    let body = fixture("openinference-openai.pb");
+    assert_eq!(
+        s.post_otlp("/v1/traces", "application/x-protobuf", body.clone())
+            .status(),
+        200
+    );
+    // No waiting: the span verdicts were committed with the spans the export acknowledged.
+    let at_once = scores(&s, "llm-in-time");
+    let (_, page) = s.get("/api/v1/traces?limit=100");
+    let traces: Vec<String> = page["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap().to_string())
+        .collect();
+    let llm_spans: usize = traces
+        .iter()
+        .map(|t| {
+            let (_, d) = s.get(&format!("/api/v1/traces/{t}"));
+            d["spans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|sp| sp["kind"] == "llm")
+                .count()
+        })
+        .sum();
+    assert!(llm_spans > 0);
+    assert_eq!(at_once.len(), llm_spans, "{at_once:?}");
+    assert!(at_once
+        .iter()
+        .all(|x| x["span_id"].is_string() && x["passed"] == true && x["source"] == "evaluator"));
+    // The queue judged each trace for the trace-scoped evaluator only: the chunks say the span
+    // evaluator already judged them, so no trace is read back for it.
+    let q = drained(&s, traces.len() as u64);
+    assert_eq!(q["queue"]["done"], traces.len() as u64, "{q}");
+    assert_eq!(scores(&s, "trace-tools").len(), traces.len());
+    // An exporter's retry of the same batch, then a crash: still one verdict per span.
+    assert_eq!(
+        s.post_otlp("/v1/traces", "application/x-protobuf", body)
+            .status(),
+        200
+    );
+    let s = s.crash_and_restart();
+    std::thread::sleep(Duration::from_millis(2500));
+    let q = drained(&s, traces.len() as u64);
+    assert_eq!(q["queue"]["done"], traces.len() as u64, "{q}");
+    assert_eq!(scores(&s, "llm-in-time").len(), llm_spans);
+    assert_eq!(scores(&s, "trace-tools").len(), traces.len());
 }
