@@ -42,7 +42,7 @@ print(q["queued"], q["running"], q["done"], q["failed"], (a or 0) / 1e9)'; }
 SAMPLER=$!
 START=$(date +%s.%N)
 taskset -c 0 "$BIN" bench ingest --target "http://127.0.0.1:$OTLP" --api "http://127.0.0.1:$PORT" --api-key "$KEY" \
-  --spans "$SPANS" --concurrency 8 | grep -E "accepted|lag"
+  --spans "$SPANS" --concurrency 8 | grep -E "accepted|throughput|lag"
 INGESTED=$(date +%s.%N)
 if [ "$SCOPE" = span ]; then
   sleep 3 # two rounds of the queue: it must find nothing to do
