@@ -42,6 +42,8 @@ pub async fn put_evaluator(
         .store
         .put_evaluator(&c.project_id, &name, definition.clone(), def.enabled)
         .await?;
+    // Ingest judges with the new definition from the next export on.
+    state.ingest_evaluators.refresh().await;
     state
         .governance
         .audit

@@ -260,8 +260,8 @@ async fn handle(
             .into_response()
         }
     };
-    let req: Value = match serde_json::from_slice(&bytes) {
-        Ok(v @ Value::Object(_)) => v,
+    let req: Arc<Value> = match serde_json::from_slice(&bytes) {
+        Ok(v @ Value::Object(_)) => Arc::new(v),
         Ok(_) => {
             return err(
                 StatusCode::BAD_REQUEST,
@@ -340,7 +340,9 @@ async fn handle(
         },
         request: match format {
             ApiFormat::OpenAi => req.clone(),
-            ApiFormat::Anthropic => translate::anthropic_request_to_openai(&req, &requested),
+            ApiFormat::Anthropic => {
+                Arc::new(translate::anthropic_request_to_openai(&req, &requested))
+            }
         },
         attempts: Vec::new(),
         circuit: None,
@@ -409,6 +411,7 @@ async fn handle(
         endpoint,
         &headers,
         &req,
+        &bytes,
         &requested,
         &targets,
         stream,
@@ -445,6 +448,7 @@ async fn try_targets(
     endpoint: Endpoint,
     headers: &HeaderMap,
     req: &Value,
+    raw: &bytes::Bytes,
     requested: &str,
     targets: &[Target],
     stream: bool,
@@ -479,7 +483,20 @@ async fn try_targets(
             continue;
         }
         let upstream_format = target.provider.kind.format();
-        let upstream_body = upstream_request(req, format, upstream_format, &target.model, stream);
+        // Same format, same model and nothing to add: the client's bytes go upstream as they are.
+        let unchanged = format == upstream_format
+            && req["model"].as_str() == Some(target.model.as_str())
+            && (!stream || upstream_format != ApiFormat::OpenAi || client_wants_usage);
+        let upstream_body = match unchanged {
+            true => UpstreamBody::Raw(raw.clone()),
+            false => UpstreamBody::Json(upstream_request(
+                req,
+                format,
+                upstream_format,
+                &target.model,
+                stream,
+            )),
+        };
         // A half-open circuit lets one probe through, without retries.
         let attempts = if circuit == routing::CircuitState::HalfOpen {
             1
@@ -726,7 +743,7 @@ async fn embed(gw: &Gateway, model: &str, text: &str) -> Option<Vec<f32>> {
     let target = routing::targets(&gw.cfg, &gw.health, model)?
         .into_iter()
         .next()?;
-    let body = json!({"model": target.model, "input": text});
+    let body = UpstreamBody::Json(json!({"model": target.model, "input": text}));
     let resp = send(gw, &target, Endpoint::Embeddings, &body, &HeaderMap::new())
         .await
         .ok()?;
@@ -822,11 +839,17 @@ fn upstream_request(
     body
 }
 
+/// What is sent upstream: the client's own bytes, or a rewritten request.
+enum UpstreamBody {
+    Raw(bytes::Bytes),
+    Json(Value),
+}
+
 async fn send(
     gw: &Gateway,
     target: &Target,
     endpoint: Endpoint,
-    body: &Value,
+    body: &UpstreamBody,
     client_headers: &HeaderMap,
 ) -> Result<reqwest::Response, String> {
     let p = &target.provider;
@@ -858,7 +881,14 @@ async fn send(
             reqwest::Url::parse(&url).map_err(|e| format!("invalid upstream URL {url}: {e}"))?
         }
     };
-    let mut rb = upstream.client.post(url).json(body);
+    let mut rb = match body {
+        UpstreamBody::Raw(bytes) => upstream
+            .client
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(bytes.clone()),
+        UpstreamBody::Json(v) => upstream.client.post(url).json(v),
+    };
     if let Some(key) = &p.api_key {
         rb = match p.kind {
             ProviderKind::Anthropic => rb.header("x-api-key", key),

@@ -43,8 +43,8 @@ pub struct CallRecord {
     pub target_model: Option<String>,
     pub provider: Option<String>,
     pub client_format: &'static str,
-    /// The request in OpenAI shape.
-    pub request: Value,
+    /// The request in OpenAI shape (shared: the call's record is copied for its cancel guard).
+    pub request: std::sync::Arc<Value>,
     pub attempts: Vec<Value>,
     pub circuit: Option<&'static str>,
     pub session: Option<String>,

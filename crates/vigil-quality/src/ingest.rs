@@ -4,9 +4,18 @@
 //! A span is immutable once sent, so a span-scoped rule needs nothing but the span: judging it
 //! while it is in memory costs a few microseconds, where the queue (`runner`) would read the trace
 //! back, decompress and parse it after a settling delay. The chunks record which evaluators judged
-//! them, and the queue skips a trace whose chunks an evaluator has all judged. Trace- and
-//! session-scoped evaluators and LLM judges (slow, paid, retried) stay on the queue, as do spans
-//! written by other processes (`vigil import`, `vigil demo`): nothing marked them judged.
+//! them (and with which version of their definition), and once a trace has settled the queue skips
+//! it for an evaluator that judged all its chunks. Trace- and session-scoped evaluators and LLM
+//! judges (slow, paid, retried) stay on the queue. So does any trace with a chunk nobody judged at
+//! ingest: spans written by other processes (`vigil import`, `vigil demo`) and guardrail spans
+//! (their sink does not judge) make the queue read the trace back and judge it whole; scores
+//! already given are not given twice.
+//!
+//! Two things are decided from the spans of one export rather than the whole trace: whether the
+//! trace is one of the quality loop's own calls (tagged on its spans), and a score's `session_id`
+//! (taken from the spans of the export; null when the session is named only on another export's
+//! spans). A changed definition reaches ingest within a second (at once for changes made through
+//! the API or the UI).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -73,6 +82,10 @@ impl IngestEvaluators {
                 return;
             }
         };
+        // Every evaluator stays compiled while it exists, ingest or not: a definition is compiled
+        // (and an unusable one reported) once per version.
+        let ids: std::collections::HashSet<String> = rows.iter().map(|e| e.id.clone()).collect();
+        compiled.retain(|id, _| ids.contains(id));
         let mut next: ByProject = HashMap::new();
         for row in rows.into_iter().filter(|e| e.enabled) {
             let Some(usable) = compile(compiled, &row) else {
@@ -84,7 +97,6 @@ impl IngestEvaluators {
                     .push((row, usable));
             }
         }
-        compiled.retain(|id, _| next.values().flatten().any(|(row, _)| &row.id == id));
         if let Ok(mut slot) = self.current.write() {
             *slot = Arc::new(next);
         }
@@ -97,13 +109,20 @@ impl IngestEvaluators {
             Err(_) => return IngestVerdicts::default(),
         };
         let mut out = IngestVerdicts::default();
-        if current.is_empty() {
+        // The projects of this batch that have ingest evaluators (an OTLP export has one project).
+        let mut projects: Vec<&ProjectId> = Vec::new();
+        for s in spans {
+            if !projects.contains(&&s.project_id) && current.contains_key(&s.project_id) {
+                projects.push(&s.project_id);
+            }
+        }
+        if projects.is_empty() {
             return out;
         }
         // The spans of each trace, in the order they came.
         let mut traces: Vec<((&ProjectId, TraceId), Vec<&Span>)> = Vec::new();
         let mut at: HashMap<(&ProjectId, TraceId), usize> = HashMap::new();
-        for s in spans {
+        for s in spans.iter().filter(|s| current.contains_key(&s.project_id)) {
             let key = (&s.project_id, s.trace_id);
             let i = *at.entry(key).or_insert_with(|| {
                 traces.push((key, Vec::new()));
@@ -126,11 +145,15 @@ impl IngestEvaluators {
                 }
             }
         }
-        for (project, evaluators) in current.iter() {
-            if spans.iter().any(|s| &s.project_id == project) {
+        // Each as `id@version`: after a definition changes, the queue no longer trusts these marks.
+        for project in projects {
+            if let Some(evaluators) = current.get(project) {
                 out.judged_by.insert(
                     project.clone(),
-                    evaluators.iter().map(|(row, _)| row.id.clone()).collect(),
+                    evaluators
+                        .iter()
+                        .map(|(row, _)| format!("{}@{}", row.id, row.updated_ns))
+                        .collect(),
                 );
             }
         }

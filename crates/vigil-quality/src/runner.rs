@@ -1,6 +1,6 @@
 //! The online evaluator. Each round it (1) queues, for every enabled evaluator, the traces that
-//! arrived since its cursor, runnable after a settling delay (late spans of a trace arrive in the
-//! meantime); (2) leases due jobs; (3) evaluates them and writes each job's scores and its
+//! arrived since its cursor and have settled (been stored for the settling delay, so late spans of
+//! a trace are there too); (2) leases due jobs; (3) evaluates them and writes each job's scores and its
 //! completion in one transaction. Jobs live in the store: a restart resumes them, an expired lease
 //! returns a dead worker's jobs to the queue, and an evaluator scores a target only once.
 
@@ -85,6 +85,9 @@ pub struct Runner {
     compiled: HashMap<String, (i64, Option<Usable>)>,
     /// When failure modes were last moved through their lifecycle.
     lifecycle_at: Option<std::time::Instant>,
+    /// The newest trace row seen at each round, so that only traces that have settled (been there
+    /// for `settle`, their late spans with them) are queued.
+    seen: std::collections::VecDeque<(std::time::Instant, i64)>,
 }
 
 impl Runner {
@@ -94,6 +97,7 @@ impl Runner {
             settings,
             compiled: HashMap::new(),
             lifecycle_at: None,
+            seen: std::collections::VecDeque::new(),
         }
     }
 
@@ -124,11 +128,11 @@ impl Runner {
         let now = now_unix_nanos();
         let mut r = Round::default();
         let evaluators = self.store.list_evaluators(None).await?;
-        let not_before = now.saturating_add(self.settings.settle.as_nanos() as i64);
+        let upto = self.settled_upto().await?;
         for e in evaluators.iter().filter(|e| e.enabled) {
             r.queued += self
                 .store
-                .eval_enqueue_new(&e.id, self.settings.batch * 4, not_before)
+                .eval_enqueue_new(&e.id, self.settings.batch * 4, now, upto)
                 .await?;
         }
         let jobs = self
@@ -200,6 +204,24 @@ impl Runner {
             crate::failure_modes::advance_all(self.store.as_ref()).await?;
         }
         Ok(r)
+    }
+
+    /// The newest trace row that has existed for at least the settling delay (0: none yet).
+    async fn settled_upto(&mut self) -> Result<i64, vigil_store::Error> {
+        let at = std::time::Instant::now();
+        self.seen.push_back((at, self.store.max_trace_ref().await?));
+        // Keep the newest observation that is old enough, and every younger one.
+        while self
+            .seen
+            .get(1)
+            .is_some_and(|(t, _)| at.duration_since(*t) >= self.settings.settle)
+        {
+            self.seen.pop_front();
+        }
+        Ok(match self.seen.front() {
+            Some((t, upto)) if at.duration_since(*t) >= self.settings.settle => *upto,
+            _ => 0,
+        })
     }
 
     async fn scores_for(

@@ -228,14 +228,19 @@ pub trait QualityStore: Send + Sync {
         enabled: bool,
     ) -> Result<EvaluatorRow>;
     async fn list_evaluators(&self, project: Option<&ProjectId>) -> Result<Vec<EvaluatorRow>>;
-    /// Queues (once each) the traces that arrived since the evaluator's cursor, up to `limit`,
-    /// runnable from `not_before_ns`; returns how many were queued.
+    /// Queues (once each) the traces that arrived since the evaluator's cursor, up to `limit` and
+    /// up to trace row `upto` (`max_trace_ref` as it was a settling delay ago), runnable from
+    /// `not_before_ns`; returns how many were queued. A trace whose chunks the evaluator all
+    /// judged at ingest (same definition) is not queued.
     async fn eval_enqueue_new(
         &self,
         evaluator_id: &str,
         limit: usize,
         not_before_ns: i64,
+        upto: i64,
     ) -> Result<usize>;
+    /// The newest trace row's reference (0 when there is none); traces only get larger ones.
+    async fn max_trace_ref(&self) -> Result<i64>;
     /// Queues (once each) the traces that started in `[from_ns, to_ns]` (a backfill).
     async fn eval_backfill(&self, evaluator_id: &str, from_ns: i64, to_ns: i64) -> Result<usize>;
     /// Leases up to `limit` runnable jobs (queued and due, or running with an expired lease).

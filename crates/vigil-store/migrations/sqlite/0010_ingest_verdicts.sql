@@ -1,3 +1,4 @@
--- Evaluators (ids, comma-separated) that judged every span of a chunk as it was ingested. The
--- evaluation queue skips a trace whose chunks an evaluator has all judged already.
+-- Evaluators that judged every span of a chunk as it was ingested, as comma-separated
+-- `evaluator_id@definition_version`. The evaluation queue skips a settled trace whose chunks an
+-- evaluator has all judged with its current definition.
 ALTER TABLE span_chunks ADD COLUMN judged_by TEXT;

@@ -147,7 +147,8 @@ impl QualityStore for SqliteStore {
                 conn.execute(
                     "INSERT INTO evaluators (id, project_id, name, definition, enabled, cursor, created_ns, updated_ns) \
                      VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6) \
-                     ON CONFLICT (project_id, name) DO UPDATE SET definition = excluded.definition, enabled = excluded.enabled, updated_ns = excluded.updated_ns",
+                     ON CONFLICT (project_id, name) DO UPDATE SET definition = excluded.definition, enabled = excluded.enabled, \
+                     updated_ns = CASE WHEN definition IS excluded.definition AND enabled IS excluded.enabled THEN updated_ns ELSE excluded.updated_ns END",
                     params![id, p.as_str(), name, definition.to_string(), i64::from(enabled), now],
                 )?;
                 Ok(conn
@@ -176,17 +177,18 @@ impl QualityStore for SqliteStore {
         evaluator_id: &str,
         limit: usize,
         not_before_ns: i64,
+        upto: i64,
     ) -> Result<usize> {
         let id = evaluator_id.to_string();
         self.inner
             .writer
             .exec(move |conn| {
                 let tx = conn.transaction()?;
-                let Some((project, cursor)) = tx
+                let Some((project, cursor, version)) = tx
                     .query_row(
-                        "SELECT project_id, cursor FROM evaluators WHERE id = ?1 AND enabled = 1",
+                        "SELECT project_id, cursor, updated_ns FROM evaluators WHERE id = ?1 AND enabled = 1",
                         [&id],
-                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
                     )
                     .optional()?
                 else {
@@ -196,20 +198,22 @@ impl QualityStore for SqliteStore {
                     let mut stmt = tx.prepare_cached(
                         // A little behind the cursor too: a deleted newest trace frees its id for the
                         // next one (no AUTOINCREMENT); queuing is idempotent, so re-reading is safe.
-                        "SELECT id, trace_id FROM traces WHERE project_id = ?1 AND id > ?2 - 100 ORDER BY id LIMIT ?3",
+                        "SELECT id, trace_id FROM traces WHERE project_id = ?1 AND id > ?2 - 100 AND id <= ?4 ORDER BY id LIMIT ?3",
                     )?;
-                    let rows = stmt.query_map(params![project, cursor, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    let rows = stmt.query_map(params![project, cursor, limit as i64, upto], |r| Ok((r.get(0)?, r.get(1)?)))?;
                     rows.collect::<rusqlite::Result<_>>()?
                 };
                 let mut queued = 0;
+                let judged_as = format!("{id}@{version}");
                 for (trace_ref, trace) in &found {
-                    // Chunks this evaluator judged at ingest need no second look.
+                    // Chunks this evaluator judged at ingest, with this definition, need no second
+                    // look (the trace has settled: its late chunks are here too).
                     let unjudged: i64 = tx
                         .prepare_cached(
                             "SELECT count(*) FROM span_chunks WHERE trace_ref = ?1 \
                              AND (judged_by IS NULL OR instr(',' || judged_by || ',', ',' || ?2 || ',') = 0)",
                         )?
-                        .query_row(params![trace_ref, id], |r| r.get(0))?;
+                        .query_row(params![trace_ref, judged_as], |r| r.get(0))?;
                     if unjudged == 0 {
                         continue;
                     }
@@ -282,6 +286,11 @@ impl QualityStore for SqliteStore {
                 tx.commit()?;
                 Ok(jobs)
             })
+            .await
+    }
+
+    async fn max_trace_ref(&self) -> Result<i64> {
+        self.read(|c| Ok(c.query_row("SELECT coalesce(max(id), 0) FROM traces", [], |r| r.get(0))?))
             .await
     }
 

@@ -199,6 +199,7 @@ pub async fn save_evaluator(
     {
         return layout::error_page(StatusCode::BAD_REQUEST, &e.to_string());
     }
+    state.ingest_evaluators.refresh().await;
     state
         .governance
         .audit

@@ -886,7 +886,7 @@ fn span_rules_judge_spans_as_they_are_ingested_and_the_queue_skips_them() {
     let cfg = tmp.path().join("vigil.toml");
     std::fs::write(
         &cfg,
-        "[quality]\nsettle = \"1s\"\nlease = \"3s\"\n\n\
+        "[quality]\nsettle = \"3s\"\nlease = \"3s\"\n\n\
          [[evaluators]]\nname = \"llm-in-time\"\nscope = \"span\"\nrule = { type = \"max_latency_ms\", max = 600000 }\nfilter = { kind = \"llm\" }\n\n\
          [[evaluators]]\nname = \"trace-tools\"\nrule = { type = \"silent_tool_failure\" }\n",
     )
@@ -924,11 +924,29 @@ fn span_rules_judge_spans_as_they_are_ingested_and_the_queue_skips_them() {
     assert!(at_once
         .iter()
         .all(|x| x["span_id"].is_string() && x["passed"] == true && x["source"] == "evaluator"));
-    // The queue judged each trace for the trace-scoped evaluator only: the chunks say the span
-    // evaluator already judged them, so no trace is read back for it.
-    let q = drained(&s, traces.len() as u64);
-    assert_eq!(q["queue"]["done"], traces.len() as u64, "{q}");
+    // A late LLM span of the first trace, written by another process (`vigil import`), which
+    // judges nothing: within the settling delay, so the queue reads that trace back and judges
+    // the new span too; the spans judged at ingest keep their one verdict.
+    let first = hex::decode(&traces[0]).unwrap();
+    let late = request(vec![span(
+        first.as_slice().try_into().unwrap(),
+        4242,
+        "chat gpt-4o-mini",
+        vec![
+            kv("gen_ai.operation.name", sv("chat")),
+            kv("gen_ai.system", sv("openai")),
+            kv("gen_ai.request.model", sv("gpt-4o-mini")),
+        ],
+    )]);
+    let file = tmp.path().join("late.pb");
+    std::fs::write(&file, prost::Message::encode_to_vec(&late)).unwrap();
+    cli(&s.dir, &["import", file.to_str().unwrap()]);
+    // The queue judged each trace for the trace-scoped evaluator, and for the span evaluator only
+    // the trace with the chunk nobody judged: the others are not read back for it.
+    let q = drained(&s, traces.len() as u64 + 1);
+    assert_eq!(q["queue"]["done"], traces.len() as u64 + 1, "{q}");
     assert_eq!(scores(&s, "trace-tools").len(), traces.len());
+    assert_eq!(scores(&s, "llm-in-time").len(), llm_spans + 1);
     // An exporter's retry of the same batch, then a crash: still one verdict per span.
     assert_eq!(
         s.post_otlp("/v1/traces", "application/x-protobuf", body)
@@ -936,9 +954,9 @@ fn span_rules_judge_spans_as_they_are_ingested_and_the_queue_skips_them() {
         200
     );
     let s = s.crash_and_restart();
-    std::thread::sleep(Duration::from_millis(2500));
-    let q = drained(&s, traces.len() as u64);
-    assert_eq!(q["queue"]["done"], traces.len() as u64, "{q}");
-    assert_eq!(scores(&s, "llm-in-time").len(), llm_spans);
+    std::thread::sleep(Duration::from_millis(4000));
+    let q = drained(&s, traces.len() as u64 + 1);
+    assert_eq!(q["queue"]["done"], traces.len() as u64 + 1, "{q}");
+    assert_eq!(scores(&s, "llm-in-time").len(), llm_spans + 1);
     assert_eq!(scores(&s, "trace-tools").len(), traces.len());
 }
