@@ -38,7 +38,7 @@ KEY="$(grep -o 'vk_[A-Za-z0-9_]*' "$DIR/log" | head -1)"
 stats() { curl -fsS -H "x-vigil-api-key: $KEY" "http://127.0.0.1:$PORT/api/v1/evaluators" | python3 -c '
 import sys, json; q = json.load(sys.stdin)["queue"]; a = q.get("oldest_ready_age_ns")
 print(q["queued"], q["running"], q["done"], q["failed"], (a or 0) / 1e9)'; }
-( while sleep 1; do echo "$(date +%s.%N) $(stats)"; done ) > "$DIR/samples" &
+( while sleep 1; do echo "$(date +%s.%N) $(stats)"; done ) > "$DIR/samples" 2>/dev/null &
 SAMPLER=$!
 START=$(date +%s.%N)
 taskset -c 0 "$BIN" bench ingest --target "http://127.0.0.1:$OTLP" --api "http://127.0.0.1:$PORT" --api-key "$KEY" \
