@@ -12,7 +12,7 @@ use serde::Deserialize;
 use vigil_api::AppState;
 use vigil_ingest::normalize::events::merge_log_events;
 use vigil_model::{Message, Span, SpanId, SpanKind, SpanStatus, TraceId};
-use vigil_store::TraceDetail;
+use vigil_store::{ScoreRow, TraceDetail};
 
 use crate::fmt;
 use crate::layout::{self, Nav};
@@ -49,6 +49,13 @@ pub async fn show(
     for span in &mut detail.spans {
         merge_log_events(span, &detail.log_events);
     }
+    // Verdicts on this trace and its spans (evaluators, humans, end users); a failed read only
+    // leaves them out.
+    let scores = state
+        .store
+        .list_scores(&v.project, Some(trace_id), None, 500)
+        .await
+        .unwrap_or_default();
     let marks = Marks::of(&detail.spans);
     let selected = q
         .span
@@ -62,16 +69,17 @@ pub async fn show(
         let panel = detail
             .spans
             .get(selected)
-            .map(|s| span_detail(s, trace_start, &marks))
+            .map(|s| span_detail(s, trace_start, &marks, &scores))
             .unwrap_or_default();
         return Html(panel.into_string()).into_response();
     }
     let body = html! {
         (header(&detail))
+        (verdicts_bar(&detail, &scores))
         div.trace-layout {
             section.waterfall-wrap { (waterfall(&detail, selected, &marks)) }
             aside #detail.detail {
-                @if let Some(s) = detail.spans.get(selected) { (span_detail(s, trace_start, &marks)) }
+                @if let Some(s) = detail.spans.get(selected) { (span_detail(s, trace_start, &marks, &scores)) }
             }
         }
     };
@@ -243,11 +251,76 @@ fn depths(spans: &[Span]) -> Vec<u16> {
         .collect()
 }
 
-fn span_detail(s: &Span, trace_start: i64, marks: &Marks) -> Markup {
+/// One verdict as a badge: its name, pass or fail (or its label), the reason on hover.
+fn verdict_badge(x: &ScoreRow) -> Markup {
+    let class = match x.passed {
+        Some(true) => "badge ok",
+        Some(false) => "badge bad",
+        None => "badge",
+    };
+    let outcome = match (x.passed, &x.label, x.value) {
+        (Some(true), _, _) => "pass".to_string(),
+        (Some(false), _, _) => "fail".to_string(),
+        (None, Some(l), _) => l.clone(),
+        (None, None, Some(v)) => format!("{v}"),
+        _ => "—".into(),
+    };
+    let title = format!(
+        "{} ({}){}",
+        x.reason.as_deref().unwrap_or(""),
+        x.source.as_str(),
+        x.source_id
+            .as_deref()
+            .filter(|_| x.source != vigil_store::ScoreSource::Evaluator)
+            .map(|s| format!(", {s}"))
+            .unwrap_or_default()
+    );
+    html! { span class=(class) title=(title) { (x.name) ": " (outcome) } }
+}
+
+/// The verdicts on the trace, failures first; span verdicts link to their span.
+fn verdicts_bar(d: &TraceDetail, scores: &[ScoreRow]) -> Markup {
+    if scores.is_empty() {
+        return html! {};
+    }
+    let mut sorted: Vec<&ScoreRow> = scores.iter().collect();
+    sorted.sort_by_key(|x| (x.passed != Some(false), x.span_id.is_some(), x.name.clone()));
+    let failed = scores.iter().filter(|x| x.passed == Some(false)).count();
+    let trace_hex = d.trace.trace_id.to_hex();
+    html! {
+        div.verdicts {
+            span.k { "Verdicts" }
+            " " span.muted { (scores.len()) " · " (failed) " failed" } " "
+            @for x in sorted.iter().take(40) {
+                @match x.span_id {
+                    Some(span) => {
+                        @let name = d.spans.iter().find(|s| s.span_id == span).map(|s| s.name.as_str()).unwrap_or("span");
+                        a href={ "/ui/traces/" (trace_hex) "?span=" (span.to_hex()) } title={ "on " (name) } { (verdict_badge(x)) }
+                    }
+                    None => (verdict_badge(x)),
+                }
+            }
+            @if sorted.len() > 40 { span.muted { " and " (sorted.len() - 40) " more" } }
+        }
+    }
+}
+
+fn span_detail(s: &Span, trace_start: i64, marks: &Marks, scores: &[ScoreRow]) -> Markup {
+    let mut own: Vec<&ScoreRow> = scores
+        .iter()
+        .filter(|x| x.span_id == Some(s.span_id))
+        .collect();
+    own.sort_by_key(|x| (x.passed != Some(false), x.name.clone()));
     html! {
         div.span-detail data-span=(s.span_id.to_hex()) {
             h2 {
                 span class={ "kind k-" (s.kind.as_str()) } { (kind_label(s.kind)) } " " (s.name)
+            }
+            @if !own.is_empty() {
+                div.verdicts {
+                    span.k { "Verdicts" } " "
+                    @for x in &own { (verdict_badge(x)) }
+                }
             }
             div.meta {
                 span.kv { span.k { "Status" } (layout::status_dot(s.status.as_str())) " " (s.status.as_str()) }

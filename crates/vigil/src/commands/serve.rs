@@ -153,11 +153,16 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
     eprintln!("  OTLP/HTTP   http://{http_addr}");
     eprintln!("  OTLP/gRPC   http://{grpc_addr}");
     match &settings.gateway {
-        Some(gw) => eprintln!(
-            "  gateway     http://{api_addr}/v1  ({} providers, {} model aliases)",
-            gw.providers.len(),
-            gw.routes.len()
-        ),
+        Some(gw) => {
+            let count = |n: usize, one: &str, many: &str| {
+                format!("{n} {}", if n == 1 { one } else { many })
+            };
+            eprintln!(
+                "  gateway     http://{api_addr}/v1  ({}, {}; `provider/model` reaches any model)",
+                count(gw.providers.len(), "provider", "providers"),
+                count(gw.routes.len(), "model alias", "model aliases")
+            )
+        }
         None => eprintln!("  gateway     off (add [[gateway.providers]] to vigil.toml)"),
     }
     eprintln!("  data        {}", store.path().display());

@@ -924,6 +924,19 @@ fn span_rules_judge_spans_as_they_are_ingested_and_the_queue_skips_them() {
     assert!(at_once
         .iter()
         .all(|x| x["span_id"].is_string() && x["passed"] == true && x["source"] == "evaluator"));
+    // The trace page shows them: on the trace, and on the span they judge.
+    let page = s
+        .client()
+        .get(format!("{}/ui/traces/{}", s.api, traces[0]))
+        .header("cookie", format!("vigil_keys={}", s.key))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        page.contains("Verdicts") && page.contains("llm-in-time: pass"),
+        "{page}"
+    );
     // A late LLM span of the first trace, written by another process (`vigil import`), which
     // judges nothing: within the settling delay, so the queue reads that trace back and judges
     // the new span too; the spans judged at ingest keep their one verdict.
