@@ -124,7 +124,8 @@ impl Governance {
         settings.redaction.validate()?;
         let secret = secret_of(data_dir, &settings)?;
         Ok(Self {
-            // Its spans are redacted by the code that makes them (it awaits the redactor anyway).
+            // Its spans are redacted by the code that makes them (it awaits the redactor anyway);
+            // the server adds the ingest evaluators with `judge_own_spans_with`.
             sink: SpanSink::start(store.clone(), None),
             store,
             settings,
@@ -200,6 +201,11 @@ impl Governance {
             r.redact_span(s, &mut c);
         }
         self.add_counts(project, c);
+    }
+
+    /// Has the guardrail and approval spans judged like ingested spans before they are stored.
+    pub fn judge_own_spans_with(&self, judge: Arc<dyn vigil_store::sink::SpanFilter>) {
+        self.sink.set_filter(judge);
     }
 
     /// Redacts spans of any projects, each with its project's redactor.

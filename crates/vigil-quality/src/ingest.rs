@@ -7,9 +7,9 @@
 //! them (and with which version of their definition), and once a trace has settled the queue skips
 //! it for an evaluator that judged all its chunks. Trace- and session-scoped evaluators and LLM
 //! judges (slow, paid, retried) stay on the queue. So does any trace with a chunk nobody judged at
-//! ingest: spans written by other processes (`vigil import`, `vigil demo`) and guardrail spans
-//! (their sink does not judge) make the queue read the trace back and judge it whole; scores
-//! already given are not given twice.
+//! ingest: spans written by other processes (`vigil import`, `vigil demo`) make the queue read the
+//! trace back and judge it whole; scores already given are not given twice. Guardrail and approval
+//! spans are judged by their sink like gateway spans.
 //!
 //! Two things are decided from the spans of one export rather than the whole trace: whether the
 //! trace is one of the quality loop's own calls (tagged on its spans), and a score's `session_id`
@@ -164,4 +164,13 @@ impl IngestEvaluators {
 /// Span-scoped rules judge one span at a time and need nothing else: they run at ingest.
 fn runs_at_ingest((def, _): &Usable) -> bool {
     def.scope == Scope::Span && !matches!(def.rule, Rule::LlmJudge { .. })
+}
+
+/// As a sink filter: judging only (for spans already redacted where they were made, such as
+/// guardrail spans).
+#[async_trait::async_trait]
+impl vigil_store::sink::SpanFilter for IngestEvaluators {
+    async fn filter(&self, spans: &mut [Span]) -> IngestVerdicts {
+        self.judge(spans)
+    }
 }

@@ -6,7 +6,7 @@
 //! would hold up the very requests whose latency the gateway promises to keep low.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -34,12 +34,19 @@ pub trait SpanFilter: Send + Sync {
 #[derive(Clone)]
 pub struct SpanSink {
     tx: mpsc::Sender<Span>,
+    /// Set once, at start or later (by a part built after the sink's owner).
+    filter: Arc<OnceLock<Arc<dyn SpanFilter>>>,
     pub dropped: Arc<AtomicU64>,
 }
 
 impl SpanSink {
     pub fn start(store: Arc<dyn Store>, filter: Option<Arc<dyn SpanFilter>>) -> Self {
         let (tx, rx) = mpsc::channel::<Span>(SINK_CAPACITY);
+        let cell = Arc::new(OnceLock::new());
+        if let Some(f) = filter {
+            let _ = cell.set(f);
+        }
+        let filter = cell.clone();
         // The store's write path is async (it waits for the writer's acknowledgement), so the
         // thread drives it with a small runtime of its own. The thread ends when every sender is gone.
         let spawned = std::thread::Builder::new()
@@ -56,8 +63,14 @@ impl SpanSink {
         }
         Self {
             tx,
+            filter: cell,
             dropped: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Sets the filter of a sink started without one; a sink keeps the first filter it gets.
+    pub fn set_filter(&self, filter: Arc<dyn SpanFilter>) {
+        let _ = self.filter.set(filter);
     }
 
     pub fn record(&self, span: Span) {
@@ -69,7 +82,7 @@ impl SpanSink {
 
 async fn drain(
     store: Arc<dyn Store>,
-    filter: Option<Arc<dyn SpanFilter>>,
+    filter: Arc<OnceLock<Arc<dyn SpanFilter>>>,
     mut rx: mpsc::Receiver<Span>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
@@ -85,7 +98,7 @@ async fn drain(
         }
         let mut spans = std::mem::take(&mut batch);
         let n = spans.len();
-        let verdicts = match &filter {
+        let verdicts = match filter.get() {
             Some(f) => f.filter(&mut spans).await,
             None => IngestVerdicts::default(),
         };

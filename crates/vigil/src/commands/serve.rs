@@ -88,6 +88,7 @@ pub async fn serve_store(settings: Settings, store: SqliteStore) -> anyhow::Resu
     .map_err(|e| anyhow::anyhow!(e))?;
     record_config(&governance, &store, &settings).await;
     let ingest_evaluators = vigil_quality::ingest::IngestEvaluators::start(shared.clone()).await;
+    governance.judge_own_spans_with(ingest_evaluators.clone());
     let state = AppState::new(
         shared.clone(),
         Normalizer::new(prices.clone()),

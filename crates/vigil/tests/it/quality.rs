@@ -883,12 +883,17 @@ rule = {{ type = "llm_judge", model = "mockoai/gpt-4o-mini", prompt = '{{"score"
 #[test]
 fn span_rules_judge_spans_as_they_are_ingested_and_the_queue_skips_them() {
     let tmp = tempfile::tempdir().unwrap();
+    let mock = MockLlm::start();
     let cfg = tmp.path().join("vigil.toml");
     std::fs::write(
         &cfg,
-        "[quality]\nsettle = \"3s\"\nlease = \"3s\"\n\n\
-         [[evaluators]]\nname = \"llm-in-time\"\nscope = \"span\"\nrule = { type = \"max_latency_ms\", max = 600000 }\nfilter = { kind = \"llm\" }\n\n\
-         [[evaluators]]\nname = \"trace-tools\"\nrule = { type = \"silent_tool_failure\" }\n",
+        format!(
+            "[quality]\nsettle = \"3s\"\nlease = \"3s\"\n\n\
+             [[evaluators]]\nname = \"llm-in-time\"\nscope = \"span\"\nrule = {{ type = \"max_latency_ms\", max = 600000 }}\nfilter = {{ kind = \"llm\" }}\n\n\
+             [[evaluators]]\nname = \"trace-tools\"\nrule = {{ type = \"silent_tool_failure\" }}\n\n\
+             [[gateway.providers]]\nname = \"mock\"\nkind = \"openai_compatible\"\nbase_url = \"{}/v1\"\n",
+            mock.base
+        ),
     )
     .unwrap();
     let s = TestServer::start_with(&["--config", cfg.to_str().unwrap()], &[]);
@@ -972,4 +977,25 @@ fn span_rules_judge_spans_as_they_are_ingested_and_the_queue_skips_them() {
     assert_eq!(q["queue"]["done"], traces.len() as u64 + 1, "{q}");
     assert_eq!(scores(&s, "llm-in-time").len(), llm_spans + 1);
     assert_eq!(scores(&s, "trace-tools").len(), traces.len());
+    // A gateway call's span is judged on its way into the store too.
+    let r = s
+        .client()
+        .post(format!("{}/v1/chat/completions", s.api))
+        .bearer_auth(&s.key)
+        .json(
+            &json!({"model": "mock/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scores(&s, "llm-in-time").len() < llm_spans + 2 {
+        assert!(Instant::now() < deadline, "the gateway span was not judged");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, gw) = s.get("/api/v1/traces?service=vigil-gateway");
+    let gw_trace = gw["traces"][0]["trace_id"].as_str().unwrap().to_string();
+    assert!(scores(&s, "llm-in-time")
+        .iter()
+        .any(|x| x["trace_id"] == gw_trace.as_str()));
 }
