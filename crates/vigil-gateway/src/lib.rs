@@ -77,6 +77,9 @@ impl Gateway {
                 .connect_timeout(p.timeouts.connect)
                 .pool_max_idle_per_host(256)
                 .tcp_nodelay(true)
+                // A provider answers; it does not redirect. Not following redirects keeps a provider
+                // key from being replayed to a host the configuration never named.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| format!("gateway provider `{}`: {e}", p.name))?;
             // Parsed once: a URL parse per call is measurable at thousands of calls a second.
