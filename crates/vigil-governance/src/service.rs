@@ -193,11 +193,21 @@ impl Governance {
     /// Redacts spans of one project in place, before they are stored.
     pub async fn redact_spans(&self, project: &ProjectId, spans: &mut [Span]) {
         let r = self.redactor(project).await;
+        self.redact_with(&r, project, spans.iter_mut());
+    }
+
+    /// Redacts `spans` of `project` with its redactor `r` and counts what was found.
+    fn redact_with<'a>(
+        &self,
+        r: &Redactor,
+        project: &ProjectId,
+        spans: impl Iterator<Item = &'a mut Span>,
+    ) {
         if !r.is_active() {
             return;
         }
         let mut c = RedactionCounts::default();
-        for s in spans.iter_mut() {
+        for s in spans {
             r.redact_span(s, &mut c);
         }
         self.add_counts(project, c);
@@ -218,14 +228,8 @@ impl Governance {
         }
         for project in projects {
             let r = self.redactor(&project).await;
-            if !r.is_active() {
-                continue;
-            }
-            let mut c = RedactionCounts::default();
-            for s in spans.iter_mut().filter(|s| s.project_id == project) {
-                r.redact_span(s, &mut c);
-            }
-            self.add_counts(&project, c);
+            let of_project = spans.iter_mut().filter(|s| s.project_id == project);
+            self.redact_with(&r, &project, of_project);
         }
     }
 

@@ -297,12 +297,7 @@ fn configure(conn: &Connection, settings: &SqliteSettings, read_only: bool) -> R
 #[async_trait]
 impl TraceStore for SqliteStore {
     async fn write_spans(&self, spans: Vec<Span>) -> Result<WriteReceipt> {
-        if spans.is_empty() {
-            return Ok(WriteReceipt::default());
-        }
-        self.inner
-            .writer
-            .write_spans(spans, IngestVerdicts::default())
+        self.write_spans_judged(spans, IngestVerdicts::default())
             .await
     }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -285,86 +285,35 @@ impl WriterHandle {
         self.pending.load(Ordering::Relaxed)
     }
 
-    /// Reserves room for `n` items or refuses: the queue is bounded by items, not requests.
-    fn reserve(&self, n: usize) -> Result<()> {
-        let before = self.pending.fetch_add(n, Ordering::AcqRel);
-        // A single batch larger than the whole budget is still accepted when nothing is queued.
-        if before > 0 && before + n > self.max_pending {
-            self.pending.fetch_sub(n, Ordering::AcqRel);
-            return Err(Error::Overloaded { pending: before });
-        }
-        Ok(())
-    }
-
-    fn submit(&self, job: Job) -> Result<()> {
-        let n = job.span_count();
-        match self.tx.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
-                self.pending.fetch_sub(n, Ordering::AcqRel);
-                Err(Error::Overloaded {
-                    pending: self.pending(),
-                })
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.pending.fetch_sub(n, Ordering::AcqRel);
-                Err(Error::ShuttingDown)
-            }
-        }
-    }
-
-    pub async fn write_spans(
-        &self,
-        spans: Vec<Span>,
-        verdicts: IngestVerdicts,
-    ) -> Result<WriteReceipt> {
-        let chunks = prepare_chunks(spans, &verdicts)?;
-        let n = chunks.iter().map(|c| c.facts.len()).sum();
-        self.reserve(n)?;
-        let (ack, rx) = oneshot::channel();
-        self.submit(Job::Spans {
-            chunks,
-            scores: verdicts.scores,
-            ack,
-        })?;
-        rx.await.map_err(|_| Error::ShuttingDown)?
-    }
-
-    /// Like `write_spans`, but waits (up to a minute) for room in the queue instead of failing.
-    pub async fn write_spans_waiting(
-        &self,
-        spans: Vec<Span>,
-        verdicts: IngestVerdicts,
-    ) -> Result<WriteReceipt> {
-        let chunks = prepare_chunks(spans, &verdicts)?;
-        let n = chunks.iter().map(|c| c.facts.len()).sum();
+    /// Reserves room for `n` items or refuses: the queue is bounded by items, not requests. With
+    /// a deadline, waits for room until then instead of refusing at once.
+    async fn reserve(&self, n: usize, deadline: Option<Instant>) -> Result<()> {
         let mut delay = Duration::from_millis(5);
-        let mut waited = Duration::ZERO;
         loop {
-            match self.reserve(n) {
-                Ok(()) => break,
-                Err(e) if waited >= Duration::from_secs(60) => return Err(e),
-                Err(_) => {
-                    tokio::time::sleep(delay).await;
-                    waited += delay;
-                    delay = (delay * 2).min(Duration::from_millis(200));
-                }
+            let before = self.pending.fetch_add(n, Ordering::AcqRel);
+            // A single batch larger than the whole budget is still accepted when nothing is queued.
+            if before == 0 || before + n <= self.max_pending {
+                return Ok(());
             }
+            self.pending.fetch_sub(n, Ordering::AcqRel);
+            if deadline.is_none_or(|d| Instant::now() >= d) {
+                return Err(Error::Overloaded { pending: before });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(200));
         }
-        let (ack, rx) = oneshot::channel();
-        let mut job = Job::Spans {
-            chunks,
-            scores: verdicts.scores,
-            ack,
-        };
-        // The job queue itself may be full too (many small jobs): wait for a slot the same way.
+    }
+
+    /// Queues a job whose items are reserved; on failure gives the reservation back. With a
+    /// deadline, a full job queue (many small jobs) is waited on like a full item budget.
+    async fn submit(&self, mut job: Job, deadline: Option<Instant>) -> Result<()> {
+        let n = job.span_count();
         loop {
             match self.tx.try_send(job) {
-                Ok(()) => break,
-                Err(TrySendError::Full(back)) if waited < Duration::from_secs(60) => {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(back)) if deadline.is_some_and(|d| Instant::now() < d) => {
                     job = back;
-                    tokio::time::sleep(delay).await;
-                    waited += delay;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(TrySendError::Full(_)) => {
                     self.pending.fetch_sub(n, Ordering::AcqRel);
@@ -378,17 +327,59 @@ impl WriterHandle {
                 }
             }
         }
+    }
+
+    /// Writes spans and waits for their commit. Without a deadline a full pipeline is refused at
+    /// once (`Overloaded`: a client retries); with one, the write waits for room until then.
+    async fn write_spans_by(
+        &self,
+        spans: Vec<Span>,
+        verdicts: IngestVerdicts,
+        deadline: Option<Instant>,
+    ) -> Result<WriteReceipt> {
+        let chunks = prepare_chunks(spans, &verdicts)?;
+        let n = chunks.iter().map(|c| c.facts.len()).sum();
+        self.reserve(n, deadline).await?;
+        let (ack, rx) = oneshot::channel();
+        let job = Job::Spans {
+            chunks,
+            scores: verdicts.scores,
+            ack,
+        };
+        self.submit(job, deadline).await?;
         rx.await.map_err(|_| Error::ShuttingDown)?
     }
 
+    pub async fn write_spans(
+        &self,
+        spans: Vec<Span>,
+        verdicts: IngestVerdicts,
+    ) -> Result<WriteReceipt> {
+        self.write_spans_by(spans, verdicts, None).await
+    }
+
+    /// Like `write_spans`, but waits (up to a minute) for room in the queue instead of failing.
+    pub async fn write_spans_waiting(
+        &self,
+        spans: Vec<Span>,
+        verdicts: IngestVerdicts,
+    ) -> Result<WriteReceipt> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        self.write_spans_by(spans, verdicts, Some(deadline)).await
+    }
+
     pub async fn write_logs(&self, project: ProjectId, events: Vec<LogEvent>) -> Result<usize> {
-        self.reserve(events.len())?;
+        self.reserve(events.len(), None).await?;
         let (ack, rx) = oneshot::channel();
-        self.submit(Job::Logs {
-            project,
-            events,
-            ack,
-        })?;
+        self.submit(
+            Job::Logs {
+                project,
+                events,
+                ack,
+            },
+            None,
+        )
+        .await?;
         rx.await.map_err(|_| Error::ShuttingDown)?
     }
 
