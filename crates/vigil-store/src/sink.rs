@@ -272,3 +272,58 @@ fn lower_priority_for_good() {
 
 #[cfg(not(target_os = "linux"))]
 fn lower_priority_for_good() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SqliteSettings, SqliteStore};
+    use vigil_model::{SpanId, TraceId};
+
+    fn span(project: &vigil_model::ProjectId, i: i64) -> Span {
+        Span {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+            project_id: project.clone(),
+            name: format!("call {i}"),
+            start_time: 1_700_000_000_000_000_000 + i,
+            end_time: 1_700_000_000_000_000_000 + i + 1_000,
+            ..Span::default()
+        }
+    }
+
+    async fn stored(store: &dyn Store, want: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = store.stats().await.unwrap().spans;
+            if n >= want || Instant::now() > deadline {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A burst past the high-water mark (the fallback thread joins in) and a close right after a
+    /// few more spans: every span is written once, none is dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_recorded_span_is_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&SqliteSettings::new(dir.path())).unwrap());
+        let project = store.create_project("sink").await.unwrap().id;
+        let sink = SpanSink::start(store.clone(), None);
+        let burst = (HIGH_WATER + BATCH) as i64;
+        for i in 0..burst {
+            sink.record(span(&project, i));
+        }
+        assert_eq!(stored(&*store, burst as u64).await, burst as u64);
+        for i in 0..7 {
+            sink.record(span(&project, burst + i));
+        }
+        let dropped = sink.dropped.clone();
+        drop(sink);
+        assert_eq!(stored(&*store, burst as u64 + 7).await, burst as u64 + 7);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.stats().await.unwrap().spans, burst as u64 + 7);
+        assert_eq!(dropped.load(Ordering::Relaxed), 0);
+    }
+}
