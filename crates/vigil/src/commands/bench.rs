@@ -18,6 +18,88 @@ use crate::cli::BenchIngestArgs;
 
 const TEMPLATES: usize = 16;
 
+/// What every trace id of a template request ends with before a request makes it its own: the
+/// run's salt and the request number take its place.
+const TRACE_MARK: [u8; 12] = *b"\xf3vigil\xf3mark\xf3";
+/// A session id as long as `bench-{salt:08x}-{request:010}`, replaced the same way.
+const SESSION_MARK: &str = "bench-SSSSSSSS-NNNNNNNNNN";
+
+/// A request body encoded once, with where the per-request bytes go: fresh trace ids (so nothing is
+/// deduplicated) and a fresh session per request (real traffic has many short sessions). Patching
+/// bytes instead of cloning and re-encoding the message keeps the generator's CPU small beside the
+/// server's it shares the machine with.
+struct Template {
+    bytes: Vec<u8>,
+    traces_at: Vec<usize>,
+    sessions_at: Vec<usize>,
+    spans: usize,
+}
+
+impl Template {
+    fn new(
+        mut req: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+    ) -> anyhow::Result<Self> {
+        let mut spans = 0;
+        for sp in req
+            .resource_spans
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_spans)
+            .flat_map(|s| &mut s.spans)
+        {
+            spans += 1;
+            anyhow::ensure!(sp.trace_id.len() == 16, "a template span has no trace id");
+            sp.trace_id[4..].copy_from_slice(&TRACE_MARK);
+            for kv in &mut sp.attributes {
+                if kv.key == "session.id" || kv.key == "gen_ai.conversation.id" {
+                    kv.value = Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(SESSION_MARK.into())),
+                    });
+                }
+            }
+        }
+        let bytes = req.encode_to_vec();
+        // Once per template at start: a plain scan is fast enough.
+        let find = |mark: &[u8]| -> Vec<usize> {
+            bytes
+                .windows(mark.len())
+                .enumerate()
+                .filter(|(_, w)| *w == mark)
+                .map(|(at, _)| at)
+                .collect()
+        };
+        let traces_at = find(&TRACE_MARK);
+        let sessions_at = find(SESSION_MARK.as_bytes());
+        anyhow::ensure!(traces_at.len() == spans, "trace id marks do not match the spans");
+        Ok(Self {
+            traces_at: traces_at.into_iter().map(|at| at - 4).collect(),
+            sessions_at,
+            bytes,
+            spans,
+        })
+    }
+
+    /// The body of request `n` of the run salted `salt`, and its first trace id.
+    fn request(&self, salt: u32, n: usize) -> (Vec<u8>, Option<[u8; 16]>) {
+        let mut body = self.bytes.clone();
+        let mut tail = [0u8; 12];
+        tail[..4].copy_from_slice(&salt.to_be_bytes());
+        tail[4..].copy_from_slice(&(n as u64).to_be_bytes());
+        for &at in &self.traces_at {
+            body[at + 4..at + 16].copy_from_slice(&tail);
+        }
+        let session = format!("bench-{salt:08x}-{:010}", n % 10_000_000_000);
+        for &at in &self.sessions_at {
+            body[at..at + SESSION_MARK.len()].copy_from_slice(session.as_bytes());
+        }
+        let first = self.traces_at.first().map(|&at| {
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&body[at..at + 16]);
+            id
+        });
+        (body, first)
+    }
+}
+
 pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     for url in [&args.target, &args.api] {
         let host = url
@@ -37,19 +119,9 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     );
     let mut generator = Generator::new(1);
     let now = now_ns();
-    let templates: Vec<_> = (0..TEMPLATES)
-        .map(|_| generator.spans_for_load(args.batch, now))
-        .collect();
-    let spans_per_request: Vec<usize> = templates
-        .iter()
-        .map(|t| {
-            t.resource_spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .map(|s| s.spans.len())
-                .sum()
-        })
-        .collect();
+    let templates: Vec<Template> = (0..TEMPLATES)
+        .map(|_| Template::new(generator.spans_for_load(args.batch, now)))
+        .collect::<anyhow::Result<_>>()?;
     let requests = args.spans.div_ceil(args.batch);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)
@@ -61,7 +133,6 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let retries = Arc::new(AtomicUsize::new(0));
     let lags: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
     let templates = Arc::new(templates);
-    let spans_per_request = Arc::new(spans_per_request);
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let peak = Arc::new(Mutex::new(0u64));
     let rss_task = args.server_pid.map(|pid| {
@@ -81,7 +152,7 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, key, next, accepted, retries, lags, templates, spr) = (
+        let (client, key, next, accepted, retries, lags, templates) = (
             client.clone(),
             key.clone(),
             next.clone(),
@@ -89,7 +160,6 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
             retries.clone(),
             lags.clone(),
             templates.clone(),
-            spans_per_request.clone(),
         );
         let (target, api) = (
             format!("{}/v1/traces", args.target.trim_end_matches('/')),
@@ -101,30 +171,8 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                 if n >= requests || Instant::now() > deadline {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let t = n % TEMPLATES;
-                let mut req = templates[t].clone();
-                // Fresh trace ids: the request number in the low bytes keeps every span unique.
-                let mut first_trace = None;
-                for rs in &mut req.resource_spans {
-                    for ss in &mut rs.scope_spans {
-                        for sp in &mut ss.spans {
-                            sp.trace_id[4..8].copy_from_slice(&salt.to_be_bytes());
-                            // Sessions are per request too, as real traffic has many short sessions.
-                            for kv in &mut sp.attributes {
-                                if kv.key == "session.id" || kv.key == "gen_ai.conversation.id" {
-                                    kv.value = Some(AnyValue {
-                                        value: Some(any_value::Value::StringValue(format!(
-                                            "bench-{salt:08x}-{n}"
-                                        ))),
-                                    });
-                                }
-                            }
-                            sp.trace_id[8..16].copy_from_slice(&(n as u64).to_be_bytes());
-                            first_trace.get_or_insert_with(|| hex::encode(&sp.trace_id));
-                        }
-                    }
-                }
-                let body = req.encode_to_vec();
+                let template = &templates[n % TEMPLATES];
+                let (body, first_trace) = template.request(salt, n);
                 let sent = Instant::now();
                 loop {
                     let resp = client
@@ -152,10 +200,10 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                     }
                     bail!("server answered {status} to an export");
                 }
-                accepted.fetch_add(spr[t], Ordering::Relaxed);
+                accepted.fetch_add(template.spans, Ordering::Relaxed);
                 // Every 10th batch: how long until one of its traces is queryable.
                 if n % 10 == 0 {
-                    if let Some(trace) = first_trace {
+                    if let Some(trace) = first_trace.map(hex::encode) {
                         loop {
                             let r = client
                                 .get(format!("{api}/api/v1/traces/{trace}"))
