@@ -69,7 +69,10 @@ impl Template {
         };
         let traces_at = find(&TRACE_MARK);
         let sessions_at = find(SESSION_MARK.as_bytes());
-        anyhow::ensure!(traces_at.len() == spans, "trace id marks do not match the spans");
+        anyhow::ensure!(
+            traces_at.len() == spans,
+            "trace id marks do not match the spans"
+        );
         Ok(Self {
             traces_at: traces_at.into_iter().map(|at| at - 4).collect(),
             sessions_at,
