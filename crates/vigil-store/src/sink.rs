@@ -56,7 +56,7 @@ struct Queue {
     wake: Notify,
     /// Wakes the normal-priority thread (the backlog passed `HIGH_WATER`, or the sink closed).
     pressure: Notify,
-    /// Set when the last `SpanSink` is dropped: the thread writes what is left and ends.
+    /// Set when the last `SpanSink` is dropped: the threads write what is left and end.
     closed: AtomicBool,
 }
 
@@ -226,8 +226,10 @@ async fn drain(
                 let _ = tokio::time::timeout(LINGER, queue.wake.notified()).await;
             }
             Role::Background => {}
-            // What is left at the close is the background thread's to write.
-            Role::Fallback if closed => return,
+            // At the close both threads write what is left: a stop is not left to the thread
+            // that runs only on an otherwise idle core.
+            Role::Fallback if closed && waiting == 0 => return,
+            Role::Fallback if closed => {}
             Role::Fallback => {
                 catching_up = waiting >= HIGH_WATER || (catching_up && waiting >= BATCH);
                 if !catching_up && (waiting == 0 || age < MAX_DELAY) {
