@@ -5,7 +5,7 @@
 #   scripts/bench-gateway-memory.sh [SECONDS=600] [RATE=2000]   (release build; ../shared/bench/setup.sh once)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="$ROOT/target/release/vigil"
+BIN="${BIN:-$ROOT/target/release/vigil}"
 SECS="${1:-600}"
 RATE="${2:-2000}"
 BENCH="$ROOT/../shared/bench"
