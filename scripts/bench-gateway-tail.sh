@@ -5,28 +5,9 @@
 # Prints p50/p99 of both and the difference per round. BIN picks another build for an A/B.
 #   scripts/bench-gateway-tail.sh [ROUNDS=5] [RATE=1000]   (release build; ../shared/bench/setup.sh once)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="${BIN:-$ROOT/target/release/vigil}"
 ROUNDS="${1:-5}"
 RATE="${2:-1000}"
-BENCH="$ROOT/../shared/bench"
-FASTMOCK="${FASTMOCK:-/opt/bench/target/release/fastmock}"
-OHA="${OHA:-$(command -v oha || echo /opt/bench/oha/bin/oha)}"
-[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-[ -x "$FASTMOCK" ] && [ -x "$OHA" ] || { echo "run $BENCH/setup.sh first (fastmock, oha)" >&2; exit 1; }
-DIR="$(mktemp -d)"
-trap 'kill $PID $MOCK 2>/dev/null || true; rm -rf "$DIR"' EXIT
-MOCK_PORT=$((18100 + RANDOM % 500))
-taskset -c 0 "$FASTMOCK" "$MOCK_PORT" 1 >/dev/null 2>&1 &
-MOCK=$!
-printf '[[gateway.providers]]\nname = "fastmock"\nkind = "openai_compatible"\nbase_url = "http://127.0.0.1:%s/v1"\n' \
-  "$MOCK_PORT" >"$DIR/vigil.toml"
-PORT=$((17000 + RANDOM % 1000))
-VIGIL_LOG=warn "$BIN" --data-dir "$DIR/data" --config "$DIR/vigil.toml" serve --api-addr "127.0.0.1:$PORT" \
-  --otlp-http-addr 127.0.0.1:0 --otlp-grpc-addr 127.0.0.1:0 2>"$DIR/log" &
-PID=$!
-for _ in $(seq 100); do grep -q ready "$DIR/log" 2>/dev/null && break; sleep 0.1; done
-KEY="$(grep -o 'vk_[A-Za-z0-9_]*' "$DIR/log" | head -1)"
+source "$(dirname "${BASH_SOURCE[0]}")/gateway-bench-server.sh"
 load() { # URL SECONDS OUT
   taskset -c 0 "$OHA" -z "$2s" -q "$RATE" -c 64 --latency-correction --no-tui --output-format json -m POST \
     -T application/json -H "Authorization: Bearer $KEY" -D "$BENCH/chat_body.json" "$1/v1/chat/completions" \
