@@ -49,11 +49,19 @@ pub mod rfc3339 {
     use serde::{Deserialize, Deserializer, Serializer};
     use serde_json::Value;
 
+    /// RFC 3339 in JSON; plain nanoseconds in binary formats (the store's).
     pub fn serialize<S: Serializer>(n: &i64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_rfc3339_nanos(*n))
+        if s.is_human_readable() {
+            s.serialize_str(&super::format_rfc3339_nanos(*n))
+        } else {
+            s.serialize_i64(*n)
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        if !d.is_human_readable() {
+            return i64::deserialize(d);
+        }
         match Value::deserialize(d)? {
             Value::Number(n) => n
                 .as_i64()

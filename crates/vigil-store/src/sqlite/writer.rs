@@ -109,7 +109,7 @@ fn prepare_chunks(spans: Vec<Span>, verdicts: &IngestVerdicts) -> Result<Vec<Pre
             }
             chunks.push(PreparedChunk {
                 summary: summarize(&project, trace_id, &facts),
-                facts_blob: body::encode(&facts)?,
+                facts_blob: body::encode_small(&facts)?,
                 body: body::encode_sized(part, part.len() * 4096)?,
                 judged_by: verdicts
                     .judged_by
@@ -463,7 +463,14 @@ fn flush(
         return;
     }
     let total: usize = batch.iter().map(Job::span_count).sum();
+    let started = Instant::now();
     let result = write_batch(conn, &batch);
+    tracing::trace!(
+        jobs = batch.len(),
+        spans = total,
+        micros = started.elapsed().as_micros() as u64,
+        "commit"
+    );
     match result {
         Ok(outcomes) => {
             // Each acknowledgement reports the commit's outcome, or the sync's failure. A job stays
@@ -631,7 +638,7 @@ fn write_chunk<'a>(
     let facts_blob = if fresh.len() == chunk.facts.len() {
         Cow::Borrowed(&chunk.facts_blob[..])
     } else {
-        Cow::Owned(body::encode(&fresh[..])?)
+        Cow::Owned(body::encode_small(&fresh[..])?)
     };
     tx.prepare_cached(
         "INSERT INTO span_chunks (trace_ref, span_count, facts, body, judged_by) VALUES (?1, ?2, ?3, ?4, ?5)",
