@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sustained OTLP ingest: a fresh Vigil server (both cores, fresh data dir, default durability) and
 # `vigil bench ingest` on CPU 0 sending SPANS spans from 8 exporters. Prints the generator's report.
-# Usage: scripts/bench-ingest.sh [SPANS] [ROUNDS]   (BIN= picks another build; PERF=1 records the
+# Usage: scripts/bench-ingest.sh [SPANS] [ROUNDS]   (BIN= picks another server build, GEN= another
+# generator build; PERF=1 records the
 # server with `perf record -g` into perf-ingest.data of the current directory; SERVER_CPUS=1 pins
 # the server to CPU 1 alone, for A/B comparisons with less noise; THREADS=1 prints the server's CPU
 # time per thread name)
@@ -32,7 +33,7 @@ for round in $(seq "$ROUNDS"); do
   echo "round $round: $BIN, $SPANS spans"
   read -r _ u0 n0 s0 i0 w0 _ < /proc/stat
   c0=$(awk '{print $14+$15}' "/proc/$PID/stat")
-  taskset -c 0 "$BIN" bench ingest --target "http://127.0.0.1:$OTLP" --api "http://127.0.0.1:$API" \
+  taskset -c 0 "${GEN:-$BIN}" bench ingest --target "http://127.0.0.1:$OTLP" --api "http://127.0.0.1:$API" \
     --data-dir "$DIR/data" --api-key "$KEY" --spans "$SPANS" --concurrency "${CONCURRENCY:-8}" --server-pid "$PID"
   read -r _ u1 n1 s1 i1 w1 _ < /proc/stat
   c1=$(awk '{print $14+$15}' "/proc/$PID/stat")

@@ -207,9 +207,11 @@ impl Governance {
             return;
         }
         let mut c = RedactionCounts::default();
-        for s in spans {
-            r.redact_span(s, &mut c);
-        }
+        r.remembering(|| {
+            for s in spans {
+                r.redact_span(s, &mut c);
+            }
+        });
         self.add_counts(project, c);
     }
 

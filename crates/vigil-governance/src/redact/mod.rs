@@ -8,7 +8,8 @@
 
 pub mod detectors;
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use hmac::{Hmac, Mac};
 use regex::Regex;
@@ -171,6 +172,7 @@ impl RedactionCounts {
 }
 
 /// The outcome for one string.
+#[derive(Clone)]
 enum Text {
     Unchanged,
     Replaced(String),
@@ -179,6 +181,24 @@ enum Text {
 }
 
 /// One project's compiled redaction.
+/// Texts shorter than this are scanned each time: looking them up would cost about as much.
+const MEMO_FROM: usize = 64;
+/// At most this many bytes of text are remembered per `Redactor::remembering` call.
+const MEMO_BYTES: usize = 16 << 20;
+
+/// Scan results of one `Redactor::remembering` call: text → (result, counts) for plain fields
+/// and for identifiers.
+struct Memo {
+    /// The redactor whose results these are (its address): another one must not use them.
+    redactor: usize,
+    entries: HashMap<String, [Option<(Text, RedactionCounts)>; 2]>,
+    bytes: usize,
+}
+
+thread_local! {
+    static MEMO: RefCell<Option<Memo>> = const { RefCell::new(None) };
+}
+
 pub struct Redactor {
     detectors: Detectors,
     /// Indexed by `Detector as usize`; `Off` for disabled detectors.
@@ -249,9 +269,59 @@ impl Redactor {
         self.text_as(s, counts, false)
     }
 
+    /// Runs `f` with this redactor's results for long texts remembered until it returns (on this
+    /// thread). Agents resend the same system prompt and history in every LLM call, and
+    /// instrumentations keep a message both as an attribute and as a canonical message, so a
+    /// request's spans hold many texts more than once; each is scanned once.
+    pub fn remembering<R>(&self, f: impl FnOnce() -> R) -> R {
+        MEMO.with(|m| {
+            *m.borrow_mut() = Some(Memo {
+                redactor: self as *const Redactor as usize,
+                entries: HashMap::new(),
+                bytes: 0,
+            })
+        });
+        let out = f();
+        MEMO.with(|m| *m.borrow_mut() = None);
+        out
+    }
+
     /// `ident`: the text identifies someone (a user or session id). There `mask` becomes `hash`,
     /// so users stay distinct and an erasure request can still find their data.
     fn text_as(&self, s: &str, counts: &mut RedactionCounts, ident: bool) -> Text {
+        if s.len() < MEMO_FROM {
+            return self.scan_text(s, counts, ident);
+        }
+        let me = self as *const Redactor as usize;
+        let known = MEMO.with(|m| {
+            m.borrow()
+                .as_ref()
+                .filter(|m| m.redactor == me)
+                .and_then(|m| m.entries.get(s))
+                .and_then(|e| e[usize::from(ident)].clone())
+        });
+        if let Some((text, found)) = known {
+            counts.merge(&found);
+            return text;
+        }
+        let mut found = RedactionCounts::default();
+        let text = self.scan_text(s, &mut found, ident);
+        counts.merge(&found);
+        MEMO.with(|m| {
+            if let Some(m) = m.borrow_mut().as_mut().filter(|m| m.redactor == me) {
+                if m.bytes + s.len() <= MEMO_BYTES {
+                    let e = m.entries.entry(s.to_string()).or_insert_with(|| {
+                        m.bytes += s.len();
+                        [None, None]
+                    });
+                    e[usize::from(ident)] = Some((text.clone(), found));
+                }
+            }
+        });
+        text
+    }
+
+    fn scan_text(&self, s: &str, counts: &mut RedactionCounts, ident: bool) -> Text {
         let upgrade = |a: Action| {
             if ident && a == Action::Mask {
                 Action::Hash
@@ -479,6 +549,68 @@ mod tests {
         let cfg: RedactionConfig = toml::from_str(cfg).unwrap();
         cfg.validate().unwrap();
         Redactor::new(&cfg.for_project("default"), b"server-secret").unwrap()
+    }
+
+    /// Remembering scan results within a batch changes nothing in what is stored or counted:
+    /// repeated long texts (with and without findings, as fields and as identifiers) come out as
+    /// they do when each is scanned, and the counts include every occurrence.
+    #[test]
+    fn remembering_gives_the_same_spans_and_counts() {
+        let r = redactor("");
+        let long_pii = format!(
+            "{} write to bob@example.com or call 4111-1111-1111-1111",
+            "x".repeat(80)
+        );
+        let long_clean =
+            "You are a helpful support agent. Answer briefly and cite the order id.".repeat(2);
+        let mut spans = Vec::new();
+        for i in 0..6 {
+            let mut s = Span {
+                name: format!("call {i}"),
+                user_id: Some(long_pii.clone()),
+                input_messages: vec![
+                    Message {
+                        role: "system".into(),
+                        content: Some(long_clean.clone()),
+                        ..Default::default()
+                    },
+                    Message {
+                        role: "user".into(),
+                        content: Some(long_pii.clone()),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            };
+            s.attributes
+                .insert("gen_ai.prompt".into(), Value::String(long_pii.clone()));
+            s.attributes
+                .insert("note".into(), Value::String(long_clean.clone()));
+            spans.push(s);
+        }
+        let (mut plain, mut remembered) = (spans.clone(), spans);
+        let (mut c1, mut c2) = (RedactionCounts::default(), RedactionCounts::default());
+        for s in plain.iter_mut() {
+            r.redact_span(s, &mut c1);
+        }
+        r.remembering(|| {
+            for s in remembered.iter_mut() {
+                r.redact_span(s, &mut c2);
+            }
+        });
+        assert_eq!(plain, remembered);
+        assert_eq!(c1, c2);
+        assert_eq!(c1.0["email"], 18, "{c1:?}");
+        assert!(!remembered[0].input_messages[1]
+            .content
+            .as_deref()
+            .unwrap()
+            .contains("bob@"));
+        // The user id is hashed, not masked, though the same text is masked as a message.
+        assert_ne!(
+            remembered[0].user_id,
+            remembered[0].input_messages[1].content
+        );
     }
 
     #[test]

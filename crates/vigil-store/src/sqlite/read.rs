@@ -201,8 +201,8 @@ fn sort_expr(field: TraceSortField) -> &'static str {
 
 /// The coarse sort class of a trace's cost and duration (see migration 0011): the leading key
 /// of their sort indexes. The text must match the indexed expression exactly for SQLite to use it.
-pub(super) const COST_CLASS: &str = "(CASE WHEN cost_usd > 0 THEN length(CAST(CAST(cost_usd * 1e9 AS INTEGER) AS TEXT)) * 100 + CAST(substr(CAST(CAST(cost_usd * 1e9 AS INTEGER) AS TEXT), 1, 2) AS INTEGER) ELSE 0 END)";
-pub(super) const DURATION_CLASS: &str = "(CASE WHEN duration_ms > 0 THEN length(CAST(CAST(duration_ms * 1e3 AS INTEGER) AS TEXT)) * 100 + CAST(substr(CAST(CAST(duration_ms * 1e3 AS INTEGER) AS TEXT), 1, 2) AS INTEGER) ELSE 0 END)";
+pub(super) const COST_CLASS: &str = "(CASE WHEN cost_usd > 0 THEN length(CAST(CAST(cost_usd * 1e9 AS INTEGER) AS TEXT)) * 10 + CAST(substr(CAST(CAST(cost_usd * 1e9 AS INTEGER) AS TEXT), 1, 1) AS INTEGER) ELSE 0 END)";
+pub(super) const DURATION_CLASS: &str = "(CASE WHEN duration_ms > 0 THEN length(CAST(CAST(duration_ms * 1e3 AS INTEGER) AS TEXT)) * 10 + CAST(substr(CAST(CAST(duration_ms * 1e3 AS INTEGER) AS TEXT), 1, 1) AS INTEGER) ELSE 0 END)";
 
 /// The class expression of a sort field, when its index is keyed by class.
 fn sort_class(field: TraceSortField) -> Option<&'static str> {

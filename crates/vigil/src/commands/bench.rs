@@ -1,6 +1,7 @@
 //! `vigil bench ingest`: a bounded load generator for OTLP/HTTP protobuf ingest.
 //!
-//! It replays realistic agent spans (the demo generator's), with fresh trace ids per request so
+//! It replays realistic agent spans (the demo generator's), with fresh trace ids and current times
+//! per request (as a live service exports them), so
 //! nothing is deduplicated, from `--concurrency` exporters. It reports spans/s accepted, the
 //! ingest-to-queryable lag (from sending a batch until one of its traces answers on the query
 //! API), retries after back-pressure, and the server's peak RSS when given its pid.
@@ -32,6 +33,9 @@ struct Template {
     bytes: Vec<u8>,
     traces_at: Vec<usize>,
     sessions_at: Vec<usize>,
+    /// Where each span and event time is, with its value in the template; a request moves them
+    /// by the time elapsed since the templates were made, so spans arrive with current times.
+    times_at: Vec<(usize, u64)>,
     spans: usize,
 }
 
@@ -40,6 +44,20 @@ impl Template {
         mut req: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
     ) -> anyhow::Result<Self> {
         let mut spans = 0;
+        // Span start and end (fields 7 and 8, fixed64) and event times (field 1 of an event).
+        let mut times: std::collections::HashSet<(u8, u64)> = Default::default();
+        for sp in req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+        {
+            times.insert((0x39, sp.start_time_unix_nano));
+            times.insert((0x41, sp.end_time_unix_nano));
+            for e in &sp.events {
+                times.insert((0x09, e.time_unix_nano));
+            }
+        }
         for sp in req
             .resource_spans
             .iter_mut()
@@ -67,6 +85,19 @@ impl Template {
                 .map(|(at, _)| at)
                 .collect()
         };
+        // A tag byte followed by one of the times: 72 random bits, so no false match in practice.
+        let times_at: Vec<(usize, u64)> = (0..bytes.len().saturating_sub(8))
+            .filter_map(|at| {
+                let mut v = [0u8; 8];
+                v.copy_from_slice(&bytes[at + 1..at + 9]);
+                let v = u64::from_le_bytes(v);
+                times.contains(&(bytes[at], v)).then_some((at + 1, v))
+            })
+            .collect();
+        anyhow::ensure!(
+            times_at.len() >= 2 * spans,
+            "span times not found in the template"
+        );
         let traces_at = find(&TRACE_MARK);
         let sessions_at = find(SESSION_MARK.as_bytes());
         anyhow::ensure!(
@@ -76,14 +107,19 @@ impl Template {
         Ok(Self {
             traces_at: traces_at.into_iter().map(|at| at - 4).collect(),
             sessions_at,
+            times_at,
             bytes,
             spans,
         })
     }
 
-    /// The body of request `n` of the run salted `salt`, and its first trace id.
-    fn request(&self, salt: u32, n: usize) -> (Vec<u8>, Option<[u8; 16]>) {
+    /// The body of request `n` of the run salted `salt`, its times moved by `shift_ns`, and its
+    /// first trace id.
+    fn request(&self, salt: u32, n: usize, shift_ns: u64) -> (Vec<u8>, Option<[u8; 16]>) {
         let mut body = self.bytes.clone();
+        for &(at, v) in &self.times_at {
+            body[at..at + 8].copy_from_slice(&v.wrapping_add(shift_ns).to_le_bytes());
+        }
         let mut tail = [0u8; 12];
         tail[..4].copy_from_slice(&salt.to_be_bytes());
         tail[4..].copy_from_slice(&(n as u64).to_be_bytes());
@@ -123,7 +159,7 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let mut generator = Generator::new(1);
     let now = now_ns();
     let templates: Vec<Template> = (0..TEMPLATES)
-        .map(|_| Template::new(generator.spans_for_load(args.batch, now)))
+        .map(|_| Template::new(generator.spans_for_live_load(args.batch, now)))
         .collect::<anyhow::Result<_>>()?;
     let requests = args.spans.div_ceil(args.batch);
     let client = reqwest::Client::builder()
@@ -175,7 +211,8 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                     return Ok::<(), anyhow::Error>(());
                 }
                 let template = &templates[n % TEMPLATES];
-                let (body, first_trace) = template.request(salt, n);
+                let shift = u64::try_from(now_ns() - now).unwrap_or(0);
+                let (body, first_trace) = template.request(salt, n, shift);
                 let sent = Instant::now();
                 loop {
                     let resp = client
@@ -328,9 +365,11 @@ pub fn redact(args: crate::cli::BenchRedactArgs) -> anyhow::Result<()> {
         drop(req);
         normalize += t.elapsed();
         let t = Instant::now();
-        for span in batch.iter_mut() {
-            redactor.redact_span(span, &mut counts);
-        }
+        redactor.remembering(|| {
+            for span in batch.iter_mut() {
+                redactor.redact_span(span, &mut counts);
+            }
+        });
         redact += t.elapsed();
         spans += batch.len();
     }

@@ -121,6 +121,8 @@ const QUESTIONS: &[&str] = &[
 pub struct Generator {
     rng: StdRng,
     session_counter: u64,
+    /// Turns of a session seconds apart instead of minutes (live load: see `spans_for_live_load`).
+    live: bool,
 }
 
 fn otlp_span(
@@ -199,6 +201,7 @@ impl Generator {
         Self {
             rng: StdRng::seed_from_u64(seed),
             session_counter: 0,
+            live: false,
         }
     }
 
@@ -561,19 +564,37 @@ impl Generator {
                 }],
                 schema_url: String::new(),
             });
-            t += self.rng.random_range(20..180) * 1_000 * MS;
+            t += if self.live {
+                self.rng.random_range(1..5)
+            } else {
+                self.rng.random_range(20..180)
+            } * 1_000
+                * MS;
         }
         ExportTraceServiceRequest { resource_spans }
     }
 
+    /// Spans of agent runs as a live service exports them, about `n`: sessions that started in
+    /// the last few seconds, turns seconds apart (an exporter sends a turn's spans as it ends).
+    pub fn spans_for_live_load(&mut self, n: usize, now: i64) -> ExportTraceServiceRequest {
+        self.live = true;
+        let req = self.spans_between(n, now - 5 * 1_000 * MS, now);
+        self.live = false;
+        req
+    }
+
     /// Spans of realistic agent runs, about `n` of them, for load generation.
     pub fn spans_for_load(&mut self, n: usize, now: i64) -> ExportTraceServiceRequest {
+        self.spans_between(n, now - HOUR, now)
+    }
+
+    fn spans_between(&mut self, n: usize, from: i64, to: i64) -> ExportTraceServiceRequest {
         let mut req = ExportTraceServiceRequest {
             resource_spans: Vec::new(),
         };
         let mut count = 0;
         while count < n {
-            let r = self.session(now - HOUR, now, 3);
+            let r = self.session(from, to, 3);
             count += r
                 .resource_spans
                 .iter()
