@@ -34,10 +34,6 @@ const MIGRATIONS: &[(u32, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_ingest_verdicts.sql"),
     ),
-    (
-        11,
-        include_str!("../../migrations/sqlite/0011_sort_classes.sql"),
-    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

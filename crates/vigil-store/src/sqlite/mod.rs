@@ -495,10 +495,10 @@ mod layout_tests {
         assert_eq!((page, vacuum), (8192, 2));
     }
 
-    /// Cost and duration sorts walk class-keyed indexes (migration 0011) and sort within each
-    /// class; paging through them with cursors must give exactly the full sort, both ways.
+    /// Paging through cost and duration sorts with cursors gives exactly the full sort, both ways,
+    /// with ties and unpriced traces among the values.
     #[tokio::test]
-    async fn cost_and_duration_sorts_page_exactly_through_class_indexes() {
+    async fn cost_and_duration_sorts_page_exactly() {
         use vigil_model::{SpanId, SpanKind};
 
         let dir = tempfile::tempdir().unwrap();
@@ -562,31 +562,6 @@ mod layout_tests {
                 ids(&paged),
                 ids(&expected),
                 "{sort:?} descending={descending}"
-            );
-        }
-        // The class expressions of the queries are the indexed ones, so the indexes give the
-        // order and only ties within a class are sorted. (`INDEXED BY`: on a table this small
-        // the planner may rightly prefer a full sort.)
-        let conn = Connection::open(store.inner.path.clone()).unwrap();
-        for (class, value, index) in [
-            (read::COST_CLASS, "t.cost_usd", "traces_by_cost_class"),
-            (
-                read::DURATION_CLASS,
-                "t.duration_ms",
-                "traces_by_duration_class",
-            ),
-        ] {
-            let plan: Vec<String> = conn
-                .prepare(&format!("EXPLAIN QUERY PLAN SELECT id FROM traces t INDEXED BY {index} WHERE t.project_id = 'p' ORDER BY {class} DESC, {value} DESC, t.trace_id DESC LIMIT 5"))
-                .unwrap()
-                .query_map([], |r| r.get::<_, String>(3))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap();
-            let plan = plan.join(" | ");
-            assert!(
-                plan.contains(index) && !plan.contains("TEMP B-TREE FOR ORDER BY"),
-                "{plan}"
             );
         }
     }

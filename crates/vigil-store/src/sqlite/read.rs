@@ -199,20 +199,6 @@ fn sort_expr(field: TraceSortField) -> &'static str {
     }
 }
 
-/// The coarse sort class of a trace's cost and duration (see migration 0011): the leading key
-/// of their sort indexes. The text must match the indexed expression exactly for SQLite to use it.
-pub(super) const COST_CLASS: &str = "(CASE WHEN cost_usd > 0 THEN length(CAST(CAST(cost_usd * 1e9 AS INTEGER) AS TEXT)) * 10 + CAST(substr(CAST(CAST(cost_usd * 1e9 AS INTEGER) AS TEXT), 1, 1) AS INTEGER) ELSE 0 END)";
-pub(super) const DURATION_CLASS: &str = "(CASE WHEN duration_ms > 0 THEN length(CAST(CAST(duration_ms * 1e3 AS INTEGER) AS TEXT)) * 10 + CAST(substr(CAST(CAST(duration_ms * 1e3 AS INTEGER) AS TEXT), 1, 1) AS INTEGER) ELSE 0 END)";
-
-/// The class expression of a sort field, when its index is keyed by class.
-fn sort_class(field: TraceSortField) -> Option<&'static str> {
-    match field {
-        TraceSortField::Cost => Some(COST_CLASS),
-        TraceSortField::Duration => Some(DURATION_CLASS),
-        _ => None,
-    }
-}
-
 fn cursor_value(field: TraceSortField, t: &TraceRow) -> CursorValue {
     match field {
         TraceSortField::StartTime => CursorValue::Int(t.start_time),
@@ -316,35 +302,12 @@ pub(super) fn find_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
             CursorValue::Float(x) => Sql::Real(x),
         };
         let id = Sql::Blob(c.trace_id.0.to_vec());
-        if let Some(class) = sort_class(q.sort) {
-            // The cursor's class bounds the index range, so a later page skips the earlier classes.
-            // The class of a value: the expression with the value in place of the column.
-            let column = if q.sort == TraceSortField::Cost {
-                "cost_usd"
-            } else {
-                "duration_ms"
-            };
-            let of_value = class.replace(column, "?");
-            let uses = of_value.matches('?').count();
-            f.and(
-                &format!("{class} {cmp}= {of_value}"),
-                std::iter::repeat_n(v.clone(), uses),
-            );
-        }
         f.and(
             &format!("({expr} {cmp} ? OR ({expr} = ? AND t.trace_id {cmp} ?))"),
             [v.clone(), v, id],
         );
     }
-    let order = match sort_class(q.sort) {
-        Some(class) => format!("{class} {dir}, {expr} {dir}, t.trace_id {dir}"),
-        None => format!("{expr} {dir}, t.trace_id {dir}"),
-    };
-    let sql = format!(
-        "SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?{} ORDER BY {order} LIMIT {}",
-        f.sql,
-        limit + 1
-    );
+    let sql = format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?{} ORDER BY {expr} {dir}, t.trace_id {dir} LIMIT {}", f.sql, limit + 1);
     let mut stmt = conn.prepare(&sql)?;
     let mut traces: Vec<TraceRow> = stmt
         .query_map(params_from_iter(f.args.iter()), trace_row)?
