@@ -21,8 +21,7 @@ pub async fn ingest_traces(
     caller: &Caller,
     request: ExportTraceServiceRequest,
 ) -> ApiResult<ExportTraceServiceResponse> {
-    let mut outcome = state.normalizer.traces(&caller.project_id, &request);
-    drop(request);
+    let mut outcome = state.normalizer.traces_owned(&caller.project_id, request);
     state
         .governance
         .redact_spans(&caller.project_id, &mut outcome.spans)

@@ -27,7 +27,7 @@ fn convert(value: &AnyValue, depth: usize) -> Value {
             Value::Array(a.values.iter().map(|v| convert(v, depth + 1)).collect())
         }
         Some(Av::KvlistValue(kv)) => {
-            let mut map = Map::new();
+            let mut map = Map::with_capacity(kv.values.len());
             for item in &kv.values {
                 let v = item
                     .value
@@ -43,8 +43,51 @@ fn convert(value: &AnyValue, depth: usize) -> Value {
     }
 }
 
+/// `to_json` taking the value: its strings are moved, not copied.
+pub fn into_json(value: AnyValue) -> Value {
+    convert_owned(value, 0)
+}
+
+fn convert_owned(value: AnyValue, depth: usize) -> Value {
+    if depth >= MAX_DEPTH {
+        return Value::String("[nested too deep]".into());
+    }
+    match value.value {
+        Some(Av::StringValue(s)) => Value::String(s),
+        Some(Av::ArrayValue(a)) => Value::Array(
+            a.values
+                .into_iter()
+                .map(|v| convert_owned(v, depth + 1))
+                .collect(),
+        ),
+        Some(Av::KvlistValue(kv)) => {
+            let mut map = Map::with_capacity(kv.values.len());
+            for item in kv.values {
+                let v = item
+                    .value
+                    .map(|v| convert_owned(v, depth + 1))
+                    .unwrap_or(Value::Null);
+                map.insert(item.key, v);
+            }
+            Value::Object(map)
+        }
+        other => convert(&AnyValue { value: other }, depth),
+    }
+}
+
+/// `flatten` taking the attributes: keys and string values are moved, not copied.
+pub fn flatten_owned(kvs: Vec<KeyValue>) -> Map<String, Value> {
+    let mut map = Map::with_capacity(kvs.len());
+    for kv in kvs {
+        let v = kv.value.map(into_json).unwrap_or(Value::Null);
+        map.insert(kv.key, v);
+    }
+    map
+}
+
 pub fn flatten(kvs: &[KeyValue]) -> Map<String, Value> {
-    let mut map = Map::new();
+    // Sized up front: growing an insertion-ordered map rehashes it each time.
+    let mut map = Map::with_capacity(kvs.len());
     for kv in kvs {
         let v = kv.value.as_ref().map(to_json).unwrap_or(Value::Null);
         map.insert(kv.key.clone(), v);

@@ -109,29 +109,41 @@ impl Normalizer {
         &self.prices
     }
 
+    /// `traces_owned` for a request the caller keeps (it is copied).
     pub fn traces(
         &self,
         project: &ProjectId,
         request: &ExportTraceServiceRequest,
     ) -> NormalizeOutcome {
+        self.traces_owned(project, request.clone())
+    }
+
+    /// Normalises every span of an export request. Taking the request lets attribute keys and
+    /// values (message bodies among them, most of a request's bytes) move into the spans.
+    pub fn traces_owned(
+        &self,
+        project: &ProjectId,
+        request: ExportTraceServiceRequest,
+    ) -> NormalizeOutcome {
         let mut out = NormalizeOutcome::default();
-        for rs in &request.resource_spans {
+        for rs in request.resource_spans {
             let resource = ResourceContext::new(
                 rs.resource
-                    .as_ref()
-                    .map(|r| attrs::flatten(&r.attributes))
+                    .map(|r| attrs::flatten_owned(r.attributes))
                     .unwrap_or_default(),
             );
-            for ss in &rs.scope_spans {
+            for ss in rs.scope_spans {
                 let (scope_name, scope_version) = ss
                     .scope
                     .as_ref()
                     .map(|s| (non_empty(&s.name), non_empty(&s.version)))
                     .unwrap_or((None, None));
-                for span in &ss.spans {
+                for mut span in ss.spans {
+                    let attributes = attrs::flatten_owned(std::mem::take(&mut span.attributes));
                     match self.span(
                         project,
-                        span,
+                        &span,
+                        attributes,
                         &resource,
                         scope_name.clone(),
                         scope_version.clone(),
@@ -154,10 +166,12 @@ impl Normalizer {
         events::from_logs(request)
     }
 
+    /// `otlp`'s attributes arrive already flattened, as `attributes`.
     fn span(
         &self,
         project: &ProjectId,
         otlp: &OtlpSpan,
+        attributes: Map<String, Value>,
         resource: &ResourceContext,
         scope_name: Option<String>,
         scope_version: Option<String>,
@@ -178,7 +192,6 @@ impl Normalizer {
             .unwrap_or(start_time)
             .max(start_time);
 
-        let attributes = attrs::flatten(&otlp.attributes);
         let events: Vec<SpanEvent> = otlp
             .events
             .iter()

@@ -348,7 +348,7 @@ pub fn redact(args: crate::cli::BenchRedactArgs) -> anyhow::Result<()> {
     // Warm up allocator and caches on a slice of the work, then measure.
     for b in bodies.iter().take(20) {
         let req = ExportTraceServiceRequest::decode(b.as_slice())?;
-        let _ = normalizer.traces(&project, &req);
+        let _ = normalizer.traces_owned(&project, req);
     }
     let redactor = Redactor::new(
         &RedactionConfig::default().for_project("bench"),
@@ -361,8 +361,7 @@ pub fn redact(args: crate::cli::BenchRedactArgs) -> anyhow::Result<()> {
     for b in &bodies {
         let t = Instant::now();
         let req = ExportTraceServiceRequest::decode(b.as_slice())?;
-        let mut batch = normalizer.traces(&project, &req).spans;
-        drop(req);
+        let mut batch = normalizer.traces_owned(&project, req).spans;
         normalize += t.elapsed();
         let t = Instant::now();
         redactor.remembering(|| {
@@ -542,7 +541,7 @@ pub fn evaluate(args: crate::cli::BenchRedactArgs) -> anyhow::Result<()> {
     for _ in 0..args.spans.div_ceil(BATCH).max(1) {
         let body = generator.spans_for_load(BATCH, now).encode_to_vec();
         let req = ExportTraceServiceRequest::decode(body.as_slice())?;
-        for s in normalizer.traces(&project, &req).spans {
+        for s in normalizer.traces_owned(&project, req).spans {
             traces.entry(s.trace_id).or_default().push(s);
         }
     }
