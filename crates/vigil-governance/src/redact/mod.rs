@@ -180,7 +180,6 @@ enum Text {
     Drop,
 }
 
-/// One project's compiled redaction.
 /// Texts shorter than this are scanned each time: looking them up would cost about as much.
 const MEMO_FROM: usize = 64;
 /// At most this many bytes of text are remembered per `Redactor::remembering` call.
@@ -199,6 +198,7 @@ thread_local! {
     static MEMO: RefCell<Option<Memo>> = const { RefCell::new(None) };
 }
 
+/// One project's compiled redaction.
 pub struct Redactor {
     detectors: Detectors,
     /// Indexed by `Detector as usize`; `Off` for disabled detectors.

@@ -6,35 +6,43 @@ use serde_json::{Map, Number, Value};
 /// Deeper values are replaced by a marker: recursion on network input must be bounded.
 const MAX_DEPTH: usize = 32;
 
+/// An OTLP value as JSON, for a value the caller keeps (it is copied).
 pub fn to_json(value: &AnyValue) -> Value {
+    into_json(value.clone())
+}
+
+/// An OTLP value as JSON: its strings are moved, not copied.
+pub fn into_json(value: AnyValue) -> Value {
     convert(value, 0)
 }
 
-fn convert(value: &AnyValue, depth: usize) -> Value {
+fn convert(value: AnyValue, depth: usize) -> Value {
     if depth >= MAX_DEPTH {
         return Value::String("[nested too deep]".into());
     }
-    match &value.value {
+    match value.value {
         None => Value::Null,
-        Some(Av::StringValue(s)) => Value::String(s.clone()),
-        Some(Av::BoolValue(b)) => Value::Bool(*b),
-        Some(Av::IntValue(i)) => Value::Number((*i).into()),
-        Some(Av::DoubleValue(d)) => Number::from_f64(*d)
+        Some(Av::StringValue(s)) => Value::String(s),
+        Some(Av::BoolValue(b)) => Value::Bool(b),
+        Some(Av::IntValue(i)) => Value::Number(i.into()),
+        Some(Av::DoubleValue(d)) => Number::from_f64(d)
             .map(Value::Number)
             .unwrap_or_else(|| Value::String(d.to_string())),
         Some(Av::BytesValue(b)) => Value::String(hex::encode(b)),
-        Some(Av::ArrayValue(a)) => {
-            Value::Array(a.values.iter().map(|v| convert(v, depth + 1)).collect())
-        }
+        Some(Av::ArrayValue(a)) => Value::Array(
+            a.values
+                .into_iter()
+                .map(|v| convert(v, depth + 1))
+                .collect(),
+        ),
         Some(Av::KvlistValue(kv)) => {
             let mut map = Map::with_capacity(kv.values.len());
-            for item in &kv.values {
+            for item in kv.values {
                 let v = item
                     .value
-                    .as_ref()
                     .map(|v| convert(v, depth + 1))
                     .unwrap_or(Value::Null);
-                map.insert(item.key.clone(), v);
+                map.insert(item.key, v);
             }
             Value::Object(map)
         }
@@ -43,40 +51,9 @@ fn convert(value: &AnyValue, depth: usize) -> Value {
     }
 }
 
-/// `to_json` taking the value: its strings are moved, not copied.
-pub fn into_json(value: AnyValue) -> Value {
-    convert_owned(value, 0)
-}
-
-fn convert_owned(value: AnyValue, depth: usize) -> Value {
-    if depth >= MAX_DEPTH {
-        return Value::String("[nested too deep]".into());
-    }
-    match value.value {
-        Some(Av::StringValue(s)) => Value::String(s),
-        Some(Av::ArrayValue(a)) => Value::Array(
-            a.values
-                .into_iter()
-                .map(|v| convert_owned(v, depth + 1))
-                .collect(),
-        ),
-        Some(Av::KvlistValue(kv)) => {
-            let mut map = Map::with_capacity(kv.values.len());
-            for item in kv.values {
-                let v = item
-                    .value
-                    .map(|v| convert_owned(v, depth + 1))
-                    .unwrap_or(Value::Null);
-                map.insert(item.key, v);
-            }
-            Value::Object(map)
-        }
-        other => convert(&AnyValue { value: other }, depth),
-    }
-}
-
-/// `flatten` taking the attributes: keys and string values are moved, not copied.
+/// Attributes as a JSON map, taking them: keys and string values are moved, not copied.
 pub fn flatten_owned(kvs: Vec<KeyValue>) -> Map<String, Value> {
+    // Sized up front: growing an insertion-ordered map rehashes it each time.
     let mut map = Map::with_capacity(kvs.len());
     for kv in kvs {
         let v = kv.value.map(into_json).unwrap_or(Value::Null);
@@ -85,14 +62,9 @@ pub fn flatten_owned(kvs: Vec<KeyValue>) -> Map<String, Value> {
     map
 }
 
+/// `flatten_owned` for attributes the caller keeps (they are copied).
 pub fn flatten(kvs: &[KeyValue]) -> Map<String, Value> {
-    // Sized up front: growing an insertion-ordered map rehashes it each time.
-    let mut map = Map::with_capacity(kvs.len());
-    for kv in kvs {
-        let v = kv.value.as_ref().map(to_json).unwrap_or(Value::Null);
-        map.insert(kv.key.clone(), v);
-    }
-    map
+    flatten_owned(kvs.to_vec())
 }
 
 /// Typed, forgiving reads: instrumentations disagree on whether a count is an int, a double or a string.

@@ -48,23 +48,16 @@ impl Template {
         let mut times: std::collections::HashSet<(u8, u64)> = Default::default();
         for sp in req
             .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-        {
-            times.insert((0x39, sp.start_time_unix_nano));
-            times.insert((0x41, sp.end_time_unix_nano));
-            for e in &sp.events {
-                times.insert((0x09, e.time_unix_nano));
-            }
-        }
-        for sp in req
-            .resource_spans
             .iter_mut()
             .flat_map(|r| &mut r.scope_spans)
             .flat_map(|s| &mut s.spans)
         {
             spans += 1;
+            times.insert((0x39, sp.start_time_unix_nano));
+            times.insert((0x41, sp.end_time_unix_nano));
+            for e in &sp.events {
+                times.insert((0x09, e.time_unix_nano));
+            }
             anyhow::ensure!(sp.trace_id.len() == 16, "a template span has no trace id");
             sp.trace_id[4..].copy_from_slice(&TRACE_MARK);
             for kv in &mut sp.attributes {

@@ -5,6 +5,8 @@
 //! turns over the last 24 hours, retrieval, tool calls and the quiet failures Vigil exists for:
 //! empty and error-shaped tool results, a hallucinated tool, rate-limit errors, slow steps.
 
+use std::ops::Range;
+
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -31,7 +33,7 @@ pub async fn run(settings: Settings, args: &DemoArgs) -> anyhow::Result<()> {
     let mut written = 0;
     let mut traces = 0;
     while traces < args.traces {
-        let request = generator.session(now - 24 * HOUR, now, args.traces - traces);
+        let request = generator.session(now - 24 * HOUR, now, args.traces - traces, TURN_GAP_S);
         traces += request.resource_spans.len();
         let mut out = normalizer.traces(&project, &request);
         governance.redact_spans(&project, &mut out.spans).await;
@@ -46,6 +48,8 @@ pub async fn run(settings: Settings, args: &DemoArgs) -> anyhow::Result<()> {
 }
 
 const HOUR: i64 = 3_600_000_000_000;
+/// Seconds between the turns of a demo session.
+const TURN_GAP_S: Range<i64> = 20..180;
 const MS: i64 = 1_000_000;
 
 pub use vigil_model::now_unix_nanos as now_ns;
@@ -121,8 +125,6 @@ const QUESTIONS: &[&str] = &[
 pub struct Generator {
     rng: StdRng,
     session_counter: u64,
-    /// Turns of a session seconds apart instead of minutes (live load: see `spans_for_live_load`).
-    live: bool,
 }
 
 fn otlp_span(
@@ -201,7 +203,6 @@ impl Generator {
         Self {
             rng: StdRng::seed_from_u64(seed),
             session_counter: 0,
-            live: false,
         }
     }
 
@@ -512,7 +513,15 @@ impl Generator {
     }
 
     /// A whole session (1–14 turns), starting at a random time in `[from, to)`; at most `max` turns.
-    pub fn session(&mut self, from: i64, to: i64, max: usize) -> ExportTraceServiceRequest {
+    /// One session of up to `max` turns starting in `from..to`, its turns `turn_gap_s` seconds
+    /// apart.
+    pub fn session(
+        &mut self,
+        from: i64,
+        to: i64,
+        max: usize,
+        turn_gap_s: Range<i64>,
+    ) -> ExportTraceServiceRequest {
         self.session_counter += 1;
         let turns = match self.rng.random_range(0..10) {
             0..=4 => self.rng.random_range(1..3),
@@ -564,12 +573,7 @@ impl Generator {
                 }],
                 schema_url: String::new(),
             });
-            t += if self.live {
-                self.rng.random_range(1..5)
-            } else {
-                self.rng.random_range(20..180)
-            } * 1_000
-                * MS;
+            t += self.rng.random_range(turn_gap_s.clone()) * 1_000 * MS;
         }
         ExportTraceServiceRequest { resource_spans }
     }
@@ -577,24 +581,27 @@ impl Generator {
     /// Spans of agent runs as a live service exports them, about `n`: sessions that started in
     /// the last few seconds, turns seconds apart (an exporter sends a turn's spans as it ends).
     pub fn spans_for_live_load(&mut self, n: usize, now: i64) -> ExportTraceServiceRequest {
-        self.live = true;
-        let req = self.spans_between(n, now - 5 * 1_000 * MS, now);
-        self.live = false;
-        req
+        self.spans_between(n, now - 5 * 1_000 * MS, now, 1..5)
     }
 
     /// Spans of realistic agent runs, about `n` of them, for load generation.
     pub fn spans_for_load(&mut self, n: usize, now: i64) -> ExportTraceServiceRequest {
-        self.spans_between(n, now - HOUR, now)
+        self.spans_between(n, now - HOUR, now, TURN_GAP_S)
     }
 
-    fn spans_between(&mut self, n: usize, from: i64, to: i64) -> ExportTraceServiceRequest {
+    fn spans_between(
+        &mut self,
+        n: usize,
+        from: i64,
+        to: i64,
+        turn_gap_s: Range<i64>,
+    ) -> ExportTraceServiceRequest {
         let mut req = ExportTraceServiceRequest {
             resource_spans: Vec::new(),
         };
         let mut count = 0;
         while count < n {
-            let r = self.session(from, to, 3);
+            let r = self.session(from, to, 3, turn_gap_s.clone());
             count += r
                 .resource_spans
                 .iter()
@@ -622,7 +629,7 @@ mod tests {
         let now = now_ns();
         let mut spans = Vec::new();
         for _ in 0..120 {
-            let req = g.session(now - 24 * HOUR, now, 20);
+            let req = g.session(now - 24 * HOUR, now, 20, TURN_GAP_S);
             let out = normalizer.traces(&ProjectId::new("p"), &req);
             assert!(out.rejected.is_empty());
             spans.extend(out.spans);
