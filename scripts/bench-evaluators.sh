@@ -29,12 +29,9 @@ name = "no-pii"
 scope = "$SCOPE"
 rule = { type = "no_pii_in_output" }
 TOML
-PORT=$((17000 + RANDOM % 1000)); OTLP=$((18000 + RANDOM % 1000))
-VIGIL_LOG=warn "$BIN" --config "$DIR/vigil.toml" --data-dir "$DIR/data" serve --api-addr "127.0.0.1:$PORT" \
-  --otlp-http-addr "127.0.0.1:$OTLP" --otlp-grpc-addr 127.0.0.1:0 2>"$DIR/log" &
-PID=$!
-for _ in $(seq 100); do grep -q ready "$DIR/log" 2>/dev/null && break; sleep 0.1; done
-KEY="$(grep -o 'vk_[A-Za-z0-9_]*' "$DIR/log" | head -1)"
+source "$ROOT/scripts/vigil-bench-server.sh"
+start_vigil "$DIR" --config "$DIR/vigil.toml"
+PORT="$API_PORT"; OTLP="$OTLP_PORT"
 stats() { curl -fsS -H "x-vigil-api-key: $KEY" "http://127.0.0.1:$PORT/api/v1/evaluators" | python3 -c '
 import sys, json; q = json.load(sys.stdin)["queue"]; a = q.get("oldest_ready_age_ns")
 print(q["queued"], q["running"], q["done"], q["failed"], (a or 0) / 1e9)'; }

@@ -1,26 +1,23 @@
 #!/usr/bin/env bash
 # Sustained OTLP ingest: a fresh Vigil server (both cores, fresh data dir, default durability) and
-# `vigil bench ingest` on CPU 0 sending SPANS spans from 8 exporters. Prints the generator's report.
-# Usage: scripts/bench-ingest.sh [SPANS] [ROUNDS]   (BIN= picks another server build, GEN= another
-# generator build; PERF=1 records the
-# server with `perf record -g` into perf-ingest.data of the current directory; SERVER_CPUS=1 pins
-# the server to CPU 1 alone, for A/B comparisons with less noise; THREADS=1 prints the server's CPU
-# time per thread name)
+# `vigil bench ingest` on CPU 0 sending SPANS spans from 8 exporters. Prints the generator's report,
+# how busy the machine was and the server's share of it.
+#   scripts/bench-ingest.sh [SPANS] [ROUNDS]     (release build: cargo build --release)
+# Options, as environment variables: BIN= another server build, GEN= another generator build (A/B);
+# SERVER_CPUS=1 pins the server to CPU 1 (steadier A/B); CONCURRENCY= exporters (8); THREADS=1
+# prints CPU time and time waiting for a CPU per server thread; WRITER_NICE= renices the SQLite
+# writer thread; PERF=1 records the server with perf (PERF_ARGS=, default -g) into ./perf-ingest.data.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${BIN:-$ROOT/target/release/vigil}"
 SPANS="${1:-400000}"
 ROUNDS="${2:-1}"
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+source "$ROOT/scripts/vigil-bench-server.sh"
 for round in $(seq "$ROUNDS"); do
   DIR="$(mktemp -d)"
   trap 'kill $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
-  API=$((17000 + RANDOM % 1000)); OTLP=$((18000 + RANDOM % 1000))
-  VIGIL_LOG=warn taskset -c "${SERVER_CPUS:-0,1}" "$BIN" --data-dir "$DIR/data" serve --api-addr "127.0.0.1:$API" \
-    --otlp-http-addr "127.0.0.1:$OTLP" --otlp-grpc-addr 127.0.0.1:0 2>"$DIR/log" &
-  PID=$!
-  for _ in $(seq 100); do grep -q ready "$DIR/log" 2>/dev/null && break; sleep 0.1; done
-  KEY="$(grep -o 'vk_[A-Za-z0-9_]*' "$DIR/log" | head -1)"
+  start_vigil "$DIR"
   if [ -n "${WRITER_NICE:-}" ]; then
     for t in /proc/"$PID"/task/*; do
       [ "$(cat "$t/comm")" = vigil-sqlite-wr ] && renice -n "$WRITER_NICE" -p "$(basename "$t")" >/dev/null
@@ -33,7 +30,7 @@ for round in $(seq "$ROUNDS"); do
   echo "round $round: $BIN, $SPANS spans"
   read -r _ u0 n0 s0 i0 w0 _ < /proc/stat
   c0=$(awk '{print $14+$15}' "/proc/$PID/stat")
-  taskset -c 0 "${GEN:-$BIN}" bench ingest --target "http://127.0.0.1:$OTLP" --api "http://127.0.0.1:$API" \
+  taskset -c 0 "${GEN:-$BIN}" bench ingest --target "http://127.0.0.1:$OTLP_PORT" --api "http://127.0.0.1:$API_PORT" \
     --data-dir "$DIR/data" --api-key "$KEY" --spans "$SPANS" --concurrency "${CONCURRENCY:-8}" --server-pid "$PID"
   read -r _ u1 n1 s1 i1 w1 _ < /proc/stat
   c1=$(awk '{print $14+$15}' "/proc/$PID/stat")

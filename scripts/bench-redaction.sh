@@ -11,16 +11,12 @@ SPANS="${1:-300000}"
 ROUNDS="${2:-2}"
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 TICK="$(getconf CLK_TCK)"
+source "$ROOT/scripts/vigil-bench-server.sh"
 
 run() { # $1 = true|false (redaction enabled)
   local dir; dir="$(mktemp -d)"
-  local port_api=$((17000 + RANDOM % 1000)) port_otlp=$((18000 + RANDOM % 1000)) port_grpc=$((19000 + RANDOM % 1000))
-  VIGIL_REDACTION__ENABLED="$1" VIGIL_LOG=warn taskset -c 1 "$BIN" --data-dir "$dir" serve \
-    --api-addr "127.0.0.1:$port_api" --otlp-http-addr "127.0.0.1:$port_otlp" --otlp-grpc-addr "127.0.0.1:$port_grpc" \
-    2>"$dir/log" &
-  local pid=$!
-  for _ in $(seq 100); do grep -q "ready" "$dir/log" 2>/dev/null && break; sleep 0.1; done
-  local key; key="$(grep -o 'vk_[A-Za-z0-9_]*' "$dir/log" | head -1)"
+  VIGIL_REDACTION__ENABLED="$1" SERVER_CPUS=1 start_vigil "$dir"
+  local pid="$PID" key="$KEY" port_api="$API_PORT" port_otlp="$OTLP_PORT"
   local before; before="$(awk '{print $14 + $15}' /proc/$pid/stat)"
   local out; out="$(taskset -c 0 "$BIN" bench ingest --target "http://127.0.0.1:$port_otlp" --api "http://127.0.0.1:$port_api" \
     --api-key "$key" --spans "$SPANS" --concurrency 8)"

@@ -16,9 +16,6 @@ taskset -c 0 "$FASTMOCK" "$MOCK_PORT" 1 >/dev/null 2>&1 &
 MOCK=$!
 printf '[[gateway.providers]]\nname = "fastmock"\nkind = "openai_compatible"\nbase_url = "http://127.0.0.1:%s/v1"\n' \
   "$MOCK_PORT" >"$DIR/vigil.toml"
-PORT=$((17000 + RANDOM % 1000))
-VIGIL_LOG=warn "$BIN" --data-dir "$DIR/data" --config "$DIR/vigil.toml" serve --api-addr "127.0.0.1:$PORT" \
-  --otlp-http-addr 127.0.0.1:0 --otlp-grpc-addr 127.0.0.1:0 2>"$DIR/log" &
-PID=$!
-for _ in $(seq 100); do grep -q ready "$DIR/log" 2>/dev/null && break; sleep 0.1; done
-KEY="$(grep -o 'vk_[A-Za-z0-9_]*' "$DIR/log" | head -1)"
+source "$ROOT/scripts/vigil-bench-server.sh"
+start_vigil "$DIR" --config "$DIR/vigil.toml"
+PORT="$API_PORT"
