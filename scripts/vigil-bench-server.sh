@@ -8,7 +8,7 @@ start_vigil() {
   OTLP_PORT=$((19000 + RANDOM % 1000))
   local pin=()
   [ -n "${SERVER_CPUS:-}" ] && pin=(taskset -c "$SERVER_CPUS")
-  VIGIL_LOG=warn "${pin[@]}" "$BIN" --data-dir "$dir/data" "$@" serve --api-addr "127.0.0.1:$API_PORT" \
+  VIGIL_LOG=${VIGIL_LOG:-warn} "${pin[@]}" "$BIN" --data-dir "$dir/data" "$@" serve --api-addr "127.0.0.1:$API_PORT" \
     --otlp-http-addr "127.0.0.1:$OTLP_PORT" --otlp-grpc-addr 127.0.0.1:0 2>"$dir/log" &
   PID=$!
   for _ in $(seq 100); do grep -q ready "$dir/log" 2>/dev/null && break; sleep 0.1; done

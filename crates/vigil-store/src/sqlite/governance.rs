@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row};
 use vigil_model::{ProjectId, SpanId, TraceId};
 
+use super::read::traces_where;
 use super::writer::{delete_traces, time_now_ns};
 use super::SqliteStore;
 use crate::governance::{
@@ -419,7 +420,10 @@ impl GovernanceStore for SqliteStore {
                 loop {
                     let n = delete_traces(
                         conn,
-                        "SELECT id, project_id, trace_id, session_id, span_count FROM traces WHERE project_id = ?1 AND user_id = ?2 LIMIT ?3",
+                        &format!(
+                            "SELECT id, project_id, trace_id, session_id, span_count FROM {} LIMIT ?3",
+                            traces_where("project_id = ?1 AND user_id = ?2")
+                        ),
                         &[&p.as_str(), &u.as_str(), &1000i64],
                         &mut report,
                     )?;

@@ -34,6 +34,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_ingest_verdicts.sql"),
     ),
+    (
+        11,
+        include_str!("../../migrations/sqlite/0011_settling_trace_indexes.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

@@ -309,6 +309,12 @@ impl SqliteStore {
             .await
     }
 
+    /// Adds new traces to the settling indexes now instead of when the writer gets to it.
+    #[cfg(test)]
+    async fn settle_traces(&self) -> Result<usize> {
+        self.inner.writer.exec(writer::settle_traces).await
+    }
+
     pub fn pending_spans(&self) -> usize {
         self.inner.writer.pending()
     }
@@ -495,74 +501,181 @@ mod layout_tests {
         assert_eq!((page, vacuum), (8192, 2));
     }
 
-    /// Paging through cost and duration sorts with cursors gives exactly the full sort, both ways,
-    /// with ties and unpriced traces among the values.
-    #[tokio::test]
-    async fn cost_and_duration_sorts_page_exactly() {
+    fn sort_test_span(project: &ProjectId, i: u32, span: u8, cost: Option<f64>) -> Span {
         use vigil_model::{SpanId, SpanKind};
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&(i + 1).to_be_bytes());
+        let duration_ns = i64::from((i * 104_729) % 5000) * 10i64.pow(i % 6);
+        Span {
+            trace_id: TraceId(id),
+            span_id: SpanId([1, 2, 3, 4, 5, 6, span, (i % 250) as u8 + 1]),
+            project_id: project.clone(),
+            kind: SpanKind::Llm,
+            name: "call".into(),
+            cost_usd: cost,
+            session_id: Some(format!("s{}", i % 5)),
+            user_id: Some(format!("u{}", i % 3)),
+            start_time: 1_000_000_000 + i64::from(i),
+            end_time: 1_000_000_000 + i64::from(i) + duration_ns,
+            ..Default::default()
+        }
+    }
 
+    /// Paging through cost and duration sorts with cursors gives exactly the full sort, both ways,
+    /// with ties and unpriced traces among the values, alone and filtered by session or user, over
+    /// traces on both sides of the settling indexes (migration 0011), some of which changed after
+    /// they settled.
+    #[tokio::test]
+    async fn sorts_and_filters_page_exactly_across_settled_and_recent_traces() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&SqliteSettings::new(dir.path())).unwrap();
         let project = ProjectId::new("p");
-        let mut spans = Vec::new();
-        for i in 0..300u32 {
-            let mut id = [0u8; 16];
-            id[..4].copy_from_slice(&(i + 1).to_be_bytes());
-            // Values from tiny to large, with ties and unpriced traces among them.
-            let cost = match i % 7 {
-                0 => None,
-                1 => Some(0.0),
-                _ => Some(f64::from((i * 7919) % 1000) * 10f64.powi((i % 9) as i32 - 8)),
-            };
-            let duration_ns = i64::from((i * 104_729) % 5000) * 10i64.pow(i % 6);
-            spans.push(Span {
-                trace_id: TraceId(id),
-                span_id: SpanId([1, 2, 3, 4, 5, 6, 7, (i % 250) as u8 + 1]),
-                project_id: project.clone(),
-                kind: SpanKind::Llm,
-                name: "call".into(),
-                cost_usd: cost,
-                start_time: 1_000_000_000 + i64::from(i),
-                end_time: 1_000_000_000 + i64::from(i) + duration_ns,
-                ..Default::default()
-            });
+        let cost = |i: u32| match i % 7 {
+            0 => None,
+            1 => Some(0.0),
+            _ => Some(f64::from((i * 7919) % 1000) * 10f64.powi((i % 9) as i32 - 8)),
+        };
+        let first: Vec<Span> = (0..150)
+            .map(|i| sort_test_span(&project, i, 1, cost(i)))
+            .collect();
+        store.write_spans(first).await.unwrap();
+        assert_eq!(store.settle_traces().await.unwrap(), 150);
+        let mut rest: Vec<Span> = (150..300)
+            .map(|i| sort_test_span(&project, i, 1, cost(i)))
+            .collect();
+        // Late spans: to settled traces (their cost and duration index entries move) and to recent ones.
+        for i in [3, 40, 149, 200, 299] {
+            let mut late = sort_test_span(&project, i, 2, Some(5.0));
+            late.end_time += 10_000_000_000;
+            rest.push(late);
         }
-        store.write_spans(spans).await.unwrap();
-        for (sort, descending) in [
-            (TraceSortField::Cost, true),
-            (TraceSortField::Cost, false),
-            (TraceSortField::Duration, true),
-            (TraceSortField::Duration, false),
-        ] {
-            let mut q = TraceQuery::new(project.clone());
-            q.sort = sort;
-            q.descending = descending;
-            q.limit = 7;
-            let mut paged = Vec::new();
-            loop {
-                let page = store.find_traces(&q).await.unwrap();
-                paged.extend(page.traces);
-                match page.next_cursor {
-                    Some(c) => q.cursor = Some(Cursor::decode(&c).unwrap()),
-                    None => break,
+        store.write_spans(rest).await.unwrap();
+        let unsettled: i64 = {
+            let conn = Connection::open(store.inner.path.clone()).unwrap();
+            conn.query_row("SELECT count(*) FROM traces WHERE settled = 0", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        assert_eq!(unsettled, 150);
+
+        for (session, user) in [(None, None), (Some("s2"), None), (None, Some("u1"))] {
+            let expected_len = (0..300u32)
+                .filter(|i| session.is_none_or(|s| s == format!("s{}", i % 5)))
+                .filter(|i| user.is_none_or(|u| u == format!("u{}", i % 3)))
+                .count();
+            for (sort, descending) in [
+                (TraceSortField::Cost, true),
+                (TraceSortField::Cost, false),
+                (TraceSortField::Duration, true),
+                (TraceSortField::Duration, false),
+                (TraceSortField::StartTime, true),
+                (TraceSortField::Spans, false),
+            ] {
+                let mut q = TraceQuery::new(project.clone());
+                q.sort = sort;
+                q.descending = descending;
+                q.limit = 7;
+                q.session_id = session.map(str::to_string);
+                q.user_id = user.map(str::to_string);
+                let mut paged = Vec::new();
+                loop {
+                    let page = store.find_traces(&q).await.unwrap();
+                    paged.extend(page.traces);
+                    match page.next_cursor {
+                        Some(c) => q.cursor = Some(Cursor::decode(&c).unwrap()),
+                        None => break,
+                    }
+                }
+                let what =
+                    format!("{sort:?} descending={descending} session={session:?} user={user:?}");
+                let mut expected = paged.clone();
+                expected.sort_by(|a, b| read::sort_order(sort, a, b));
+                if descending {
+                    expected.reverse();
+                }
+                let ids = |v: &[TraceRow]| v.iter().map(|t| t.trace_id).collect::<Vec<_>>();
+                assert_eq!(ids(&paged), ids(&expected), "{what}");
+                let distinct: std::collections::HashSet<_> = ids(&paged).into_iter().collect();
+                assert_eq!(
+                    (paged.len(), distinct.len()),
+                    (expected_len, expected_len),
+                    "{what}"
+                );
+                // The late spans' cost shows whichever side their trace was on.
+                for t in &paged {
+                    let i = u32::from_be_bytes(t.trace_id.0[..4].try_into().unwrap()) - 1;
+                    if [3, 40, 149, 200, 299].contains(&i) {
+                        assert_eq!(t.span_count, 2, "{what}");
+                        assert!(t.cost_usd.unwrap() >= 5.0, "{what}");
+                    }
                 }
             }
-            let key = |t: &TraceRow| match sort {
-                TraceSortField::Cost => t.cost_usd.unwrap_or(-1.0),
-                _ => t.duration_ms,
-            };
-            let mut expected = paged.clone();
-            expected.sort_by(|a, b| key(a).total_cmp(&key(b)).then(a.trace_id.cmp(&b.trace_id)));
-            if descending {
-                expected.reverse();
-            }
-            assert_eq!(paged.len(), 300, "{sort:?}");
-            let ids = |v: &[TraceRow]| v.iter().map(|t| t.trace_id).collect::<Vec<_>>();
-            assert_eq!(
-                ids(&paged),
-                ids(&expected),
-                "{sort:?} descending={descending}"
-            );
         }
+        // Sessions and their traces, and the erasure of a user, see both sides too.
+        let session = store.get_session(&project, "s2").await.unwrap().unwrap();
+        assert_eq!(session.traces.len(), 60);
+        assert_eq!(session.session.turns, 60);
+        use crate::governance::GovernanceStore;
+        assert_eq!(store.erase_user_traces(&project, "u1").await.unwrap(), 100);
+        let mut q = TraceQuery::new(project.clone());
+        q.limit = MAX_PAGE_SIZE;
+        q.user_id = Some("u1".into());
+        assert!(store.find_traces(&q).await.unwrap().traces.is_empty());
+    }
+
+    /// The settled side of each settling filter or sort is answered from its partial index, and the
+    /// recent side from `traces_unsettled`: a full scan here would grow with the whole store.
+    #[test]
+    fn settling_indexes_serve_their_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path())).unwrap();
+        let conn = Connection::open(store.inner.path.clone()).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        let cols = "SELECT t.id, t.trace_id";
+        let cost = plan(&format!("{cols} FROM traces t WHERE t.project_id = 'p' AND t.settled = 1 ORDER BY COALESCE(t.cost_usd, -1.0) DESC, t.trace_id DESC LIMIT 8"));
+        assert!(cost.contains("traces_by_cost"), "{cost}");
+        let duration = plan(&format!("{cols} FROM traces t WHERE t.project_id = 'p' AND t.settled = 1 ORDER BY t.duration_ms LIMIT 8"));
+        assert!(duration.contains("traces_by_duration"), "{duration}");
+        let user = plan(&format!("{cols} FROM traces t WHERE t.project_id = 'p' AND t.settled = 1 AND t.user_id = 'u' ORDER BY t.start_ns LIMIT 8"));
+        assert!(user.contains("traces_by_user"), "{user}");
+        let recent = plan(&format!("{cols} FROM traces t INDEXED BY traces_unsettled WHERE t.project_id = 'p' AND t.settled = 0 ORDER BY t.duration_ms LIMIT 8"));
+        assert!(recent.contains("traces_unsettled"), "{recent}");
+        let both = plan(&format!(
+            "{cols} FROM {} t ORDER BY t.start_ns",
+            read::traces_where("project_id = 'p' AND session_id = 's'")
+        ));
+        assert!(
+            both.contains("traces_by_session") && both.contains("traces_unsettled"),
+            "{both}"
+        );
+        let settle =
+            plan("UPDATE traces INDEXED BY traces_unsettled SET settled = 1 WHERE settled = 0");
+        assert!(settle.contains("traces_unsettled"), "{settle}");
+    }
+
+    /// Traces left unsettled by a stopped writer are still found after a restart, and settled.
+    #[tokio::test]
+    async fn unsettled_traces_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = ProjectId::new("p");
+        {
+            let store = SqliteStore::open(&SqliteSettings::new(dir.path())).unwrap();
+            let spans = (0..20)
+                .map(|i| sort_test_span(&project, i, 1, Some(1.0)))
+                .collect();
+            store.write_spans(spans).await.unwrap();
+        }
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path())).unwrap();
+        let mut q = TraceQuery::new(project.clone());
+        q.sort = TraceSortField::Cost;
+        q.user_id = Some("u0".into());
+        assert_eq!(store.find_traces(&q).await.unwrap().traces.len(), 7);
+        assert_eq!(store.settle_traces().await.unwrap(), 20);
+        assert_eq!(store.find_traces(&q).await.unwrap().traces.len(), 7);
     }
 }

@@ -103,11 +103,12 @@ fn trace_params(t: &TraceRow) -> [Sql; 24] {
 }
 
 /// Inserts the row of a trace not stored yet and returns its internal key (`traces.id`); `None`
-/// when the trace exists. One index descent for the common case of a new trace.
+/// when the trace exists. One index descent for the common case of a new trace. The row starts
+/// unsettled: the writer adds it to the settling indexes later, together with other new traces.
 pub(super) fn insert_new_trace_row(conn: &Connection, t: &TraceRow) -> Result<Option<i64>> {
     let sql = format!(
-        "INSERT INTO traces ({TRACE_WRITE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-            ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
+        "INSERT INTO traces ({TRACE_WRITE_COLUMNS}, settled) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+            ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, 0)
          ON CONFLICT (project_id, trace_id) DO NOTHING"
     );
     let n = conn
@@ -158,6 +159,17 @@ pub(super) fn load_facts(conn: &Connection, trace_ref: i64) -> Result<Vec<SpanFa
     Ok(facts)
 }
 
+/// The rows of `traces` matching `cond`, as a `FROM` item, for a filter that one of the settling
+/// indexes serves (session or user; migration 0011): rows already in those indexes are found
+/// through them, the recent rows waiting for them through `traces_unsettled`. `cond` names columns
+/// without a table alias and may use numbered parameters, which both sides share.
+pub(super) fn traces_where(cond: &str) -> String {
+    format!(
+        "(SELECT * FROM traces WHERE settled = 1 AND {cond} \
+         UNION ALL SELECT * FROM traces INDEXED BY traces_unsettled WHERE settled = 0 AND {cond})"
+    )
+}
+
 /// A dynamic `WHERE` clause built from fixed fragments and bound values.
 #[derive(Default)]
 struct Filter {
@@ -206,6 +218,35 @@ fn cursor_value(field: TraceSortField, t: &TraceRow) -> CursorValue {
         TraceSortField::Cost => CursorValue::Float(t.cost_usd.unwrap_or(-1.0)),
         TraceSortField::Tokens => CursorValue::Int(t.total_tokens),
         TraceSortField::Spans => CursorValue::Int(t.span_count),
+    }
+}
+
+/// The order of `find_traces`' sort, ascending, as SQLite compares the sort column and trace id.
+pub(super) fn sort_order(field: TraceSortField, a: &TraceRow, b: &TraceRow) -> std::cmp::Ordering {
+    let by_value = match (cursor_value(field, a), cursor_value(field, b)) {
+        (CursorValue::Int(x), CursorValue::Int(y)) => x.cmp(&y),
+        // SQLite compares REAL values numerically (0.0 = -0.0; it stores no NaN).
+        (CursorValue::Float(x), CursorValue::Float(y)) => {
+            x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
+        }
+        (CursorValue::Int(x), CursorValue::Float(y)) => (x as f64).total_cmp(&y),
+        (CursorValue::Float(x), CursorValue::Int(y)) => x.total_cmp(&(y as f64)),
+    };
+    by_value.then_with(|| a.trace_id.cmp(&b.trace_id))
+}
+
+/// Merges two lists, each sorted by `order`, into one sorted list.
+fn merge_sorted<T>(a: Vec<T>, b: Vec<T>, order: impl Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => order(x, y).is_le(),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return out,
+        };
+        out.extend(if take_a { a.next() } else { b.next() });
     }
 }
 
@@ -307,11 +348,31 @@ pub(super) fn find_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
             [v.clone(), v, id],
         );
     }
-    let sql = format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?{} ORDER BY {expr} {dir}, t.trace_id {dir} LIMIT {}", f.sql, limit + 1);
-    let mut stmt = conn.prepare(&sql)?;
-    let mut traces: Vec<TraceRow> = stmt
-        .query_map(params_from_iter(f.args.iter()), trace_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    let select = |from: &str, side: &str| -> Result<Vec<TraceRow>> {
+        let sql = format!("SELECT {TRACE_COLUMNS} FROM {from} WHERE t.project_id = ?{side}{} ORDER BY {expr} {dir}, t.trace_id {dir} LIMIT {}", f.sql, limit + 1);
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(f.args.iter()), trace_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    };
+    // Filters and sorts served by a settling index read the settled rows through it and the recent
+    // ones through theirs, each side in order, and merge the two (see `traces_where`).
+    let settling = q.session_id.is_some()
+        || q.user_id.is_some()
+        || matches!(q.sort, TraceSortField::Cost | TraceSortField::Duration);
+    let mut traces = if settling {
+        let settled = select("traces t", " AND t.settled = 1")?;
+        let recent = select("traces t INDEXED BY traces_unsettled", " AND t.settled = 0")?;
+        merge_sorted(settled, recent, |a, b| {
+            let order = sort_order(q.sort, a, b);
+            if q.descending {
+                order.reverse()
+            } else {
+                order
+            }
+        })
+    } else {
+        select("traces t", "")?
+    };
     let next_cursor = if traces.len() > limit {
         traces.truncate(limit);
         traces.last().map(|t| {
@@ -400,14 +461,15 @@ pub fn tree_order(mut spans: Vec<Span>) -> Vec<Span> {
 /// Recomputes the summary row of one session from its traces (or removes it when none is left).
 pub(super) fn refresh_session(conn: &Connection, project: &str, session_id: &str) -> Result<()> {
     let n = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "INSERT OR REPLACE INTO sessions (project_id, session_id, user_id, environment, agent_names, turns, span_count,
                 start_ns, end_ns, input_tokens, output_tokens, cost_usd, error_count, flagged_count)
              SELECT t.project_id, t.session_id, MAX(t.user_id), MAX(t.environment), group_concat(DISTINCT t.agent_name), COUNT(*),
                 SUM(t.span_count), MIN(t.start_ns), MAX(t.end_ns), SUM(t.input_tokens), SUM(t.output_tokens), SUM(t.cost_usd),
                 SUM(t.error_count > 0), SUM(t.flags != 0)
-             FROM traces t WHERE t.project_id = ?1 AND t.session_id = ?2 GROUP BY t.project_id, t.session_id",
-        )?
+             FROM {} t GROUP BY t.project_id, t.session_id",
+            traces_where("project_id = ?1 AND session_id = ?2")
+        ))?
         .execute(params![project, session_id])?;
     if n == 0 {
         conn.prepare_cached("DELETE FROM sessions WHERE project_id = ?1 AND session_id = ?2")?
@@ -544,7 +606,10 @@ pub(super) fn get_session(
     else {
         return Ok(None);
     };
-    let sql = format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?1 AND t.session_id = ?2 ORDER BY t.start_ns LIMIT 10000");
+    let sql = format!(
+        "SELECT {TRACE_COLUMNS} FROM {} t ORDER BY t.start_ns LIMIT 10000",
+        traces_where("project_id = ?1 AND session_id = ?2")
+    );
     let traces = conn
         .prepare_cached(&sql)?
         .query_map(params![project.as_str(), session_id], trace_row)?

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,13 @@ const FTS_TEXT_LIMIT: usize = 64 * 1024;
 /// A trace's spans from one request are split into chunks of at most this many spans, so that
 /// reading one chunk back stays cheap however large a trace grows.
 const CHUNK_SPANS: usize = 1000;
+
+/// New traces wait for their entries in the settling indexes (migration 0011) until this many are
+/// waiting or the oldest has waited `SETTLE_AFTER`. A larger batch writes fewer index pages per
+/// trace; a smaller one keeps each settling transaction short and the unsettled side that readers
+/// scan small.
+const SETTLE_TRACES: usize = 20_000;
+const SETTLE_AFTER: Duration = Duration::from_secs(3);
 
 type Exec = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -414,7 +421,20 @@ fn run(
     wal_bytes: &AtomicI64,
     syncer: Option<SyncSender<Acks>>,
 ) {
-    while let Ok(first) = rx.recv() {
+    let mut settling = Settling::load(&conn);
+    loop {
+        let first = match settling.due_in() {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(wait) => rx.recv_timeout(wait),
+        };
+        let first = match first {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                settling.settle(&mut conn);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         bound_wal(&conn, wal_path, wal_bytes);
         let mut batch = Vec::new();
         let mut size = 0;
@@ -423,12 +443,13 @@ fn run(
             match job {
                 Job::Exec(f) => {
                     // Flush what was gathered so far, then run the exec alone.
-                    flush(
+                    let added = flush(
                         &mut conn,
                         std::mem::take(&mut batch),
                         &pending,
                         syncer.as_ref(),
                     );
+                    settling.added(added);
                     size = 0;
                     // Administrative writes acknowledge inside `f`, so they commit fully synced.
                     if syncer.is_some() {
@@ -448,19 +469,96 @@ fn run(
                 next = rx.try_recv().ok();
             }
         }
-        flush(&mut conn, batch, &pending, syncer.as_ref());
+        let added = flush(&mut conn, batch, &pending, syncer.as_ref());
+        settling.added(added);
+        if settling.due_in() == Some(Duration::ZERO) {
+            settling.settle(&mut conn);
+        }
     }
     tracing::debug!("sqlite writer stopped");
 }
 
+/// New trace rows waiting to be added to the settling indexes (migration 0011), and when the
+/// oldest of them was written.
+struct Settling {
+    waiting: usize,
+    since: Option<Instant>,
+}
+
+impl Settling {
+    /// Rows left unsettled by the last run (it stopped or crashed before settling them).
+    fn load(conn: &Connection) -> Self {
+        let waiting: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM traces INDEXED BY traces_unsettled WHERE settled = 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        Settling {
+            waiting: waiting as usize,
+            since: (waiting > 0).then(Instant::now),
+        }
+    }
+
+    fn added(&mut self, traces: usize) {
+        if traces > 0 && self.waiting == 0 {
+            self.since = Some(Instant::now());
+        }
+        self.waiting += traces;
+    }
+
+    /// How long until the waiting rows are due to be settled; `None` when none are waiting.
+    fn due_in(&self) -> Option<Duration> {
+        let since = self.since.filter(|_| self.waiting > 0)?;
+        if self.waiting >= SETTLE_TRACES {
+            return Some(Duration::ZERO);
+        }
+        Some(SETTLE_AFTER.saturating_sub(since.elapsed()))
+    }
+
+    /// Adds every waiting row to the settling indexes in one transaction. Nothing waits on it: a
+    /// failure (or a crash before its commit is synced) leaves the rows unsettled, still found by
+    /// readers, and they are settled next time.
+    fn settle(&mut self, conn: &mut Connection) {
+        let started = Instant::now();
+        match settle_traces(conn) {
+            Ok(n) => {
+                tracing::trace!(
+                    traces = n,
+                    micros = started.elapsed().as_micros() as u64,
+                    "settled"
+                );
+                self.waiting = 0;
+                self.since = None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not settle new traces into their indexes; will retry");
+                self.since = Some(Instant::now());
+            }
+        }
+    }
+}
+
+pub(crate) fn settle_traces(conn: &mut Connection) -> Result<usize> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx.execute(
+        "UPDATE traces INDEXED BY traces_unsettled SET settled = 1 WHERE settled = 0",
+        [],
+    )?;
+    tx.commit()?;
+    Ok(n)
+}
+
+/// Commits a batch and hands its acknowledgements on; returns how many new traces it added.
 fn flush(
     conn: &mut Connection,
     batch: Vec<Job>,
     pending: &Arc<AtomicUsize>,
     syncer: Option<&SyncSender<Acks>>,
-) {
+) -> usize {
     if batch.is_empty() {
-        return;
+        return 0;
     }
     let total: usize = batch.iter().map(Job::span_count).sum();
     let started = Instant::now();
@@ -472,7 +570,7 @@ fn flush(
         "commit"
     );
     match result {
-        Ok(outcomes) => {
+        Ok((outcomes, new_traces)) => {
             // Each acknowledgement reports the commit's outcome, or the sync's failure. A job stays
             // counted as pending until it is acknowledged, so back-pressure covers the disk sync too.
             let mut acks: Acks = Vec::with_capacity(batch.len());
@@ -514,6 +612,7 @@ fn flush(
                     }
                 }
             }
+            new_traces
         }
         Err(e) => {
             pending.fetch_sub(total, Ordering::AcqRel);
@@ -531,6 +630,7 @@ fn flush(
                     Job::Exec(_) => {}
                 }
             }
+            0
         }
     }
 }
@@ -549,16 +649,18 @@ struct RollupKey<'a> {
     tool: &'a str,
 }
 
-fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>> {
+/// Writes a batch in one transaction; returns each job's receipt and how many new traces it added.
+fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<(Vec<WriteReceipt>, usize)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut new_traces = 0;
     let mut rollups: HashMap<RollupKey<'_>, RollupTotals> = HashMap::new();
     for job in batch {
         let mut receipt = WriteReceipt::default();
         match job {
             Job::Spans { chunks, scores, .. } => {
                 for chunk in chunks {
-                    write_chunk(&tx, chunk, &mut receipt, &mut rollups)?;
+                    new_traces += usize::from(write_chunk(&tx, chunk, &mut receipt, &mut rollups)?);
                 }
                 // Idempotent like the spans: a redelivered span's scores are already there.
                 for score in scores {
@@ -574,18 +676,19 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<WriteReceipt>
     }
     merge_rollups(&tx, rollups)?;
     tx.commit()?;
-    Ok(outcomes)
+    Ok((outcomes, new_traces))
 }
 
 /// Stores one chunk and brings its trace's row, its session's row and the rollups up to date.
+/// Returns whether the chunk started a new trace.
 fn write_chunk<'a>(
     tx: &rusqlite::Transaction,
     chunk: &'a PreparedChunk,
     receipt: &mut WriteReceipt,
     rollups: &mut HashMap<RollupKey<'a>, RollupTotals>,
-) -> Result<()> {
+) -> Result<bool> {
     let Some(summary) = &chunk.summary else {
-        return Ok(());
+        return Ok(false);
     };
     // A new trace (the common case): its summary was computed by the caller.
     let inserted = insert_new_trace_row(tx, summary)?;
@@ -609,7 +712,7 @@ fn write_chunk<'a>(
             summary.clone(),
             None,
         ),
-        (None, None) => return Ok(()),
+        (None, None) => return Ok(false),
         // More spans of a known trace: skip the ones already stored (redelivery) and
         // re-summarise from the facts of all its chunks.
         (None, Some((trace_ref, old))) => {
@@ -623,11 +726,11 @@ fn write_chunk<'a>(
                 .collect();
             receipt.duplicates += chunk.facts.len() - fresh.len();
             if fresh.is_empty() {
-                return Ok(());
+                return Ok(false);
             }
             all.extend(fresh.iter().cloned());
             let Some(row) = summarize(&chunk.project, chunk.trace_id, &all) else {
-                return Ok(());
+                return Ok(false);
             };
             update_trace_row(tx, trace_ref, &row)?;
             (trace_ref, Cow::Owned(fresh), Some(old), row, Some(known))
@@ -668,7 +771,7 @@ fn write_chunk<'a>(
         add_rollup(rollups, &chunk.project, f);
     }
     receipt.inserted += fresh.len();
-    Ok(())
+    Ok(inserted.is_some())
 }
 
 fn write_logs(
