@@ -48,8 +48,8 @@ const CHUNK_SPANS: usize = 1000;
 /// waiting or the oldest has waited `SETTLE_AFTER`. A larger batch writes fewer index pages per
 /// trace; a smaller one keeps each settling transaction short and the unsettled side that readers
 /// scan small.
-const SETTLE_TRACES: usize = 20_000;
-const SETTLE_AFTER: Duration = Duration::from_secs(3);
+const SETTLE_TRACES: usize = 40_000;
+const SETTLE_AFTER: Duration = Duration::from_secs(5);
 
 type Exec = Box<dyn FnOnce(&mut Connection) + Send>;
 
