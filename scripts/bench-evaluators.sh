@@ -8,7 +8,7 @@
 #   scripts/bench-evaluators.sh [SPANS] [SCOPE]     (release build: cargo build --release)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="$ROOT/target/release/vigil"
+BIN="${BIN:-$ROOT/target/release/vigil}"
 SPANS="${1:-200000}"
 SCOPE="${2:-trace}"
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
