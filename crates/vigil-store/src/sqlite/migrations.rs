@@ -38,6 +38,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         11,
         include_str!("../../migrations/sqlite/0011_settling_trace_indexes.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_scores_by_trace_ref.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

@@ -625,7 +625,8 @@ mod layout_tests {
     }
 
     /// The settled side of each settling filter or sort is answered from its partial index, and the
-    /// recent side from `traces_unsettled`: a full scan here would grow with the whole store.
+    /// recent side from `traces_unsettled`; scores are found by their trace's key. A full scan here
+    /// would grow with the whole store.
     #[test]
     fn settling_indexes_serve_their_queries() {
         let dir = tempfile::tempdir().unwrap();
@@ -653,6 +654,10 @@ mod layout_tests {
             both.contains("traces_by_session") && both.contains("traces_unsettled"),
             "{both}"
         );
+        let scores = plan("SELECT count(*) FROM traces t JOIN scores s ON s.trace_ref = t.id WHERE t.project_id = 'p' AND t.start_ns > 5");
+        assert!(scores.contains("scores_by_trace_ref"), "{scores}");
+        let unlinked = plan("UPDATE scores SET trace_ref = 9 WHERE trace_ref IS NULL AND project_id = 'p' AND trace_id = x'01'");
+        assert!(unlinked.contains("scores_unlinked"), "{unlinked}");
         let settle =
             plan("UPDATE traces INDEXED BY traces_unsettled SET settled = 1 WHERE settled = 0");
         assert!(settle.contains("traces_unsettled"), "{settle}");
@@ -677,5 +682,97 @@ mod layout_tests {
         assert_eq!(store.find_traces(&q).await.unwrap().traces.len(), 7);
         assert_eq!(store.settle_traces().await.unwrap(), 20);
         assert_eq!(store.find_traces(&q).await.unwrap().traces.len(), 7);
+    }
+
+    /// Scores are found through their trace's row key (migration 0012): a score given before its
+    /// trace arrived is found by trace id, linked when the trace arrives, counted once, and deleted
+    /// with the trace; an evaluator still scores a target once.
+    #[tokio::test]
+    async fn scores_follow_their_trace_whenever_it_arrives() {
+        use crate::quality::{QualityStore, ScoreRow, ScoreSource};
+        use crate::GovernanceStore;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path())).unwrap();
+        let project = ProjectId::new("p");
+        let span = sort_test_span(&project, 7, 1, Some(1.0));
+        let trace = span.trace_id;
+        let score = |source: ScoreSource, name: &str, span_id| ScoreRow {
+            id: 0,
+            project_id: project.clone(),
+            trace_id: Some(trace),
+            span_id,
+            session_id: None,
+            name: name.into(),
+            value: None,
+            passed: Some(false),
+            label: None,
+            reason: None,
+            source,
+            source_id: Some("e1".into()),
+            created_ns: 5,
+            cost_usd: None,
+        };
+        let linked = |store: &SqliteStore| {
+            let conn = Connection::open(store.inner.path.clone()).unwrap();
+            conn.query_row("SELECT count(*), count(trace_ref) FROM scores", [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })
+            .unwrap()
+        };
+        // End-user feedback before the spans: stored unlinked, found by trace id.
+        store
+            .insert_score(score(ScoreSource::Feedback, "thumbs", None))
+            .await
+            .unwrap();
+        assert_eq!(linked(&store), (1, 0));
+        let found = store
+            .list_scores(&project, Some(trace), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        // The trace arrives: the score is linked and counted once.
+        store.write_spans(vec![span.clone()]).await.unwrap();
+        assert_eq!(linked(&store), (1, 1));
+        let found = store
+            .list_scores(&project, Some(trace), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        let candidates = store.annotation_candidates(&project, 0, 10).await.unwrap();
+        assert_eq!(candidates.len(), 1);
+        assert_eq!(candidates[0].negative_feedback, 1);
+        // An evaluator's verdict on a span is stored once, however often it is given.
+        for _ in 0..2 {
+            store
+                .insert_score(score(ScoreSource::Evaluator, "rule", Some(span.span_id)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(linked(&store), (2, 2));
+        let candidates = store.annotation_candidates(&project, 0, 10).await.unwrap();
+        assert_eq!(candidates[0].failing_evaluators, vec!["rule".to_string()]);
+        // Scores of other traces stay out of this trace's list.
+        let other = sort_test_span(&project, 8, 1, Some(1.0));
+        store.write_spans(vec![other]).await.unwrap();
+        assert_eq!(
+            store
+                .list_scores(&project, Some(trace), None, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            store
+                .list_scores(&project, None, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        // Deleting the trace deletes its scores.
+        assert_eq!(store.erase_user_traces(&project, "u1").await.unwrap(), 1);
+        assert_eq!(linked(&store), (0, 0));
     }
 }

@@ -55,10 +55,11 @@ fn score_row(r: &Row) -> rusqlite::Result<ScoreRow> {
     })
 }
 
+/// Inserts a score, linked to its trace's row when the trace is stored (see migration 0012).
 pub(crate) fn insert_score(conn: &rusqlite::Connection, s: &ScoreRow) -> rusqlite::Result<usize> {
     conn.prepare_cached(
-        "INSERT OR IGNORE INTO scores (project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns, cost_usd) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        "INSERT OR IGNORE INTO scores (project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns, cost_usd, trace_ref) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, (SELECT id FROM traces WHERE project_id = ?1 AND trace_id = ?2))",
     )?
     .execute(params![
         s.project_id.as_str(),
@@ -104,7 +105,7 @@ fn failure_mode_row(r: &Row) -> rusqlite::Result<FailureModeRow> {
 /// fails if any of its spans failed).
 const RATE_SQL: &str = "SELECT count(DISTINCT CASE WHEN passed = 0 THEN k END), count(DISTINCT k) FROM ( \
        SELECT COALESCE(t.session_id, hex(t.trace_id)) AS k, s.passed AS passed, t.start_ns AS start_ns \
-       FROM scores s JOIN traces t ON t.project_id = s.project_id AND t.trace_id = s.trace_id \
+       FROM scores s JOIN traces t ON t.id = s.trace_ref \
        WHERE s.project_id = ?1 AND s.source = 'evaluator' AND s.name = ?2 AND s.passed IS NOT NULL \
          AND t.start_ns >= ?3 AND t.start_ns <= ?4 \
          AND (?5 IS NULL OR t.service_version = ?5) AND (?6 IS NULL OR t.service_version IS NOT ?6))";
@@ -386,10 +387,21 @@ impl QualityStore for SqliteStore {
     ) -> Result<Vec<ScoreRow>> {
         let (p, name) = (project.clone(), name.map(str::to_string));
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {SCORE_COLUMNS} FROM scores WHERE project_id = ?1 AND (?2 IS NULL OR trace_id = ?2) \
-                 AND (?3 IS NULL OR name = ?3) ORDER BY created_ns DESC, id DESC LIMIT ?4"
-            ))?;
+            // A trace's scores are found by its row's key, or by trace id while it is not stored.
+            let sql = if trace.is_some() {
+                format!(
+                    "SELECT {SCORE_COLUMNS} FROM ( \
+                       SELECT * FROM scores WHERE trace_ref = (SELECT id FROM traces WHERE project_id = ?1 AND trace_id = ?2) \
+                       UNION ALL SELECT * FROM scores WHERE trace_ref IS NULL AND project_id = ?1 AND trace_id = ?2) \
+                     WHERE (?3 IS NULL OR name = ?3) ORDER BY created_ns DESC, id DESC LIMIT ?4"
+                )
+            } else {
+                format!(
+                    "SELECT {SCORE_COLUMNS} FROM scores WHERE project_id = ?1 AND ?2 IS NULL \
+                     AND (?3 IS NULL OR name = ?3) ORDER BY created_ns DESC, id DESC LIMIT ?4"
+                )
+            };
+            let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(
                 params![p.as_str(), trace.map(|t| t.as_bytes().to_vec()), name, limit as i64],
                 score_row,
@@ -616,7 +628,7 @@ impl QualityStore for SqliteStore {
                 "SELECT strftime('%Y-%m-%d', start_ns / 1000000000, 'unixepoch') AS day, \
                         count(DISTINCT CASE WHEN passed = 0 THEN k END), count(DISTINCT k) FROM ( \
                    SELECT COALESCE(t.session_id, hex(t.trace_id)) AS k, s.passed AS passed, t.start_ns AS start_ns \
-                   FROM scores s JOIN traces t ON t.project_id = s.project_id AND t.trace_id = s.trace_id \
+                   FROM scores s JOIN traces t ON t.id = s.trace_ref \
                    WHERE s.project_id = ?1 AND s.source = 'evaluator' AND s.name = ?2 AND s.passed IS NOT NULL \
                      AND t.start_ns >= ?3 AND t.start_ns <= ?4) GROUP BY day ORDER BY day",
             )?;
@@ -644,15 +656,15 @@ impl QualityStore for SqliteStore {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT t.trace_id, t.start_ns, t.duration_ms, t.cost_usd, t.status, t.flags, t.root_name, t.session_id, \
-                   (SELECT group_concat(DISTINCT s.name) FROM scores s WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id \
+                   (SELECT group_concat(DISTINCT s.name) FROM scores s WHERE s.trace_ref = t.id \
                       AND s.source = 'evaluator' AND s.passed = 0), \
-                   (SELECT count(*) FROM scores s WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id \
+                   (SELECT count(*) FROM scores s WHERE s.trace_ref = t.id \
                       AND s.source = 'feedback' AND s.passed = 0), \
-                   (SELECT count(*) FROM scores s WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id \
+                   (SELECT count(*) FROM scores s WHERE s.trace_ref = t.id \
                       AND s.source = 'evaluator' AND s.label LIKE 'judge:%' AND s.value BETWEEN 0.35 AND 0.65) \
                  FROM traces t WHERE t.project_id = ?1 AND t.start_ns >= ?2 \
                    AND (?4 = 0 OR t.flags != 0 OR t.status = 'error' OR EXISTS (SELECT 1 FROM scores s \
-                        WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id \
+                        WHERE s.trace_ref = t.id \
                           AND s.source IN ('evaluator', 'feedback') AND s.passed = 0)) \
                  ORDER BY t.start_ns DESC LIMIT ?3",
             )?;

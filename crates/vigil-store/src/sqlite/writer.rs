@@ -655,12 +655,14 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<(Vec<WriteReceipt
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut new_traces = 0;
     let mut rollups: HashMap<RollupKey<'_>, RollupTotals> = HashMap::new();
+    let mut search: Vec<(i64, &str)> = Vec::new();
     for job in batch {
         let mut receipt = WriteReceipt::default();
         match job {
             Job::Spans { chunks, scores, .. } => {
                 for chunk in chunks {
-                    new_traces += usize::from(write_chunk(&tx, chunk, &mut receipt, &mut rollups)?);
+                    let new = write_chunk(&tx, chunk, &mut receipt, &mut rollups, &mut search)?;
+                    new_traces += usize::from(new);
                 }
                 // Idempotent like the spans: a redelivered span's scores are already there.
                 for score in scores {
@@ -675,17 +677,26 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<(Vec<WriteReceipt
         outcomes.push(receipt);
     }
     merge_rollups(&tx, rollups)?;
+    // Indexed last: FTS5 writes the terms pending in a transaction out as a new segment whenever a
+    // statement opens a savepoint (an UPDATE does), so interleaved with the other writes the batch's
+    // text would become many small segments, each to be merged again.
+    let mut index = tx.prepare_cached("INSERT INTO chunk_text (rowid, text) VALUES (?1, ?2)")?;
+    for (chunk_id, text) in search {
+        index.execute(params![chunk_id, text])?;
+    }
+    drop(index);
     tx.commit()?;
     Ok((outcomes, new_traces))
 }
 
-/// Stores one chunk and brings its trace's row, its session's row and the rollups up to date.
-/// Returns whether the chunk started a new trace.
+/// Stores one chunk and brings its trace's row, its session's row and the rollups up to date; its
+/// search text is left in `search` for the batch to index. Returns whether it started a new trace.
 fn write_chunk<'a>(
     tx: &rusqlite::Transaction,
     chunk: &'a PreparedChunk,
     receipt: &mut WriteReceipt,
     rollups: &mut HashMap<RollupKey<'a>, RollupTotals>,
+    search: &mut Vec<(i64, &'a str)>,
 ) -> Result<bool> {
     let Some(summary) = &chunk.summary else {
         return Ok(false);
@@ -704,6 +715,28 @@ fn write_chunk<'a>(
         TraceRow,
         Option<HashSet<SpanId>>,
     );
+    if let Some(trace_ref) = inserted {
+        // Scores given before the trace arrived (end-user feedback) now find it by its key. Looked
+        // for first: an UPDATE opens a statement savepoint, which makes FTS5 flush the search terms
+        // pending in this transaction into a segment of their own, one per new trace.
+        let waiting = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM scores WHERE trace_ref IS NULL AND project_id = ?1 AND trace_id = ?2)",
+            )?
+            .query_row(params![chunk.project.as_str(), chunk.trace_id.as_bytes()], |r| {
+                r.get::<_, bool>(0)
+            })?;
+        if waiting {
+            tx.prepare_cached(
+                "UPDATE scores SET trace_ref = ?1 WHERE trace_ref IS NULL AND project_id = ?2 AND trace_id = ?3",
+            )?
+            .execute(params![
+                trace_ref,
+                chunk.project.as_str(),
+                chunk.trace_id.as_bytes()
+            ])?;
+        }
+    }
     let (trace_ref, fresh, old, row, known): Outcome<'_> = match (inserted, existing) {
         (Some(trace_ref), _) => (
             trace_ref,
@@ -753,9 +786,7 @@ fn write_chunk<'a>(
         chunk.body,
         chunk.judged_by
     ])?;
-    let chunk_id = tx.last_insert_rowid();
-    tx.prepare_cached("INSERT INTO chunk_text (rowid, text) VALUES (?1, ?2)")?
-        .execute(params![chunk_id, chunk.text])?;
+    search.push((tx.last_insert_rowid(), &chunk.text));
     // Sessions are updated by difference, so a session of thousands of turns costs the same per
     // write as a session of one.
     if let Some(old) = &old {
@@ -982,8 +1013,12 @@ pub(crate) fn delete_traces(
         tx.prepare_cached("DELETE FROM log_records WHERE project_id = ?1 AND trace_id = ?2")?
             .execute(params![project, trace])?;
         // What the quality loop derived from the trace goes with it.
-        tx.prepare_cached("DELETE FROM scores WHERE project_id = ?1 AND trace_id = ?2")?
-            .execute(params![project, trace])?;
+        tx.prepare_cached("DELETE FROM scores WHERE trace_ref = ?1")?
+            .execute([trace_ref])?;
+        tx.prepare_cached(
+            "DELETE FROM scores WHERE trace_ref IS NULL AND project_id = ?1 AND trace_id = ?2",
+        )?
+        .execute(params![project, trace])?;
         tx.prepare_cached("DELETE FROM eval_jobs WHERE project_id = ?1 AND trace_id = ?2")?
             .execute(params![project, trace])?;
         tx.prepare_cached(
