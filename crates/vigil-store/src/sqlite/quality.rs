@@ -55,13 +55,24 @@ fn score_row(r: &Row) -> rusqlite::Result<ScoreRow> {
     })
 }
 
-/// Inserts a score, linked to its trace's row when the trace is stored (see migration 0012).
+/// Inserts a score (ignored when its evaluator already scored that target), linked to its trace's
+/// row when the trace is stored (migration 0012): `?14` is the row's key when the caller knows it,
+/// otherwise it is looked up.
+pub(crate) const INSERT_SCORE: &str = "INSERT OR IGNORE INTO scores (project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns, cost_usd, trace_ref) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, COALESCE(?14, (SELECT id FROM traces WHERE project_id = ?1 AND trace_id = ?2)))";
+
 pub(crate) fn insert_score(conn: &rusqlite::Connection, s: &ScoreRow) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO scores (project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns, cost_usd, trace_ref) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, (SELECT id FROM traces WHERE project_id = ?1 AND trace_id = ?2))",
-    )?
-    .execute(params![
+    let mut stmt = conn.prepare_cached(INSERT_SCORE)?;
+    insert_score_with(&mut stmt, s, None)
+}
+
+/// `insert_score` with a statement prepared from `INSERT_SCORE` and, if known, the trace's row key.
+pub(crate) fn insert_score_with(
+    stmt: &mut rusqlite::Statement,
+    s: &ScoreRow,
+    trace_ref: Option<i64>,
+) -> rusqlite::Result<usize> {
+    stmt.execute(params![
         s.project_id.as_str(),
         s.trace_id.map(|t| t.as_bytes().to_vec()),
         s.span_id.map(|t| t.as_bytes().to_vec()),
@@ -74,7 +85,8 @@ pub(crate) fn insert_score(conn: &rusqlite::Connection, s: &ScoreRow) -> rusqlit
         s.source.as_str(),
         s.source_id,
         s.created_ns,
-        s.cost_usd
+        s.cost_usd,
+        trace_ref
     ])
 }
 

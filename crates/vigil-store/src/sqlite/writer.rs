@@ -660,13 +660,22 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<(Vec<WriteReceipt
         let mut receipt = WriteReceipt::default();
         match job {
             Job::Spans { chunks, scores, .. } => {
+                let mut trace_refs: HashMap<(&str, TraceId), i64> = HashMap::new();
                 for chunk in chunks {
-                    let new = write_chunk(&tx, chunk, &mut receipt, &mut rollups, &mut search)?;
+                    let (new, trace_ref) =
+                        write_chunk(&tx, chunk, &mut receipt, &mut rollups, &mut search)?;
                     new_traces += usize::from(new);
+                    if let Some(r) = trace_ref {
+                        trace_refs.insert((chunk.project.as_str(), chunk.trace_id), r);
+                    }
                 }
                 // Idempotent like the spans: a redelivered span's scores are already there.
+                let mut insert = tx.prepare_cached(super::quality::INSERT_SCORE)?;
                 for score in scores {
-                    super::quality::insert_score(&tx, score)?;
+                    let trace_ref = score
+                        .trace_id
+                        .and_then(|t| trace_refs.get(&(score.project_id.as_str(), t)).copied());
+                    super::quality::insert_score_with(&mut insert, score, trace_ref)?;
                 }
             }
             Job::Logs {
@@ -690,16 +699,17 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<(Vec<WriteReceipt
 }
 
 /// Stores one chunk and brings its trace's row, its session's row and the rollups up to date; its
-/// search text is left in `search` for the batch to index. Returns whether it started a new trace.
+/// search text is left in `search` for the batch to index. Returns whether it started a new trace,
+/// and the trace's row key when it is stored.
 fn write_chunk<'a>(
     tx: &rusqlite::Transaction,
     chunk: &'a PreparedChunk,
     receipt: &mut WriteReceipt,
     rollups: &mut HashMap<RollupKey<'a>, RollupTotals>,
     search: &mut Vec<(i64, &'a str)>,
-) -> Result<bool> {
+) -> Result<(bool, Option<i64>)> {
     let Some(summary) = &chunk.summary else {
-        return Ok(false);
+        return Ok((false, None));
     };
     // A new trace (the common case): its summary was computed by the caller.
     let inserted = insert_new_trace_row(tx, summary)?;
@@ -745,7 +755,7 @@ fn write_chunk<'a>(
             summary.clone(),
             None,
         ),
-        (None, None) => return Ok(false),
+        (None, None) => return Ok((false, None)),
         // More spans of a known trace: skip the ones already stored (redelivery) and
         // re-summarise from the facts of all its chunks.
         (None, Some((trace_ref, old))) => {
@@ -759,11 +769,11 @@ fn write_chunk<'a>(
                 .collect();
             receipt.duplicates += chunk.facts.len() - fresh.len();
             if fresh.is_empty() {
-                return Ok(false);
+                return Ok((false, Some(trace_ref)));
             }
             all.extend(fresh.iter().cloned());
             let Some(row) = summarize(&chunk.project, chunk.trace_id, &all) else {
-                return Ok(false);
+                return Ok((false, Some(trace_ref)));
             };
             update_trace_row(tx, trace_ref, &row)?;
             (trace_ref, Cow::Owned(fresh), Some(old), row, Some(known))
@@ -802,7 +812,7 @@ fn write_chunk<'a>(
         add_rollup(rollups, &chunk.project, f);
     }
     receipt.inserted += fresh.len();
-    Ok(inserted.is_some())
+    Ok((inserted.is_some(), Some(trace_ref)))
 }
 
 fn write_logs(
