@@ -36,7 +36,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     ),
     (
         11,
-        include_str!("../../migrations/sqlite/0011_settling_trace_indexes.sql"),
+        include_str!("../../migrations/sqlite/0011_deferred_trace_indexes.sql"),
     ),
     (
         12,

@@ -309,10 +309,10 @@ impl SqliteStore {
             .await
     }
 
-    /// Adds new traces to the settling indexes now instead of when the writer gets to it.
+    /// Adds waiting traces to the deferred indexes now instead of when the writer gets to it.
     #[cfg(test)]
-    async fn settle_traces(&self) -> Result<usize> {
-        self.inner.writer.exec(writer::settle_traces).await
+    async fn index_waiting_traces(&self) -> Result<usize> {
+        self.inner.writer.exec(writer::index_waiting_traces).await
     }
 
     pub fn pending_spans(&self) -> usize {
@@ -523,10 +523,10 @@ mod layout_tests {
 
     /// Paging through cost and duration sorts with cursors gives exactly the full sort, both ways,
     /// with ties and unpriced traces among the values, alone and filtered by session or user, over
-    /// traces on both sides of the settling indexes (migration 0011), some of which changed after
-    /// they settled.
+    /// traces on both sides of the deferred indexes (migration 0011), some of which changed after
+    /// they were indexed.
     #[tokio::test]
-    async fn sorts_and_filters_page_exactly_across_settled_and_recent_traces() {
+    async fn sorts_and_filters_page_exactly_across_indexed_and_waiting_traces() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&SqliteSettings::new(dir.path())).unwrap();
         let project = ProjectId::new("p");
@@ -539,25 +539,25 @@ mod layout_tests {
             .map(|i| sort_test_span(&project, i, 1, cost(i)))
             .collect();
         store.write_spans(first).await.unwrap();
-        assert_eq!(store.settle_traces().await.unwrap(), 150);
+        assert_eq!(store.index_waiting_traces().await.unwrap(), 150);
         let mut rest: Vec<Span> = (150..300)
             .map(|i| sort_test_span(&project, i, 1, cost(i)))
             .collect();
-        // Late spans: to settled traces (their cost and duration index entries move) and to recent ones.
+        // Late spans: to indexed traces (their cost and duration index entries move) and to waiting ones.
         for i in [3, 40, 149, 200, 299] {
             let mut late = sort_test_span(&project, i, 2, Some(5.0));
             late.end_time += 10_000_000_000;
             rest.push(late);
         }
         store.write_spans(rest).await.unwrap();
-        let unsettled: i64 = {
+        let waiting: i64 = {
             let conn = Connection::open(store.inner.path.clone()).unwrap();
-            conn.query_row("SELECT count(*) FROM traces WHERE settled = 0", [], |r| {
+            conn.query_row("SELECT count(*) FROM traces WHERE indexed = 0", [], |r| {
                 r.get(0)
             })
             .unwrap()
         };
-        assert_eq!(unsettled, 150);
+        assert_eq!(waiting, 150);
 
         for (session, user) in [(None, None), (Some("s2"), None), (None, Some("u1"))] {
             let expected_len = (0..300u32)
@@ -624,11 +624,11 @@ mod layout_tests {
         assert!(store.find_traces(&q).await.unwrap().traces.is_empty());
     }
 
-    /// The settled side of each settling filter or sort is answered from its partial index, and the
-    /// recent side from `traces_unsettled`; scores are found by their trace's key. A full scan here
+    /// The indexed side of each deferred filter or sort is answered from its partial index, and the
+    /// recent side from `traces_unindexed`; scores are found by their trace's key. A full scan here
     /// would grow with the whole store.
     #[test]
-    fn settling_indexes_serve_their_queries() {
+    fn deferred_indexes_serve_their_queries() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&SqliteSettings::new(dir.path())).unwrap();
         let conn = Connection::open(store.inner.path.clone()).unwrap();
@@ -638,34 +638,34 @@ mod layout_tests {
             rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
         };
         let cols = "SELECT t.id, t.trace_id";
-        let cost = plan(&format!("{cols} FROM traces t WHERE t.project_id = 'p' AND t.settled = 1 ORDER BY COALESCE(t.cost_usd, -1.0) DESC, t.trace_id DESC LIMIT 8"));
+        let cost = plan(&format!("{cols} FROM traces t WHERE t.project_id = 'p' AND t.indexed = 1 ORDER BY COALESCE(t.cost_usd, -1.0) DESC, t.trace_id DESC LIMIT 8"));
         assert!(cost.contains("traces_by_cost"), "{cost}");
-        let duration = plan(&format!("{cols} FROM traces t WHERE t.project_id = 'p' AND t.settled = 1 ORDER BY t.duration_ms LIMIT 8"));
+        let duration = plan(&format!("{cols} FROM traces t WHERE t.project_id = 'p' AND t.indexed = 1 ORDER BY t.duration_ms LIMIT 8"));
         assert!(duration.contains("traces_by_duration"), "{duration}");
-        let user = plan(&format!("{cols} FROM traces t WHERE t.project_id = 'p' AND t.settled = 1 AND t.user_id = 'u' ORDER BY t.start_ns LIMIT 8"));
+        let user = plan(&format!("{cols} FROM traces t WHERE t.project_id = 'p' AND t.indexed = 1 AND t.user_id = 'u' ORDER BY t.start_ns LIMIT 8"));
         assert!(user.contains("traces_by_user"), "{user}");
-        let recent = plan(&format!("{cols} FROM traces t INDEXED BY traces_unsettled WHERE t.project_id = 'p' AND t.settled = 0 ORDER BY t.duration_ms LIMIT 8"));
-        assert!(recent.contains("traces_unsettled"), "{recent}");
+        let recent = plan(&format!("{cols} FROM traces t INDEXED BY traces_unindexed WHERE t.project_id = 'p' AND t.indexed = 0 ORDER BY t.duration_ms LIMIT 8"));
+        assert!(recent.contains("traces_unindexed"), "{recent}");
         let both = plan(&format!(
             "{cols} FROM {} t ORDER BY t.start_ns",
             read::traces_where("project_id = 'p' AND session_id = 's'")
         ));
         assert!(
-            both.contains("traces_by_session") && both.contains("traces_unsettled"),
+            both.contains("traces_by_session") && both.contains("traces_unindexed"),
             "{both}"
         );
         let scores = plan("SELECT count(*) FROM traces t JOIN scores s ON s.trace_ref = t.id WHERE t.project_id = 'p' AND t.start_ns > 5");
         assert!(scores.contains("scores_by_trace_ref"), "{scores}");
         let unlinked = plan("UPDATE scores SET trace_ref = 9 WHERE trace_ref IS NULL AND project_id = 'p' AND trace_id = x'01'");
         assert!(unlinked.contains("scores_unlinked"), "{unlinked}");
-        let settle =
-            plan("UPDATE traces INDEXED BY traces_unsettled SET settled = 1 WHERE settled = 0");
-        assert!(settle.contains("traces_unsettled"), "{settle}");
+        let index =
+            plan("UPDATE traces INDEXED BY traces_unindexed SET indexed = 1 WHERE indexed = 0");
+        assert!(index.contains("traces_unindexed"), "{index}");
     }
 
-    /// Traces left unsettled by a stopped writer are still found after a restart, and settled.
+    /// Traces left waiting by a stopped writer are still found after a restart, and indexed.
     #[tokio::test]
-    async fn unsettled_traces_survive_a_restart() {
+    async fn unindexed_traces_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let project = ProjectId::new("p");
         {
@@ -680,7 +680,7 @@ mod layout_tests {
         q.sort = TraceSortField::Cost;
         q.user_id = Some("u0".into());
         assert_eq!(store.find_traces(&q).await.unwrap().traces.len(), 7);
-        assert_eq!(store.settle_traces().await.unwrap(), 20);
+        assert_eq!(store.index_waiting_traces().await.unwrap(), 20);
         assert_eq!(store.find_traces(&q).await.unwrap().traces.len(), 7);
     }
 

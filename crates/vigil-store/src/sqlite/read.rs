@@ -104,10 +104,10 @@ fn trace_params(t: &TraceRow) -> [Sql; 24] {
 
 /// Inserts the row of a trace not stored yet and returns its internal key (`traces.id`); `None`
 /// when the trace exists. One index descent for the common case of a new trace. The row starts
-/// unsettled: the writer adds it to the settling indexes later, together with other new traces.
+/// waiting: the writer adds it to the deferred indexes later, together with other new traces.
 pub(super) fn insert_new_trace_row(conn: &Connection, t: &TraceRow) -> Result<Option<i64>> {
     let sql = format!(
-        "INSERT INTO traces ({TRACE_WRITE_COLUMNS}, settled) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+        "INSERT INTO traces ({TRACE_WRITE_COLUMNS}, indexed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
             ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, 0)
          ON CONFLICT (project_id, trace_id) DO NOTHING"
     );
@@ -159,14 +159,14 @@ pub(super) fn load_facts(conn: &Connection, trace_ref: i64) -> Result<Vec<SpanFa
     Ok(facts)
 }
 
-/// The rows of `traces` matching `cond`, as a `FROM` item, for a filter that one of the settling
+/// The rows of `traces` matching `cond`, as a `FROM` item, for a filter that one of the deferred
 /// indexes serves (session or user; migration 0011): rows already in those indexes are found
-/// through them, the recent rows waiting for them through `traces_unsettled`. `cond` names columns
+/// through them, the recent rows waiting for them through `traces_unindexed`. `cond` names columns
 /// without a table alias and may use numbered parameters, which both sides share.
 pub(super) fn traces_where(cond: &str) -> String {
     format!(
-        "(SELECT * FROM traces WHERE settled = 1 AND {cond} \
-         UNION ALL SELECT * FROM traces INDEXED BY traces_unsettled WHERE settled = 0 AND {cond})"
+        "(SELECT * FROM traces WHERE indexed = 1 AND {cond} \
+         UNION ALL SELECT * FROM traces INDEXED BY traces_unindexed WHERE indexed = 0 AND {cond})"
     )
 }
 
@@ -354,15 +354,15 @@ pub(super) fn find_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
         let rows = stmt.query_map(params_from_iter(f.args.iter()), trace_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     };
-    // Filters and sorts served by a settling index read the settled rows through it and the recent
+    // Filters and sorts served by a deferred index read the indexed rows through it and the recent
     // ones through theirs, each side in order, and merge the two (see `traces_where`).
-    let settling = q.session_id.is_some()
+    let deferred = q.session_id.is_some()
         || q.user_id.is_some()
         || matches!(q.sort, TraceSortField::Cost | TraceSortField::Duration);
-    let mut traces = if settling {
-        let settled = select("traces t", " AND t.settled = 1")?;
-        let recent = select("traces t INDEXED BY traces_unsettled", " AND t.settled = 0")?;
-        merge_sorted(settled, recent, |a, b| {
+    let mut traces = if deferred {
+        let indexed = select("traces t", " AND t.indexed = 1")?;
+        let recent = select("traces t INDEXED BY traces_unindexed", " AND t.indexed = 0")?;
+        merge_sorted(indexed, recent, |a, b| {
             let order = sort_order(q.sort, a, b);
             if q.descending {
                 order.reverse()

@@ -44,12 +44,12 @@ const FTS_TEXT_LIMIT: usize = 64 * 1024;
 /// reading one chunk back stays cheap however large a trace grows.
 const CHUNK_SPANS: usize = 1000;
 
-/// New traces wait for their entries in the settling indexes (migration 0011) until this many are
-/// waiting or the oldest has waited `SETTLE_AFTER`. A larger batch writes fewer index pages per
-/// trace; a smaller one keeps each settling transaction short and the unsettled side that readers
+/// New traces wait for their entries in the deferred indexes (migration 0011) until this many are
+/// waiting or the oldest has waited `INDEX_AFTER`. A larger batch writes fewer index pages per
+/// trace; a smaller one keeps each indexing transaction short and the waiting side that readers
 /// scan small.
-const SETTLE_TRACES: usize = 40_000;
-const SETTLE_AFTER: Duration = Duration::from_secs(5);
+const INDEX_BATCH_TRACES: usize = 40_000;
+const INDEX_AFTER: Duration = Duration::from_secs(5);
 
 type Exec = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -421,16 +421,16 @@ fn run(
     wal_bytes: &AtomicI64,
     syncer: Option<SyncSender<Acks>>,
 ) {
-    let mut settling = Settling::load(&conn);
+    let mut deferred = DeferredIndexes::load(&conn);
     loop {
-        let first = match settling.due_in() {
+        let first = match deferred.due_in() {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(wait) => rx.recv_timeout(wait),
         };
         let first = match first {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
-                settling.settle(&mut conn);
+                deferred.index_waiting(&mut conn);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -449,7 +449,7 @@ fn run(
                         &pending,
                         syncer.as_ref(),
                     );
-                    settling.added(added);
+                    deferred.added(added);
                     size = 0;
                     // Administrative writes acknowledge inside `f`, so they commit fully synced.
                     if syncer.is_some() {
@@ -470,32 +470,32 @@ fn run(
             }
         }
         let added = flush(&mut conn, batch, &pending, syncer.as_ref());
-        settling.added(added);
-        if settling.due_in() == Some(Duration::ZERO) {
-            settling.settle(&mut conn);
+        deferred.added(added);
+        if deferred.due_in() == Some(Duration::ZERO) {
+            deferred.index_waiting(&mut conn);
         }
     }
     tracing::debug!("sqlite writer stopped");
 }
 
-/// New trace rows waiting to be added to the settling indexes (migration 0011), and when the
+/// New trace rows waiting to be added to the deferred indexes (migration 0011), and when the
 /// oldest of them was written.
-struct Settling {
+struct DeferredIndexes {
     waiting: usize,
     since: Option<Instant>,
 }
 
-impl Settling {
-    /// Rows left unsettled by the last run (it stopped or crashed before settling them).
+impl DeferredIndexes {
+    /// Rows left waiting by the last run (it stopped or crashed before indexing them).
     fn load(conn: &Connection) -> Self {
         let waiting: i64 = conn
             .query_row(
-                "SELECT count(*) FROM traces INDEXED BY traces_unsettled WHERE settled = 0",
+                "SELECT count(*) FROM traces INDEXED BY traces_unindexed WHERE indexed = 0",
                 [],
                 |r| r.get(0),
             )
             .unwrap_or(0);
-        Settling {
+        DeferredIndexes {
             waiting: waiting as usize,
             since: (waiting > 0).then(Instant::now),
         }
@@ -508,42 +508,42 @@ impl Settling {
         self.waiting += traces;
     }
 
-    /// How long until the waiting rows are due to be settled; `None` when none are waiting.
+    /// How long until the waiting rows are due to be indexed; `None` when none are waiting.
     fn due_in(&self) -> Option<Duration> {
         let since = self.since.filter(|_| self.waiting > 0)?;
-        if self.waiting >= SETTLE_TRACES {
+        if self.waiting >= INDEX_BATCH_TRACES {
             return Some(Duration::ZERO);
         }
-        Some(SETTLE_AFTER.saturating_sub(since.elapsed()))
+        Some(INDEX_AFTER.saturating_sub(since.elapsed()))
     }
 
-    /// Adds every waiting row to the settling indexes in one transaction. Nothing waits on it: a
-    /// failure (or a crash before its commit is synced) leaves the rows unsettled, still found by
-    /// readers, and they are settled next time.
-    fn settle(&mut self, conn: &mut Connection) {
+    /// Adds every waiting row to the deferred indexes in one transaction. Nothing waits on it: a
+    /// failure (or a crash before its commit is synced) leaves the rows waiting, still found by
+    /// readers, and they are indexed next time.
+    fn index_waiting(&mut self, conn: &mut Connection) {
         let started = Instant::now();
-        match settle_traces(conn) {
+        match index_waiting_traces(conn) {
             Ok(n) => {
                 tracing::trace!(
                     traces = n,
                     micros = started.elapsed().as_micros() as u64,
-                    "settled"
+                    "indexed waiting traces"
                 );
                 self.waiting = 0;
                 self.since = None;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not settle new traces into their indexes; will retry");
+                tracing::warn!(error = %e, "could not add new traces to their deferred indexes; will retry");
                 self.since = Some(Instant::now());
             }
         }
     }
 }
 
-pub(crate) fn settle_traces(conn: &mut Connection) -> Result<usize> {
+pub(crate) fn index_waiting_traces(conn: &mut Connection) -> Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let n = tx.execute(
-        "UPDATE traces INDEXED BY traces_unsettled SET settled = 1 WHERE settled = 0",
+        "UPDATE traces INDEXED BY traces_unindexed SET indexed = 1 WHERE indexed = 0",
         [],
     )?;
     tx.commit()?;
