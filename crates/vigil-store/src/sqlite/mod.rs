@@ -720,25 +720,24 @@ mod layout_tests {
             })
             .unwrap()
         };
+        let scores_of = |store: &SqliteStore, trace: Option<TraceId>| {
+            let (store, project) = (store.clone(), project.clone());
+            async move {
+                let rows = store.list_scores(&project, trace, None, 10).await;
+                rows.unwrap().len()
+            }
+        };
         // End-user feedback before the spans: stored unlinked, found by trace id.
         store
             .insert_score(score(ScoreSource::Feedback, "thumbs", None))
             .await
             .unwrap();
         assert_eq!(linked(&store), (1, 0));
-        let found = store
-            .list_scores(&project, Some(trace), None, 10)
-            .await
-            .unwrap();
-        assert_eq!(found.len(), 1);
+        assert_eq!(scores_of(&store, Some(trace)).await, 1);
         // The trace arrives: the score is linked and counted once.
         store.write_spans(vec![span.clone()]).await.unwrap();
         assert_eq!(linked(&store), (1, 1));
-        let found = store
-            .list_scores(&project, Some(trace), None, 10)
-            .await
-            .unwrap();
-        assert_eq!(found.len(), 1);
+        assert_eq!(scores_of(&store, Some(trace)).await, 1);
         let candidates = store.annotation_candidates(&project, 0, 10).await.unwrap();
         assert_eq!(candidates.len(), 1);
         assert_eq!(candidates[0].negative_feedback, 1);
@@ -755,22 +754,8 @@ mod layout_tests {
         // Scores of other traces stay out of this trace's list.
         let other = sort_test_span(&project, 8, 1, Some(1.0));
         store.write_spans(vec![other]).await.unwrap();
-        assert_eq!(
-            store
-                .list_scores(&project, Some(trace), None, 10)
-                .await
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(
-            store
-                .list_scores(&project, None, None, 10)
-                .await
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(scores_of(&store, Some(trace)).await, 2);
+        assert_eq!(scores_of(&store, None).await, 2);
         // Deleting the trace deletes its scores.
         assert_eq!(store.erase_user_traces(&project, "u1").await.unwrap(), 1);
         assert_eq!(linked(&store), (0, 0));

@@ -409,7 +409,7 @@ impl QualityStore for SqliteStore {
                 )
             } else {
                 format!(
-                    "SELECT {SCORE_COLUMNS} FROM scores WHERE project_id = ?1 AND ?2 IS NULL \
+                    "SELECT {SCORE_COLUMNS} FROM scores WHERE project_id = ?1 \
                      AND (?3 IS NULL OR name = ?3) ORDER BY created_ns DESC, id DESC LIMIT ?4"
                 )
             };

@@ -662,11 +662,10 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<(Vec<WriteReceipt
             Job::Spans { chunks, scores, .. } => {
                 let mut trace_refs: HashMap<(&str, TraceId), i64> = HashMap::new();
                 for chunk in chunks {
-                    let (new, trace_ref) =
-                        write_chunk(&tx, chunk, &mut receipt, &mut rollups, &mut search)?;
-                    new_traces += usize::from(new);
-                    if let Some(r) = trace_ref {
-                        trace_refs.insert((chunk.project.as_str(), chunk.trace_id), r);
+                    let stored = write_chunk(&tx, chunk, &mut receipt, &mut rollups, &mut search)?;
+                    if let Some((trace_ref, new)) = stored {
+                        trace_refs.insert((chunk.project.as_str(), chunk.trace_id), trace_ref);
+                        new_traces += usize::from(new);
                     }
                 }
                 // Idempotent like the spans: a redelivered span's scores are already there.
@@ -699,17 +698,17 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<(Vec<WriteReceipt
 }
 
 /// Stores one chunk and brings its trace's row, its session's row and the rollups up to date; its
-/// search text is left in `search` for the batch to index. Returns whether it started a new trace,
-/// and the trace's row key when it is stored.
+/// search text is left in `search` for the batch to index. Returns the trace's row key when it is
+/// stored, and whether this chunk started it.
 fn write_chunk<'a>(
     tx: &rusqlite::Transaction,
     chunk: &'a PreparedChunk,
     receipt: &mut WriteReceipt,
     rollups: &mut HashMap<RollupKey<'a>, RollupTotals>,
     search: &mut Vec<(i64, &'a str)>,
-) -> Result<(bool, Option<i64>)> {
+) -> Result<Option<(i64, bool)>> {
     let Some(summary) = &chunk.summary else {
-        return Ok((false, None));
+        return Ok(None);
     };
     // A new trace (the common case): its summary was computed by the caller.
     let inserted = insert_new_trace_row(tx, summary)?;
@@ -726,26 +725,15 @@ fn write_chunk<'a>(
         Option<HashSet<SpanId>>,
     );
     if let Some(trace_ref) = inserted {
-        // Scores given before the trace arrived (end-user feedback) now find it by its key. Looked
-        // for first: an UPDATE opens a statement savepoint, which makes FTS5 flush the search terms
-        // pending in this transaction into a segment of their own, one per new trace.
-        let waiting = tx
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM scores WHERE trace_ref IS NULL AND project_id = ?1 AND trace_id = ?2)",
-            )?
-            .query_row(params![chunk.project.as_str(), chunk.trace_id.as_bytes()], |r| {
-                r.get::<_, bool>(0)
-            })?;
-        if waiting {
-            tx.prepare_cached(
-                "UPDATE scores SET trace_ref = ?1 WHERE trace_ref IS NULL AND project_id = ?2 AND trace_id = ?3",
-            )?
-            .execute(params![
-                trace_ref,
-                chunk.project.as_str(),
-                chunk.trace_id.as_bytes()
-            ])?;
-        }
+        // Scores given before the trace arrived (end-user feedback) now find it by its key.
+        tx.prepare_cached(
+            "UPDATE scores SET trace_ref = ?1 WHERE trace_ref IS NULL AND project_id = ?2 AND trace_id = ?3",
+        )?
+        .execute(params![
+            trace_ref,
+            chunk.project.as_str(),
+            chunk.trace_id.as_bytes()
+        ])?;
     }
     let (trace_ref, fresh, old, row, known): Outcome<'_> = match (inserted, existing) {
         (Some(trace_ref), _) => (
@@ -755,7 +743,7 @@ fn write_chunk<'a>(
             summary.clone(),
             None,
         ),
-        (None, None) => return Ok((false, None)),
+        (None, None) => return Ok(None),
         // More spans of a known trace: skip the ones already stored (redelivery) and
         // re-summarise from the facts of all its chunks.
         (None, Some((trace_ref, old))) => {
@@ -769,11 +757,11 @@ fn write_chunk<'a>(
                 .collect();
             receipt.duplicates += chunk.facts.len() - fresh.len();
             if fresh.is_empty() {
-                return Ok((false, Some(trace_ref)));
+                return Ok(Some((trace_ref, false)));
             }
             all.extend(fresh.iter().cloned());
             let Some(row) = summarize(&chunk.project, chunk.trace_id, &all) else {
-                return Ok((false, Some(trace_ref)));
+                return Ok(Some((trace_ref, false)));
             };
             update_trace_row(tx, trace_ref, &row)?;
             (trace_ref, Cow::Owned(fresh), Some(old), row, Some(known))
@@ -812,7 +800,7 @@ fn write_chunk<'a>(
         add_rollup(rollups, &chunk.project, f);
     }
     receipt.inserted += fresh.len();
-    Ok((inserted.is_some(), Some(trace_ref)))
+    Ok(Some((trace_ref, inserted.is_some())))
 }
 
 fn write_logs(
