@@ -174,6 +174,11 @@ const WAL_RESTART_BYTES: i64 = 64 * 1024 * 1024;
 /// Hard bound on the WAL file on disk, should restarts keep failing (e.g. a reader pinned a snapshot).
 const WAL_LIMIT_BYTES: u64 = 1024 * 1024 * 1024;
 
+/// While the writer keeps up (fewer spans than this wait for it), it gives way to other threads
+/// that want its core every `GIVE_WAY_EVERY` of running.
+const GIVE_WAY_BELOW_PENDING: usize = 2_000;
+const GIVE_WAY_EVERY: Duration = Duration::from_micros(100);
+
 /// Acknowledgements of one commit, sent once it is durable.
 type Acks = Vec<Box<dyn FnOnce(Option<&str>) + Send>>;
 
@@ -215,6 +220,7 @@ pub fn spawn(
         .name("vigil-sqlite-writer".into())
         .spawn(move || {
             let _alive = alive_tx;
+            give_way_while_keeping_up(&conn, p.clone());
             run(conn, rx, p, &wal_path, &wal_bytes, syncer)
         })
         .map_err(|e| Error::Task(format!("cannot start the writer thread: {e}")))?;
@@ -1050,3 +1056,29 @@ pub(crate) fn used_bytes(conn: &Connection) -> Result<u64> {
 }
 
 pub(crate) use vigil_model::now_unix_nanos as time_now_ns;
+
+/// Makes the writer give way to other threads every `GIVE_WAY_EVERY` inside its statements while it
+/// keeps up with its queue.
+///
+/// Why: the writer's work comes in runs of one to several milliseconds (a commit every 20 ms of
+/// traced gateway calls, a batch of deferred index entries every few seconds), and the scheduler
+/// lets a running thread finish its time slice before a woken one gets the core, so a request's
+/// thread that wakes next to it waits out the run. Yielding (SQLite calls the handler every few
+/// hundred VM steps) lets a waiting thread run first; when nothing waits it returns at once.
+/// While the writer is behind it does not give way: then it is the bottleneck, and yielding cost
+/// ingest about 7 % in a saturating run.
+fn give_way_while_keeping_up(conn: &Connection, pending: Arc<AtomicUsize>) {
+    let mut since = Instant::now();
+    conn.progress_handler(
+        500,
+        Some(move || {
+            if pending.load(Ordering::Relaxed) < GIVE_WAY_BELOW_PENDING
+                && since.elapsed() >= GIVE_WAY_EVERY
+            {
+                std::thread::yield_now();
+                since = Instant::now();
+            }
+            false // never interrupts the statement
+        }),
+    );
+}
