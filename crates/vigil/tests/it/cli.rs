@@ -11,7 +11,7 @@ fn demo_then_cli_queries_tell_the_story() {
     let out = Command::new(vigil_bin())
         .arg("--data-dir")
         .arg(&dir)
-        .args(["demo", "--no-serve", "--traces", "120"])
+        .args(["demo", "--no-serve", "--traces", "120", "--seed", "7"]) // reproducible: the story needs the demo's rarer models and failures
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -163,7 +163,9 @@ fn configured_prices_extend_the_builtin_table() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    run(&["demo", "--no-serve", "--traces", "60"]);
+    // A fixed seed: with a random one, 60 traces miss the demo's one fine-tuned model (8 % of
+    // traces) about once in 150 runs.
+    run(&["demo", "--no-serve", "--traces", "60", "--seed", "7"]);
     assert!(run(&["models", "--unpriced"]).contains("every model seen has a price"));
     let all = run(&["models"]);
     let acme = all
