@@ -1,6 +1,8 @@
 //! A trace's list row, computed from its spans. Pure, so every backend summarises alike.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
+
+use foldhash::HashSet;
 
 use vigil_model::{FlagKind, ProjectId, SpanId, SpanKind, SpanStatus, TraceId};
 

@@ -9,7 +9,9 @@
 pub mod detectors;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use hmac::{Hmac, Mac};
 use regex::Regex;

@@ -68,11 +68,38 @@ pub fn flatten(kvs: &[KeyValue]) -> Map<String, Value> {
 }
 
 /// Typed, forgiving reads: instrumentations disagree on whether a count is an int, a double or a string.
-pub struct Attrs<'a>(pub &'a Map<String, Value>);
+pub struct Attrs<'a> {
+    map: &'a Map<String, Value>,
+    /// One bit per key present (`key_bit`). Normalisation asks for dozens of keys of several
+    /// conventions and a span carries only a few of them: most lookups end here, before hashing.
+    present: u128,
+}
+
+/// A cheap signature of a key (length, last and middle byte) folded onto 128 bits.
+fn key_bit(key: &str) -> u128 {
+    let b = key.as_bytes();
+    let (last, mid) = (
+        b.last().copied().unwrap_or(0),
+        b.get(b.len() / 2).copied().unwrap_or(0),
+    );
+    let h = (b.len() as u32)
+        .wrapping_mul(0x9E37_79B9)
+        .wrapping_add(u32::from(last).wrapping_mul(0x85EB_CA6B))
+        .wrapping_add(u32::from(mid).wrapping_mul(0xC2B2_AE35));
+    1u128 << (h >> 25)
+}
 
 impl<'a> Attrs<'a> {
+    pub fn new(map: &'a Map<String, Value>) -> Self {
+        let present = map.keys().fold(0u128, |m, k| m | key_bit(k));
+        Attrs { map, present }
+    }
+
     pub fn get(&self, key: &str) -> Option<&'a Value> {
-        self.0.get(key).filter(|v| !v.is_null())
+        if self.present & key_bit(key) == 0 {
+            return None;
+        }
+        self.map.get(key).filter(|v| !v.is_null())
     }
 
     pub fn str(&self, key: &str) -> Option<&'a str> {
@@ -131,10 +158,12 @@ impl<'a> Attrs<'a> {
     /// Collects `prefix.N.rest…` keys into a nested JSON tree (numeric segments become object keys),
     /// for the flattened message lists of OpenInference and OpenLLMetry.
     pub fn unflatten(&self, prefix: &str) -> Vec<Value> {
-        let dotted = format!("{prefix}.");
         let mut root = Map::new();
-        for (key, value) in self.0.iter() {
-            let Some(rest) = key.strip_prefix(&dotted) else {
+        for (key, value) in self.map.iter() {
+            let Some(rest) = key
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('.'))
+            else {
                 continue;
             };
             let segments: Vec<&str> = rest.split('.').collect();
@@ -222,7 +251,7 @@ mod tests {
             "p.1.message.tool_calls.0.tool_call.function.name".into(),
             json!("f"),
         );
-        let items = Attrs(&m).unflatten("p");
+        let items = Attrs::new(&m).unflatten("p");
         assert_eq!(items.len(), 3);
         assert_eq!(items[0]["message"]["role"], "user");
         assert_eq!(
@@ -238,11 +267,25 @@ mod tests {
             json!({"a": "37", "b": 12.0, "c": ["stop"], "d": "", "e": "{\"x\":1}"}),
         )
         .unwrap();
-        let a = Attrs(&m);
+        let a = Attrs::new(&m);
         assert_eq!(a.int("a"), Some(37));
         assert_eq!(a.int("b"), Some(12));
         assert_eq!(a.text("c").as_deref(), Some("stop"));
         assert_eq!(a.str("d"), None);
         assert_eq!(a.json("e"), Some(json!({"x": 1})));
+    }
+
+    #[test]
+    fn the_key_signature_never_hides_a_present_key() {
+        let keys: Vec<String> = (0..2000)
+            .map(|i| format!("k{}.{}", i % 37, "x".repeat(i % 29)) + &i.to_string())
+            .collect();
+        for n in [1, 5, 40, 2000] {
+            let m: Map<String, Value> = keys[..n].iter().map(|k| (k.clone(), json!(1))).collect();
+            let a = Attrs::new(&m);
+            assert!(keys[..n].iter().all(|k| a.get(k).is_some()));
+            assert!(keys[n..].iter().all(|k| a.get(k).is_none()));
+            assert_eq!(a.get(""), None);
+        }
     }
 }

@@ -22,7 +22,7 @@ pub fn from_logs(request: &ExportLogsServiceRequest) -> Vec<LogEvent> {
             for rec in &sl.log_records {
                 let attributes = attrs::flatten(&rec.attributes);
                 let name = if rec.event_name.is_empty() {
-                    Attrs(&attributes)
+                    Attrs::new(&attributes)
                         .text(otel::EVENT_NAME)
                         .unwrap_or_default()
                 } else {
@@ -151,7 +151,7 @@ fn apply(span: &mut Span, events: &[GenAiEvent]) {
                 continue;
             }
             g::EVENT_OPERATION_DETAILS => {
-                let a = Attrs(e.attributes);
+                let a = Attrs::new(e.attributes);
                 if let Some(v) = a.get(g::INPUT_MESSAGES) {
                     input.extend(messages::from_genai(v));
                 }
@@ -167,7 +167,7 @@ fn apply(span: &mut Span, events: &[GenAiEvent]) {
                 } else {
                     "gen_ai.completion"
                 };
-                if let Some(Value::Array(items)) = Attrs(e.attributes).json(key) {
+                if let Some(Value::Array(items)) = Attrs::new(e.attributes).json(key) {
                     let msgs = messages::from_openai_objects(&items);
                     if key == "gen_ai.prompt" {
                         input.extend(msgs)

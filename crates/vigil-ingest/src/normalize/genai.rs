@@ -94,7 +94,10 @@ pub fn apply(a: &Attrs, span: &mut Span, raw_tool_result: &mut Option<Value>) {
         }
     }
     if span.declared_tools.is_empty() {
-        if let Some(defs) = a.json(g::TOOL_DEFINITIONS) {
+        let text = a.get(g::TOOL_DEFINITIONS).and_then(Value::as_str);
+        if let Some(names) = text.and_then(typed_tool_names) {
+            span.declared_tools = names;
+        } else if let Some(defs) = a.json(g::TOOL_DEFINITIONS) {
             span.declared_tools = tool_names(&defs);
         }
     }
@@ -107,6 +110,30 @@ pub fn apply(a: &Attrs, span: &mut Span, raw_tool_result: &mut Option<Value>) {
             *raw_tool_result = Some(raw.clone());
         }
     }
+}
+
+/// `tool_names` of a JSON list of `{name}` / `{function: {name}}` objects, read without building
+/// the definitions (their parameter schemas are most of the text); `None` for any other shape.
+fn typed_tool_names(text: &str) -> Option<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Def {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        function: Option<Function>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Function {
+        #[serde(default)]
+        name: Option<String>,
+    }
+    let defs: Vec<Def> = serde_json::from_str(text).ok()?;
+    let mut names: Vec<String> = defs
+        .into_iter()
+        .filter_map(|d| d.name.or_else(|| d.function?.name))
+        .collect();
+    names.dedup();
+    Some(names)
 }
 
 /// Names from a list of tool definitions in any of the common shapes:
@@ -124,4 +151,30 @@ pub fn tool_names(defs: &Value) -> Vec<String> {
         .collect();
     names.dedup();
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_tool_names_match_the_general_path_or_decline() {
+        let read = [
+            r#"[{"type":"function","name":"get_weather","description":"d","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}]"#,
+            r#"[{"type":"function","function":{"name":"lookup","parameters":{}}},{"name":"a"},{"name":"a"},{"other":1}]"#,
+            r#"[]"#,
+        ];
+        for text in read {
+            let general = tool_names(&serde_json::from_str::<Value>(text).unwrap());
+            assert_eq!(typed_tool_names(text), Some(general), "{text}");
+        }
+        for text in [
+            r#"{"0":{"name":"a"}}"#,
+            r#"["{\"name\":\"a\"}"]"#,
+            r#"[{"name":3}]"#,
+            "x",
+        ] {
+            assert_eq!(typed_tool_names(text), None, "{text}");
+        }
+    }
 }

@@ -8,11 +8,82 @@ use super::attrs::{as_text, indexed, parse_if_json};
 /// GenAI semconv messages: `[{role, parts: [{type: text|tool_call|tool_call_response|…}], name?}]`.
 /// Also accepts the older OpenAI-like `{role, content, tool_calls}` objects.
 pub fn from_genai(value: &Value) -> Vec<Message> {
+    if let Some(messages) = value.as_str().and_then(typed_genai) {
+        return messages;
+    }
     let value = parse_if_json(value);
     let Value::Array(items) = value else {
         return Vec::new();
     };
     items.iter().filter_map(genai_message).collect()
+}
+
+/// The GenAI shape read straight from its JSON text, without a map per object: most of a span's
+/// normalisation time went into building and hashing those. Anything that does not fit exactly
+/// (a missing `parts`, a field of another type, a duplicate key) returns `None`, and the general
+/// path over `Value`s, which accepts every shape, reads the text instead.
+fn typed_genai(text: &str) -> Option<Vec<Message>> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(default)]
+        role: Option<String>,
+        #[serde(default)]
+        name: Option<String>,
+        parts: Vec<Part>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Part {
+        #[serde(rename = "type", default)]
+        kind: Option<String>,
+        #[serde(default)]
+        content: Option<Value>,
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        arguments: Option<Value>,
+        #[serde(default)]
+        response: Option<Value>,
+        #[serde(default)]
+        result: Option<Value>,
+    }
+    let owned_text = |v: Value| match v {
+        Value::String(s) => Some(s),
+        other => as_text(&other),
+    };
+    let typed: Vec<Typed> = serde_json::from_str(text).ok()?;
+    let messages = typed
+        .into_iter()
+        .map(|m| {
+            let mut msg = Message {
+                role: m.role.unwrap_or_else(|| "user".into()),
+                name: m.name,
+                ..Message::default()
+            };
+            let mut texts = Vec::new();
+            for part in m.parts {
+                match part.kind.as_deref().unwrap_or("text") {
+                    "text" | "reasoning" => texts.extend(part.content.and_then(owned_text)),
+                    "tool_call" => msg.tool_calls.push(ToolCall {
+                        id: part.id,
+                        name: part.name.unwrap_or_default(),
+                        arguments: part
+                            .arguments
+                            .map(|a| parse_if_json(&a))
+                            .unwrap_or(Value::Null),
+                    }),
+                    "tool_call_response" => {
+                        msg.tool_call_id = part.id;
+                        texts.extend(part.response.or(part.result).and_then(owned_text));
+                    }
+                    other => texts.push(format!("[{other}]")),
+                }
+            }
+            with_texts(msg, texts)
+        })
+        .collect();
+    Some(messages)
 }
 
 fn genai_message(item: &Value) -> Option<Message> {
@@ -288,6 +359,37 @@ mod tests {
         assert_eq!(m[1].tool_call_id.as_deref(), Some("c1"));
         assert_eq!(m[1].content.as_deref(), Some("{\"ok\":true}"));
         assert_eq!(m[2].content.as_deref(), Some("hi"));
+    }
+
+    /// The typed reading of GenAI message text gives what the general path over `Value`s gives
+    /// (handed a parsed value, `from_genai` takes that path), and declines what it cannot read.
+    #[test]
+    fn typed_genai_reading_matches_the_general_path() {
+        let texts = [
+            r#"[{"role":"system","parts":[{"type":"text","content":"Be brief.\nUse tools."}]}]"#,
+            r#"[{"role":"user","parts":[{"content":"no type"},{"type":"text","content":{"rich":[1,2]}}]}]"#,
+            r#"[{"role":"assistant","name":"bot","finish_reason":"tool_calls","parts":[{"type":"reasoning","content":"hm"},{"type":"tool_call","id":"c1","name":"lookup","arguments":"{\"q\":1}"},{"type":"tool_call","name":"x"}]}]"#,
+            r#"[{"role":"tool","parts":[{"type":"tool_call_response","id":"c1","response":"[]"}]},{"parts":[{"type":"tool_call_response","result":{"ok":true}}]}]"#,
+            r#"[{"role":"user","parts":[{"type":"image","uri":"x"},{"type":"text","content":null}]}]"#,
+            r#"[]"#,
+            // Shapes only the general path reads: they must come out the same.
+            r#"[{"role":"user","content":"openai style","tool_calls":[{"id":"t","function":{"name":"f","arguments":"{}"}}]}]"#,
+            r#"[{"role":7,"parts":[]}]"#,
+            r#"[{"role":"user","parts":[{"type":"text","content":"a","content":"b"}]}]"#,
+            r#"[{"role":"user","parts":[{"type":"tool_call","id":5,"name":"f"}]}]"#,
+            r#"["loose text", {"role":"user","parts":[{"type":"text","content":"x"}]}]"#,
+            r#"{"role":"user"}"#,
+            r#"not json"#,
+        ];
+        for text in texts {
+            let general = match serde_json::from_str::<Value>(text) {
+                Ok(v) => from_genai(&v),
+                Err(_) => Vec::new(),
+            };
+            assert_eq!(from_genai(&Value::String(text.into())), general, "{text}");
+        }
+        assert!(typed_genai(r#"[{"role":"user","content":"no parts"}]"#).is_none());
+        assert!(typed_genai(r#"[{"role":"user","parts":[]}]"#).is_some());
     }
 
     #[test]

@@ -82,7 +82,7 @@ struct ResourceContext {
 
 impl ResourceContext {
     fn new(attributes: Map<String, Value>) -> Self {
-        let a = Attrs(&attributes);
+        let a = Attrs::new(&attributes);
         Self {
             service_name: a.text(otel::SERVICE_NAME),
             service_version: a.text(otel::SERVICE_VERSION),
@@ -243,7 +243,7 @@ impl Normalizer {
             ..Span::default()
         };
 
-        let a = Attrs(&attributes);
+        let a = Attrs::new(&attributes);
         let mut raw_tool_result = None;
         genai::apply(&a, &mut span, &mut raw_tool_result);
         openinference::apply(&a, &mut span, &mut raw_tool_result);
@@ -259,7 +259,7 @@ impl Normalizer {
 /// Agent, session and user are usually set once, on the agent span; its LLM and tool calls inherit
 /// them from the nearest ancestor in the same export, so per-agent metrics cover every step.
 fn inherit_from_ancestors(spans: &mut [Span]) {
-    let index: std::collections::HashMap<(TraceId, SpanId), usize> = spans
+    let index: foldhash::HashMap<(TraceId, SpanId), usize> = spans
         .iter()
         .enumerate()
         .map(|(i, s)| ((s.trace_id, s.span_id), i))
@@ -300,7 +300,7 @@ fn generic_fallbacks(a: &Attrs, span: &mut Span) {
             otel::DEPLOYMENT_ENVIRONMENT,
         ])
     });
-    let resource = Attrs(&span.resource_attributes);
+    let resource = Attrs::new(&span.resource_attributes);
     let session = resource.first_str(&[otel::SESSION_ID]);
     let user = resource.first_str(&[otel::USER_ID]);
     fill(&mut span.session_id, || session);
@@ -311,7 +311,7 @@ fn generic_fallbacks(a: &Attrs, span: &mut Span) {
             .iter()
             .find(|e| e.name == otel::EXCEPTION_EVENT)
             .and_then(|e| {
-                let ea = Attrs(&e.attributes);
+                let ea = Attrs::new(&e.attributes);
                 match (
                     ea.text(otel::EXCEPTION_TYPE),
                     ea.text(otel::EXCEPTION_MESSAGE),

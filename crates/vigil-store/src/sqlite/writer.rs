@@ -11,7 +11,9 @@
 //! database file. It just stops the writer from idling through every disk flush.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -98,10 +100,12 @@ fn prepare_chunks(spans: Vec<Span>, verdicts: &IngestVerdicts) -> Result<Vec<Pre
             // LLM call of a turn would otherwise be tokenised again for each call.
             let mut text = String::new();
             let mut seen: HashSet<u64> = HashSet::new();
+            // Seeded per chunk: crafted text cannot make two pieces collide on purpose.
+            let hasher = foldhash::fast::RandomState::default();
             for s in part {
                 let start = text.len();
                 s.for_each_search_text(|piece| {
-                    if text.len() - start < FTS_TEXT_LIMIT && seen.insert(piece_hash(piece)) {
+                    if text.len() - start < FTS_TEXT_LIMIT && seen.insert(hasher.hash_one(piece)) {
                         text.push_str(piece);
                         text.push('\n');
                     }
@@ -930,13 +934,6 @@ fn merge_rollups(
         ])?;
     }
     Ok(())
-}
-
-fn piece_hash(s: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
 }
 
 const GC_CHUNK: usize = 1000;
