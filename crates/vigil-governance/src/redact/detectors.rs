@@ -425,10 +425,21 @@ pub fn shannon_entropy(s: &str) -> f64 {
         .sum()
 }
 
+/// The part of a dotted or slashed name after its last separator (`llm.api_key` → `api_key`).
+/// Byte-wise: it runs for every string value, and a `char`-pattern split from the end was a
+/// tenth of redaction's time.
+fn last_segment(name: &str) -> &[u8] {
+    let b = name.as_bytes();
+    match b.iter().rposition(|c| matches!(c, b'.' | b'/')) {
+        Some(i) => &b[i + 1..],
+        None => b,
+    }
+}
+
 /// Attribute or JSON field names under which a value is a credential. Case-insensitive, without
 /// allocating: it runs for every string attribute that could be a token.
 pub fn key_like_name(name: &str) -> bool {
-    let last = name.rsplit(['.', '/']).next().unwrap_or(name).as_bytes();
+    let last = last_segment(name);
     const WORDS: [&[u8]; 12] = [
         b"secret",
         b"token",
@@ -450,7 +461,7 @@ pub fn key_like_name(name: &str) -> bool {
 
 /// Names under which any value is a secret, random-looking or not (`Summer2024!` is a password).
 pub fn password_name(name: &str) -> bool {
-    let last = name.rsplit(['.', '/']).next().unwrap_or(name).as_bytes();
+    let last = last_segment(name);
     [&b"password"[..], b"passwd", b"passphrase"]
         .iter()
         .any(|w| last.windows(w.len()).any(|win| win.eq_ignore_ascii_case(w)))

@@ -593,12 +593,20 @@ fn flush(
                     pending.fetch_sub(n, Ordering::AcqRel);
                 };
                 match job {
-                    Job::Spans { ack, .. } => acks.push(Box::new(move |err: Option<&str>| {
+                    // The written chunks go along and are freed by whoever acknowledges (the sync
+                    // thread): freeing thousands of spans' allocations was work of this one thread
+                    // that every write waits on.
+                    Job::Spans {
+                        ack,
+                        chunks,
+                        scores,
+                    } => acks.push(Box::new(move |err: Option<&str>| {
                         release();
                         let _ = ack.send(match err {
                             None => Ok(outcome),
                             Some(e) => Err(sync_failed(e)),
                         });
+                        drop((chunks, scores));
                     })),
                     Job::Logs { ack, .. } => acks.push(Box::new(move |err: Option<&str>| {
                         release();
