@@ -94,11 +94,11 @@ pub fn apply(a: &Attrs, span: &mut Span, raw_tool_result: &mut Option<Value>) {
         }
     }
     if span.declared_tools.is_empty() {
-        let text = a.get(g::TOOL_DEFINITIONS).and_then(Value::as_str);
-        if let Some(names) = text.and_then(typed_tool_names) {
-            span.declared_tools = names;
-        } else if let Some(defs) = a.json(g::TOOL_DEFINITIONS) {
-            span.declared_tools = tool_names(&defs);
+        if let Some(defs) = a.get(g::TOOL_DEFINITIONS) {
+            span.declared_tools = match defs.as_str().and_then(typed_tool_names) {
+                Some(names) => names,
+                None => tool_names(&parse_if_json(defs)),
+            };
         }
     }
     fill(&mut span.tool_name, || a.text(g::TOOL_NAME));

@@ -31,56 +31,16 @@ fn typed_genai(text: &str) -> Option<Vec<Message>> {
         name: Option<String>,
         parts: Vec<Part>,
     }
-    #[derive(serde::Deserialize)]
-    struct Part {
-        #[serde(rename = "type", default)]
-        kind: Option<String>,
-        #[serde(default)]
-        content: Option<Value>,
-        #[serde(default)]
-        id: Option<String>,
-        #[serde(default)]
-        name: Option<String>,
-        #[serde(default)]
-        arguments: Option<Value>,
-        #[serde(default)]
-        response: Option<Value>,
-        #[serde(default)]
-        result: Option<Value>,
-    }
-    let owned_text = |v: Value| match v {
-        Value::String(s) => Some(s),
-        other => as_text(&other),
-    };
     let typed: Vec<Typed> = serde_json::from_str(text).ok()?;
     let messages = typed
         .into_iter()
         .map(|m| {
-            let mut msg = Message {
+            let msg = Message {
                 role: m.role.unwrap_or_else(|| "user".into()),
                 name: m.name,
                 ..Message::default()
             };
-            let mut texts = Vec::new();
-            for part in m.parts {
-                match part.kind.as_deref().unwrap_or("text") {
-                    "text" | "reasoning" => texts.extend(part.content.and_then(owned_text)),
-                    "tool_call" => msg.tool_calls.push(ToolCall {
-                        id: part.id,
-                        name: part.name.unwrap_or_default(),
-                        arguments: part
-                            .arguments
-                            .map(|a| parse_if_json(&a))
-                            .unwrap_or(Value::Null),
-                    }),
-                    "tool_call_response" => {
-                        msg.tool_call_id = part.id;
-                        texts.extend(part.response.or(part.result).and_then(owned_text));
-                    }
-                    other => texts.push(format!("[{other}]")),
-                }
-            }
-            with_texts(msg, texts)
+            with_parts(msg, m.parts)
         })
         .collect();
     Some(messages)
@@ -91,42 +51,73 @@ fn genai_message(item: &Value) -> Option<Message> {
     let Some(Value::Array(parts)) = obj.get("parts") else {
         return openai_object(item);
     };
-    let mut msg = new_message(obj);
+    Some(with_parts(
+        new_message(obj),
+        parts.iter().map(Part::from_value).collect(),
+    ))
+}
+
+/// One part of a GenAI message, as both readings see it: deserialised from the text by the typed
+/// one, taken from a `Value` by the general one.
+#[derive(serde::Deserialize)]
+struct Part {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<Value>,
+    /// A tool call's answer; some instrumentations name it `result`.
+    #[serde(default, alias = "result")]
+    response: Option<Value>,
+}
+
+impl Part {
+    /// The general reading: a field of another type counts as absent.
+    fn from_value(part: &Value) -> Part {
+        let text = |key| part.get(key).and_then(Value::as_str).map(str::to_string);
+        Part {
+            kind: text("type"),
+            content: part.get("content").cloned(),
+            id: text("id"),
+            name: text("name"),
+            arguments: part.get("arguments").cloned(),
+            response: part.get("response").or_else(|| part.get("result")).cloned(),
+        }
+    }
+}
+
+/// `msg` with the text, tool calls and answered call of its parts.
+fn with_parts(mut msg: Message, parts: Vec<Part>) -> Message {
+    // `as_text`, taking the value: message bodies are moved, not copied.
+    let into_text = |v: Value| match v {
+        Value::String(s) => Some(s),
+        other => as_text(&other),
+    };
     let mut texts = Vec::new();
     for part in parts {
-        let kind = part.get("type").and_then(Value::as_str).unwrap_or("text");
-        match kind {
-            "text" | "reasoning" => {
-                if let Some(t) = part.get("content").and_then(as_text) {
-                    texts.push(t);
-                }
-            }
+        match part.kind.as_deref().unwrap_or("text") {
+            "text" | "reasoning" => texts.extend(part.content.and_then(into_text)),
             "tool_call" => msg.tool_calls.push(ToolCall {
-                id: part.get("id").and_then(Value::as_str).map(str::to_string),
-                name: part
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
+                id: part.id,
+                name: part.name.unwrap_or_default(),
                 arguments: part
-                    .get("arguments")
-                    .map(parse_if_json)
+                    .arguments
+                    .map(|a| parse_if_json(&a))
                     .unwrap_or(Value::Null),
             }),
             "tool_call_response" => {
-                msg.tool_call_id = part.get("id").and_then(Value::as_str).map(str::to_string);
-                if let Some(t) = part
-                    .get("response")
-                    .or_else(|| part.get("result"))
-                    .and_then(as_text)
-                {
-                    texts.push(t);
-                }
+                msg.tool_call_id = part.id;
+                texts.extend(part.response.and_then(into_text));
             }
             other => texts.push(format!("[{other}]")),
         }
     }
-    Some(with_texts(msg, texts))
+    with_texts(msg, texts)
 }
 
 /// `{role, content, tool_calls: [{id, function: {name, arguments}}], tool_call_id}` — OpenAI's shape,
@@ -377,6 +368,7 @@ mod tests {
             r#"[{"role":7,"parts":[]}]"#,
             r#"[{"role":"user","parts":[{"type":"text","content":"a","content":"b"}]}]"#,
             r#"[{"role":"user","parts":[{"type":"tool_call","id":5,"name":"f"}]}]"#,
+            r#"[{"role":"tool","parts":[{"type":"tool_call_response","response":null,"result":"x"}]}]"#,
             r#"["loose text", {"role":"user","parts":[{"type":"text","content":"x"}]}]"#,
             r#"{"role":"user"}"#,
             r#"not json"#,
