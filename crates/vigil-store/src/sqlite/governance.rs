@@ -356,9 +356,10 @@ impl GovernanceStore for SqliteStore {
     async fn trace_cost(&self, project: &ProjectId, trace: &TraceId) -> Result<Option<f64>> {
         let (p, t) = (project.clone(), *trace);
         self.read(move |c| {
-            Ok(c.prepare_cached(
-                "SELECT cost_usd FROM traces WHERE project_id = ?1 AND trace_id = ?2",
-            )?
+            Ok(c.prepare_cached(concat!(
+                "SELECT cost_usd FROM traces WHERE id = ",
+                trace_ref_by_id!()
+            ))?
             .query_row(params![p.as_str(), t.as_bytes()], |r| {
                 r.get::<_, Option<f64>>(0)
             })
