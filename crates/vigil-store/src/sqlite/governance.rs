@@ -356,10 +356,9 @@ impl GovernanceStore for SqliteStore {
     async fn trace_cost(&self, project: &ProjectId, trace: &TraceId) -> Result<Option<f64>> {
         let (p, t) = (project.clone(), *trace);
         self.read(move |c| {
-            Ok(c.prepare_cached(concat!(
-                "SELECT cost_usd FROM traces WHERE id = ",
-                trace_ref_by_id!()
-            ))?
+            Ok(c.prepare_cached(
+                "SELECT cost_usd FROM traces WHERE project_id = ?1 AND trace_id = ?2",
+            )?
             .query_row(params![p.as_str(), t.as_bytes()], |r| {
                 r.get::<_, Option<f64>>(0)
             })

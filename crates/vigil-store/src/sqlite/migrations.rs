@@ -42,10 +42,6 @@ const MIGRATIONS: &[(u32, &str)] = &[
         12,
         include_str!("../../migrations/sqlite/0012_scores_by_trace_ref.sql"),
     ),
-    (
-        13,
-        include_str!("../../migrations/sqlite/0013_deferred_trace_id_index.sql"),
-    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

@@ -6,17 +6,6 @@
 //! disk even after power loss. `Durability::Normal` syncs only at checkpoints: a
 //! crash of the process loses nothing, but a power cut or OS crash may roll back the last commits.
 
-/// A trace's row key (`traces.id`) by project (`?1`) and trace id (`?2`), as a scalar subquery. A
-/// trace id is in one of two unique indexes (migration 0013): `traces_by_id` once its row is
-/// indexed, `traces_unindexed` while it waits for the next indexing batch. Defined before the
-/// modules below, which use it.
-macro_rules! trace_ref_by_id {
-    () => {
-        "(SELECT id FROM traces WHERE project_id = ?1 AND trace_id = ?2 AND indexed = 1 \
-          UNION ALL SELECT id FROM traces WHERE project_id = ?1 AND trace_id = ?2 AND indexed = 0)"
-    };
-}
-
 mod gateway;
 mod governance;
 mod migrations;
@@ -672,20 +661,6 @@ mod layout_tests {
         let index =
             plan("UPDATE traces INDEXED BY traces_unindexed SET indexed = 1 WHERE indexed = 0");
         assert!(index.contains("traces_unindexed"), "{index}");
-        // A trace by id: one search in each of the two unique indexes (migration 0013).
-        let by_id = plan(
-            &concat!(
-                "SELECT cost_usd FROM traces WHERE id = ",
-                trace_ref_by_id!()
-            )
-            .replace("?1", "'p'")
-            .replace("?2", "x'01'"),
-        );
-        assert!(
-            by_id.contains("traces_by_id") && by_id.contains("traces_unindexed"),
-            "{by_id}"
-        );
-        assert!(!by_id.contains("SCAN"), "{by_id}");
     }
 
     /// Traces left waiting by a stopped writer are still found after a restart, and indexed.

@@ -58,12 +58,8 @@ fn score_row(r: &Row) -> rusqlite::Result<ScoreRow> {
 /// Inserts a score (ignored when its evaluator already scored that target), linked to its trace's
 /// row when the trace is stored (migration 0012): `?14` is the row's key when the caller knows it,
 /// otherwise it is looked up.
-pub(crate) const INSERT_SCORE: &str = concat!(
-    "INSERT OR IGNORE INTO scores (project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns, cost_usd, trace_ref) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, COALESCE(?14, ",
-    trace_ref_by_id!(),
-    "))"
-);
+pub(crate) const INSERT_SCORE: &str = "INSERT OR IGNORE INTO scores (project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns, cost_usd, trace_ref) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, COALESCE(?14, (SELECT id FROM traces WHERE project_id = ?1 AND trace_id = ?2)))";
 
 pub(crate) fn insert_score(conn: &rusqlite::Connection, s: &ScoreRow) -> rusqlite::Result<usize> {
     let mut stmt = conn.prepare_cached(INSERT_SCORE)?;
@@ -407,10 +403,9 @@ impl QualityStore for SqliteStore {
             let sql = if trace.is_some() {
                 format!(
                     "SELECT {SCORE_COLUMNS} FROM ( \
-                       SELECT * FROM scores WHERE trace_ref = {} \
+                       SELECT * FROM scores WHERE trace_ref = (SELECT id FROM traces WHERE project_id = ?1 AND trace_id = ?2) \
                        UNION ALL SELECT * FROM scores WHERE trace_ref IS NULL AND project_id = ?1 AND trace_id = ?2) \
-                     WHERE (?3 IS NULL OR name = ?3) ORDER BY created_ns DESC, id DESC LIMIT ?4",
-                    trace_ref_by_id!()
+                     WHERE (?3 IS NULL OR name = ?3) ORDER BY created_ns DESC, id DESC LIMIT ?4"
                 )
             } else {
                 format!(

@@ -103,23 +103,13 @@ fn trace_params(t: &TraceRow) -> [Sql; 24] {
 }
 
 /// Inserts the row of a trace not stored yet and returns its internal key (`traces.id`); `None`
-/// when the trace exists. The row starts waiting: the writer adds it to the deferred indexes later,
-/// together with other new traces. A trace id is unique on each side (migration 0013), and this is
-/// what keeps it on one side only: it is looked up among the indexed rows (a read, which leaves the
-/// big index's pages clean) and inserted among the waiting ones, where a conflict means it waits.
+/// when the trace exists. One index descent for the common case of a new trace. The row starts
+/// waiting: the writer adds it to the deferred indexes later, together with other new traces.
 pub(super) fn insert_new_trace_row(conn: &Connection, t: &TraceRow) -> Result<Option<i64>> {
-    let indexed = conn
-        .prepare_cached(
-            "SELECT 1 FROM traces INDEXED BY traces_by_id WHERE project_id = ?1 AND trace_id = ?2 AND indexed = 1",
-        )?
-        .exists(params![t.project_id.as_str(), t.trace_id.as_bytes()])?;
-    if indexed {
-        return Ok(None);
-    }
     let sql = format!(
         "INSERT INTO traces ({TRACE_WRITE_COLUMNS}, indexed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
             ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, 0)
-         ON CONFLICT DO NOTHING"
+         ON CONFLICT (project_id, trace_id) DO NOTHING"
     );
     let n = conn
         .prepare_cached(&sql)?
@@ -147,10 +137,8 @@ pub(super) fn get_trace_with_ref(
     project: &ProjectId,
     trace_id: TraceId,
 ) -> Result<Option<(i64, TraceRow)>> {
-    let sql = format!(
-        "SELECT {TRACE_COLUMNS} FROM traces t WHERE t.id = {}",
-        trace_ref_by_id!()
-    );
+    let sql =
+        format!("SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?1 AND t.trace_id = ?2");
     Ok(conn
         .prepare_cached(&sql)?
         .query_row(params![project.as_str(), trace_id.as_bytes()], |r| {
