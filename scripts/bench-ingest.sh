@@ -43,6 +43,9 @@ for round in $(seq "$ROUNDS"); do
     done | awk '{run[$1]+=$2; wait[$1]+=$3} END {for (n in run) printf "  thread %-18s on CPU %6.2f s, waiting for a CPU %6.2f s\n", n, run[n]/1e9, wait[n]/1e9}' | sort -k5 -nr
     # What the server wrote (mostly the WAL, and the checkpoints copying it into the database).
     awk '/^wchar/ {printf "  server wrote          %.0f MiB (write calls)\n", $2/1048576}' "/proc/$PID/io"
+    for t in /proc/"$PID"/task/*; do
+      echo "$(cat "$t/comm") $(awk '/^wchar/ {print $2}' "$t/io")"
+    done | awk '{w[$1]+=$2} END {for (n in w) if (w[n] > 0) printf "    by %-18s %8.0f MiB\n", n, w[n]/1048576}' | sort -k3 -nr
   fi
   if [ "${PERF:-0}" = 1 ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi
   kill "$PID"; wait "$PID" 2>/dev/null || true
