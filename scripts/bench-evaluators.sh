@@ -38,9 +38,11 @@ print(q["queued"], q["running"], q["done"], q["failed"], (a or 0) / 1e9)'; }
 ( while sleep 1; do echo "$(date +%s.%N) $(stats)"; done ) > "$DIR/samples" 2>/dev/null &
 SAMPLER=$!
 START=$(date +%s.%N)
+C0=$(awk '{print $14+$15}' "/proc/$PID/stat")
 taskset -c 0 "$BIN" bench ingest --target "http://127.0.0.1:$OTLP" --api "http://127.0.0.1:$PORT" --api-key "$KEY" \
   --spans "$SPANS" --concurrency 8 | grep -E "accepted|throughput|lag"
 INGESTED=$(date +%s.%N)
+echo "server CPU           $(( $(awk '{print $14+$15}' "/proc/$PID/stat") - C0 )) core-ticks while ingesting"
 if [ "$SCOPE" = span ]; then
   sleep 3 # two rounds of the queue: it must find nothing to do
   read -r q r d f a <<<"$(stats)"

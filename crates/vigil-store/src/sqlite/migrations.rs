@@ -42,6 +42,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         12,
         include_str!("../../migrations/sqlite/0012_scores_by_trace_ref.sql"),
     ),
+    (
+        13,
+        include_str!("../../migrations/sqlite/0013_trace_judged_by.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

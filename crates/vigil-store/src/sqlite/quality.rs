@@ -207,20 +207,28 @@ impl QualityStore for SqliteStore {
                 else {
                     return Ok(0);
                 };
-                let found: Vec<(i64, Vec<u8>)> = {
+                type Found = (i64, Vec<u8>, Option<String>);
+                let found: Vec<Found> = {
                     let mut stmt = tx.prepare_cached(
                         // A little behind the cursor too: a deleted newest trace frees its id for the
                         // next one (no AUTOINCREMENT); queuing is idempotent, so re-reading is safe.
-                        "SELECT id, trace_id FROM traces WHERE project_id = ?1 AND id > ?2 - 100 AND id <= ?4 ORDER BY id LIMIT ?3",
+                        "SELECT id, trace_id, judged_by FROM traces WHERE project_id = ?1 AND id > ?2 - 100 AND id <= ?4 ORDER BY id LIMIT ?3",
                     )?;
-                    let rows = stmt.query_map(params![project, cursor, limit as i64, upto], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    let rows = stmt.query_map(params![project, cursor, limit as i64, upto], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                     rows.collect::<rusqlite::Result<_>>()?
                 };
                 let mut queued = 0;
                 let judged_as = format!("{id}@{version}");
-                for (trace_ref, trace) in &found {
+                for (trace_ref, trace, trace_judged_by) in &found {
                     // Chunks this evaluator judged at ingest, with this definition, need no second
-                    // look (the trace has settled: its late chunks are here too).
+                    // look (the trace has settled: its late chunks are here too). When all its
+                    // chunks carry the same list, the trace row has it (migration 0013).
+                    if trace_judged_by
+                        .as_deref()
+                        .is_some_and(|list| list.split(',').any(|e| e == judged_as))
+                    {
+                        continue;
+                    }
                     let unjudged: i64 = tx
                         .prepare_cached(
                             "SELECT count(*) FROM span_chunks WHERE trace_ref = ?1 \
@@ -236,7 +244,7 @@ impl QualityStore for SqliteStore {
                         )?
                         .execute(params![project, id, trace, not_before_ns])?;
                 }
-                if let Some((last, _)) = found.last() {
+                if let Some((last, ..)) = found.last() {
                     tx.execute("UPDATE evaluators SET cursor = ?2 WHERE id = ?1", params![id, last])?;
                 }
                 tx.commit()?;

@@ -105,15 +105,23 @@ fn trace_params(t: &TraceRow) -> [Sql; 24] {
 /// Inserts the row of a trace not stored yet and returns its internal key (`traces.id`); `None`
 /// when the trace exists. One index descent for the common case of a new trace. The row starts
 /// waiting: the writer adds it to the deferred indexes later, together with other new traces.
-pub(super) fn insert_new_trace_row(conn: &Connection, t: &TraceRow) -> Result<Option<i64>> {
+/// `judged_by` is its first chunk's (migration 0013).
+pub(super) fn insert_new_trace_row(
+    conn: &Connection,
+    t: &TraceRow,
+    judged_by: Option<&str>,
+) -> Result<Option<i64>> {
     let sql = format!(
-        "INSERT INTO traces ({TRACE_WRITE_COLUMNS}, indexed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-            ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, 0)
+        "INSERT INTO traces ({TRACE_WRITE_COLUMNS}, indexed, judged_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+            ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, 0, ?25)
          ON CONFLICT (project_id, trace_id) DO NOTHING"
     );
-    let n = conn
-        .prepare_cached(&sql)?
-        .execute(params_from_iter(trace_params(t)))?;
+    let judged_by = judged_by.map_or(Sql::Null, |j| Sql::Text(j.to_string()));
+    let n = conn.prepare_cached(&sql)?.execute(params_from_iter(
+        trace_params(t)
+            .into_iter()
+            .chain(std::iter::once(judged_by)),
+    ))?;
     Ok((n == 1).then(|| conn.last_insert_rowid()))
 }
 

@@ -730,7 +730,7 @@ fn write_chunk<'a>(
         return Ok(None);
     };
     // A new trace (the common case): its summary was computed by the caller.
-    let inserted = insert_new_trace_row(tx, summary)?;
+    let inserted = insert_new_trace_row(tx, summary, chunk.judged_by.as_deref())?;
     let existing = match inserted {
         Some(_) => None,
         None => get_trace_with_ref(tx, &chunk.project, chunk.trace_id)?,
@@ -783,6 +783,11 @@ fn write_chunk<'a>(
                 return Ok(Some((trace_ref, false)));
             };
             update_trace_row(tx, trace_ref, &row)?;
+            // The trace's list stands only while every chunk carries the same one.
+            tx.prepare_cached(
+                "UPDATE traces SET judged_by = NULL WHERE id = ?1 AND judged_by IS NOT ?2",
+            )?
+            .execute(params![trace_ref, chunk.judged_by])?;
             (trace_ref, Cow::Owned(fresh), Some(old), row, Some(known))
         }
     };

@@ -959,6 +959,27 @@ fn span_rules_judge_spans_as_they_are_ingested_and_the_queue_skips_them() {
     let file = tmp.path().join("late.pb");
     std::fs::write(&file, prost::Message::encode_to_vec(&late)).unwrap();
     cli(&s.dir, &["import", file.to_str().unwrap()]);
+    // The trace rows carry their chunks' list while it is one list, so the queue skips them without
+    // reading their chunks; the trace with the late, unjudged chunk has none, and its chunks are read.
+    {
+        let conn = rusqlite::Connection::open(s.dir.join("vigil.db")).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT lower(hex(trace_id)), judged_by FROM traces")
+            .unwrap();
+        let rows: Vec<(String, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows.len(), traces.len());
+        for (trace, judged_by) in rows {
+            if trace == traces[0] {
+                assert_eq!(judged_by, None);
+            } else {
+                assert!(judged_by.is_some_and(|j| j.contains('@')), "{trace}");
+            }
+        }
+    }
     // The queue judged each trace for the trace-scoped evaluator, and for the span evaluator only
     // the trace with the chunk nobody judged: the others are not read back for it.
     let q = drained(&s, traces.len() as u64 + 1);
