@@ -125,16 +125,26 @@ pub(super) fn insert_new_trace_row(
     Ok((n == 1).then(|| conn.last_insert_rowid()))
 }
 
-/// Rewrites a trace's row in place, keeping its internal key.
-pub(super) fn update_trace_row(conn: &Connection, trace_ref: i64, t: &TraceRow) -> Result<()> {
+/// Rewrites a trace's row in place, keeping its internal key, for a new chunk judged by
+/// `judged_by`: the row keeps its list only while every chunk carries the same one (migration 0013).
+pub(super) fn update_trace_row(
+    conn: &Connection,
+    trace_ref: i64,
+    t: &TraceRow,
+    judged_by: Option<&str>,
+) -> Result<()> {
     let sets: Vec<String> = TRACE_WRITE_COLUMNS
         .split(',')
         .enumerate()
         .map(|(i, c)| format!("{} = ?{}", c.trim(), i + 1))
         .collect();
-    let sql = format!("UPDATE traces SET {} WHERE id = ?25", sets.join(", "));
+    let sql = format!(
+        "UPDATE traces SET {}, judged_by = CASE WHEN judged_by IS ?26 THEN judged_by END WHERE id = ?25",
+        sets.join(", ")
+    );
     let mut args = trace_params(t).to_vec();
     args.push(Sql::Integer(trace_ref));
+    args.push(judged_by.map_or(Sql::Null, |j| Sql::Text(j.to_string())));
     conn.prepare_cached(&sql)?.execute(params_from_iter(args))?;
     Ok(())
 }

@@ -782,12 +782,7 @@ fn write_chunk<'a>(
             let Some(row) = summarize(&chunk.project, chunk.trace_id, &all) else {
                 return Ok(Some((trace_ref, false)));
             };
-            update_trace_row(tx, trace_ref, &row)?;
-            // The trace's list stands only while every chunk carries the same one.
-            tx.prepare_cached(
-                "UPDATE traces SET judged_by = NULL WHERE id = ?1 AND judged_by IS NOT ?2",
-            )?
-            .execute(params![trace_ref, chunk.judged_by])?;
+            update_trace_row(tx, trace_ref, &row, chunk.judged_by.as_deref())?;
             (trace_ref, Cow::Owned(fresh), Some(old), row, Some(known))
         }
     };
