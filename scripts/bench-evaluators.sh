@@ -50,7 +50,7 @@ if [ "$SCOPE" = span ]; then
   DB="$DIR/data/vigil.db"
   echo "spans stored         $(sqlite3 -readonly "$DB" 'select sum(span_count) from traces')"
   echo "  judged at ingest   $(sqlite3 -readonly "$DB" "select count(*) from span_chunks where judged_by like '%,%,%'") of $(sqlite3 -readonly "$DB" 'select count(*) from span_chunks') chunks by all 3 evaluators"
-  echo "scores written       $(sqlite3 -readonly "$DB" 'select count(*) from scores') (rules that apply to a span's kind)"
+  echo "scores written       $(sqlite3 -readonly "$DB" 'select count(*) from scores') rows (failing verdicts); passing ones stored with their spans in $(sqlite3 -readonly "$DB" 'select count(*) from span_chunks where passes is not null') chunks"
   echo "queue                queued $q, running $r, done $d (nothing read back)"
   exit 0
 fi

@@ -46,6 +46,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         13,
         include_str!("../../migrations/sqlite/0013_trace_judged_by.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_chunk_passes.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

@@ -9,6 +9,7 @@
 mod gateway;
 mod governance;
 mod migrations;
+mod passes;
 mod projects;
 mod quality;
 mod read;
@@ -634,8 +635,13 @@ mod layout_tests {
         let conn = Connection::open(store.inner.path.clone()).unwrap();
         let plan = |sql: &str| -> String {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
-            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+            // Parameters left unbound are NULL, which is all a plan needs.
+            let mut rows = stmt.raw_query();
+            let mut steps = Vec::new();
+            while let Some(r) = rows.next().unwrap() {
+                steps.push(r.get::<_, String>(3).unwrap());
+            }
+            steps.join("; ")
         };
         let cols = "SELECT t.id, t.trace_id";
         let cost = plan(&format!("{cols} FROM traces t WHERE t.project_id = 'p' AND t.indexed = 1 ORDER BY COALESCE(t.cost_usd, -1.0) DESC, t.trace_id DESC LIMIT 8"));
@@ -658,6 +664,13 @@ mod layout_tests {
         assert!(scores.contains("scores_by_trace_ref"), "{scores}");
         let unlinked = plan("UPDATE scores SET trace_ref = 9 WHERE trace_ref IS NULL AND project_id = 'p' AND trace_id = x'01'");
         assert!(unlinked.contains("scores_unlinked"), "{unlinked}");
+        // Passing verdicts stored with spans (migration 0014): rates read the traces of their
+        // window, the latest ones are read in arrival order without sorting.
+        let rate = plan(quality::RATE_SQL);
+        assert!(rate.contains("traces_by_time"), "{rate}");
+        let latest = plan(quality::LATEST_PASSES_SQL);
+        assert!(!latest.contains("TEMP B-TREE"), "{latest}");
+        assert!(latest.contains("span_chunks_by_trace"), "{latest}");
         let index =
             plan("UPDATE traces INDEXED BY traces_unindexed SET indexed = 1 WHERE indexed = 0");
         assert!(index.contains("traces_unindexed"), "{index}");
@@ -759,5 +772,134 @@ mod layout_tests {
         // Deleting the trace deletes its scores.
         assert_eq!(store.erase_user_traces(&project, "u1").await.unwrap(), 1);
         assert_eq!(linked(&store), (0, 0));
+    }
+
+    /// Passing span verdicts given at ingest are stored with their chunk, not as rows (migration
+    /// 0014), and read back everywhere a row would be: a trace's scores, the latest scores by name
+    /// and the denominators of failure rates; a late chunk's evaluators join the trace's, and a
+    /// verdict the queue gives again is listed once. Failing verdicts stay rows.
+    #[tokio::test]
+    async fn passing_verdicts_given_at_ingest_are_stored_with_their_spans() {
+        use crate::quality::{IngestVerdicts, QualityStore, ScoreRow, ScoreSource};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path())).unwrap();
+        let project = ProjectId::new("p");
+        let verdict = |span: &Span, name: &str, passed: bool| ScoreRow {
+            id: 0,
+            project_id: project.clone(),
+            trace_id: Some(span.trace_id),
+            span_id: Some(span.span_id),
+            session_id: span.session_id.clone(),
+            name: name.into(),
+            value: Some(if passed { 1.0 } else { 0.0 }),
+            passed: Some(passed),
+            label: Some(if passed { "pass" } else { "fail" }.into()),
+            reason: Some(format!("{name} on {}", span.span_id)),
+            source: ScoreSource::Evaluator,
+            source_id: Some(format!("id-{name}")),
+            created_ns: 10,
+            cost_usd: None,
+        };
+        // Trace 0 (session s0): two spans, one failing `pii`; trace 1 (session s1) passes all.
+        let (a, b) = (
+            sort_test_span(&project, 0, 1, None),
+            sort_test_span(&project, 0, 2, None),
+        );
+        let c = sort_test_span(&project, 1, 1, None);
+        let given = vec![
+            verdict(&a, "pii", true),
+            verdict(&b, "pii", false),
+            verdict(&a, "json", true),
+            verdict(&b, "json", true),
+            verdict(&c, "pii", true),
+        ];
+        let verdicts = IngestVerdicts {
+            scores: given.clone(),
+            ..Default::default()
+        };
+        store
+            .write_spans_judged(vec![a.clone(), b.clone(), c.clone()], verdicts)
+            .await
+            .unwrap();
+        let conn = Connection::open(store.inner.path.clone()).unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM scores", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1, "only the failing verdict is a row");
+        let names = |trace: TraceId| -> Option<String> {
+            conn.query_row(
+                "SELECT passed_by FROM traces WHERE trace_id = ?1",
+                [trace.as_bytes()],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(names(a.trace_id).as_deref(), Some("json\npii"));
+        let sorted = |mut v: Vec<ScoreRow>| {
+            v.iter_mut().for_each(|s| s.id = 0);
+            v.sort_by_key(|s| (s.trace_id, s.name.clone(), s.span_id));
+            v
+        };
+        let of_trace = store
+            .list_scores(&project, Some(a.trace_id), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(sorted(of_trace), sorted(given[..4].to_vec()));
+        let pii = store
+            .list_scores(&project, None, Some("pii"), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            sorted(pii),
+            sorted(vec![given[0].clone(), given[1].clone(), given[4].clone()])
+        );
+        assert_eq!(
+            store
+                .list_scores(&project, None, None, 2)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        let rate = store
+            .failure_rate(&project, "pii", 0, i64::MAX, None, None)
+            .await
+            .unwrap();
+        assert_eq!((rate.failing, rate.sessions), (1, 2));
+        let json = store
+            .failure_rate(&project, "json", 0, i64::MAX, None, None)
+            .await
+            .unwrap();
+        assert_eq!((json.failing, json.sessions), (0, 1));
+        let days = store
+            .failure_rate_by_day(&project, "pii", 0, i64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(days.len(), 1);
+        assert_eq!((days[0].1.failing, days[0].1.sessions), (1, 2));
+        // A late chunk of trace 1, judged by another evaluator: its name joins the trace's.
+        let d = sort_test_span(&project, 1, 2, None);
+        let late = IngestVerdicts {
+            scores: vec![verdict(&d, "tone", true)],
+            ..Default::default()
+        };
+        store
+            .write_spans_judged(vec![d.clone()], late)
+            .await
+            .unwrap();
+        assert_eq!(names(c.trace_id).as_deref(), Some("pii\ntone"));
+        // The queue judges the trace again: its row and the stored verdict are one score.
+        store.insert_score(verdict(&c, "pii", true)).await.unwrap();
+        let of_c = store
+            .list_scores(&project, Some(c.trace_id), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(of_c.len(), 2, "{of_c:?}");
+        assert_eq!(
+            of_c.iter().filter(|s| s.id != 0).count(),
+            1,
+            "the row is the one listed"
+        );
     }
 }

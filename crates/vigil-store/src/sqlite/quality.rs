@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row};
 use vigil_model::{ProjectId, SpanId, TraceId};
 
+use super::passes::{self, passed_by_evaluator};
 use super::writer::time_now_ns;
 use super::SqliteStore;
 use crate::quality::{
@@ -114,13 +115,29 @@ fn failure_mode_row(r: &Row) -> rusqlite::Result<FailureModeRow> {
 }
 
 /// Failing and scored sessions of an evaluator's trace verdicts (a span-scoped evaluator's trace
-/// fails if any of its spans failed).
-const RATE_SQL: &str = "SELECT count(DISTINCT CASE WHEN passed = 0 THEN k END), count(DISTINCT k) FROM ( \
-       SELECT COALESCE(t.session_id, hex(t.trace_id)) AS k, s.passed AS passed, t.start_ns AS start_ns \
+/// fails if any of its spans failed). Its passing verdicts given at ingest are counted from the
+/// traces that name it in `passed_by` (`passes.rs`).
+pub(super) const RATE_SQL: &str = concat!(
+    "SELECT count(DISTINCT CASE WHEN passed = 0 THEN k END), count(DISTINCT k) FROM ( \
+       SELECT COALESCE(t.session_id, hex(t.trace_id)) AS k, s.passed AS passed \
        FROM scores s JOIN traces t ON t.id = s.trace_ref \
        WHERE s.project_id = ?1 AND s.source = 'evaluator' AND s.name = ?2 AND s.passed IS NOT NULL \
          AND t.start_ns >= ?3 AND t.start_ns <= ?4 \
-         AND (?5 IS NULL OR t.service_version = ?5) AND (?6 IS NULL OR t.service_version IS NOT ?6))";
+         AND (?5 IS NULL OR t.service_version = ?5) AND (?6 IS NULL OR t.service_version IS NOT ?6) \
+       UNION ALL SELECT COALESCE(t.session_id, hex(t.trace_id)), 1 FROM traces t \
+       WHERE t.project_id = ?1 AND t.start_ns >= ?3 AND t.start_ns <= ?4 AND t.passed_by IS NOT NULL AND ",
+    passed_by_evaluator!(),
+    " AND (?5 IS NULL OR t.service_version = ?5) AND (?6 IS NULL OR t.service_version IS NOT ?6))"
+);
+
+/// The passing verdicts stored with spans, newest trace first, of evaluator `?2` (or any): read
+/// in the order the traces arrived (row key), not sorted, so a caller stops after a page.
+pub(super) const LATEST_PASSES_SQL: &str = concat!(
+    "SELECT t.trace_id, c.passes FROM traces t JOIN span_chunks c ON c.trace_ref = t.id \
+     WHERE +t.project_id = ?1 AND t.passed_by IS NOT NULL AND (?2 IS NULL OR ",
+    passed_by_evaluator!(),
+    ") AND c.passes IS NOT NULL ORDER BY t.id DESC"
+);
 
 /// A run from `SELECT id, dataset_id, name, model, prompt, summary, created_ns`.
 fn experiment_row(r: &Row, project: &ProjectId) -> rusqlite::Result<ExperimentRun> {
@@ -426,7 +443,36 @@ impl QualityStore for SqliteStore {
                 params![p.as_str(), trace.map(|t| t.as_bytes().to_vec()), name, limit as i64],
                 score_row,
             )?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            // And the passing verdicts stored with the spans.
+            let mut stored = Vec::new();
+            match trace {
+                Some(trace) => {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT c.passes FROM traces t JOIN span_chunks c ON c.trace_ref = t.id \
+                         WHERE t.project_id = ?1 AND t.trace_id = ?2 AND c.passes IS NOT NULL",
+                    )?;
+                    let mut blobs = stmt.query(params![p.as_str(), trace.as_bytes()])?;
+                    while let Some(r) = blobs.next()? {
+                        let blob = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+                        passes::expand(blob, &p, trace, name.as_deref(), &mut stored)?;
+                    }
+                }
+                None => {
+                    // The newest traces with such verdicts (by row key: the order they arrived,
+                    // not a sort), until `limit` of them are found.
+                    let mut stmt = c.prepare_cached(LATEST_PASSES_SQL)?;
+                    let mut blobs = stmt.query(params![p.as_str(), name])?;
+                    while stored.len() < limit {
+                        let Some(r) = blobs.next()? else { break };
+                        let trace = TraceId::from_bytes(r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?)
+                            .map_err(|e| Error::Corrupt(e.to_string()))?;
+                        let blob = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+                        passes::expand(blob, &p, trace, name.as_deref(), &mut stored)?;
+                    }
+                }
+            }
+            Ok(passes::merge(rows, stored, limit))
         })
         .await
     }
@@ -645,12 +691,18 @@ impl QualityStore for SqliteStore {
         let (p, e) = (project.clone(), evaluator.to_string());
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT strftime('%Y-%m-%d', start_ns / 1000000000, 'unixepoch') AS day, \
+                concat!(
+                    "SELECT strftime('%Y-%m-%d', start_ns / 1000000000, 'unixepoch') AS day, \
                         count(DISTINCT CASE WHEN passed = 0 THEN k END), count(DISTINCT k) FROM ( \
                    SELECT COALESCE(t.session_id, hex(t.trace_id)) AS k, s.passed AS passed, t.start_ns AS start_ns \
                    FROM scores s JOIN traces t ON t.id = s.trace_ref \
                    WHERE s.project_id = ?1 AND s.source = 'evaluator' AND s.name = ?2 AND s.passed IS NOT NULL \
-                     AND t.start_ns >= ?3 AND t.start_ns <= ?4) GROUP BY day ORDER BY day",
+                     AND t.start_ns >= ?3 AND t.start_ns <= ?4 \
+                   UNION ALL SELECT COALESCE(t.session_id, hex(t.trace_id)), 1, t.start_ns FROM traces t \
+                   WHERE t.project_id = ?1 AND t.start_ns >= ?3 AND t.start_ns <= ?4 AND t.passed_by IS NOT NULL AND ",
+                    passed_by_evaluator!(),
+                    ") GROUP BY day ORDER BY day"
+                ),
             )?;
             let rows = stmt.query_map(params![p.as_str(), e, from_ns, to_ns], |r| {
                 Ok((

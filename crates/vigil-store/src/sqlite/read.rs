@@ -110,28 +110,31 @@ pub(super) fn insert_new_trace_row(
     conn: &Connection,
     t: &TraceRow,
     judged_by: Option<&str>,
+    passed_by: Option<&str>,
 ) -> Result<Option<i64>> {
     let sql = format!(
-        "INSERT INTO traces ({TRACE_WRITE_COLUMNS}, indexed, judged_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-            ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, 0, ?25)
+        "INSERT INTO traces ({TRACE_WRITE_COLUMNS}, indexed, judged_by, passed_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+            ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, 0, ?25, ?26)
          ON CONFLICT (project_id, trace_id) DO NOTHING"
     );
-    let judged_by = judged_by.map_or(Sql::Null, |j| Sql::Text(j.to_string()));
+    let text = |v: Option<&str>| v.map_or(Sql::Null, |j| Sql::Text(j.to_string()));
     let n = conn.prepare_cached(&sql)?.execute(params_from_iter(
         trace_params(t)
             .into_iter()
-            .chain(std::iter::once(judged_by)),
+            .chain([text(judged_by), text(passed_by)]),
     ))?;
     Ok((n == 1).then(|| conn.last_insert_rowid()))
 }
 
 /// Rewrites a trace's row in place, keeping its internal key, for a new chunk judged by
 /// `judged_by`: the row keeps its list only while every chunk carries the same one (migration 0013).
+/// `passed_by`, when given, replaces the row's (the caller merged the two).
 pub(super) fn update_trace_row(
     conn: &Connection,
     trace_ref: i64,
     t: &TraceRow,
     judged_by: Option<&str>,
+    passed_by: Option<&str>,
 ) -> Result<()> {
     let sets: Vec<String> = TRACE_WRITE_COLUMNS
         .split(',')
@@ -139,12 +142,14 @@ pub(super) fn update_trace_row(
         .map(|(i, c)| format!("{} = ?{}", c.trim(), i + 1))
         .collect();
     let sql = format!(
-        "UPDATE traces SET {}, judged_by = CASE WHEN judged_by IS ?26 THEN judged_by END WHERE id = ?25",
+        "UPDATE traces SET {}, judged_by = CASE WHEN judged_by IS ?26 THEN judged_by END, \
+           passed_by = COALESCE(?27, passed_by) WHERE id = ?25",
         sets.join(", ")
     );
     let mut args = trace_params(t).to_vec();
     args.push(Sql::Integer(trace_ref));
     args.push(judged_by.map_or(Sql::Null, |j| Sql::Text(j.to_string())));
+    args.push(passed_by.map_or(Sql::Null, |j| Sql::Text(j.to_string())));
     conn.prepare_cached(&sql)?.execute(params_from_iter(args))?;
     Ok(())
 }

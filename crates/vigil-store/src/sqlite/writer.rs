@@ -31,6 +31,7 @@ use crate::summary::{summarize, SpanFacts};
 use crate::{Error, Result};
 
 use super::body;
+use super::passes::{self, ChunkPasses};
 use super::read::{
     apply_session_delta, get_trace_with_ref, insert_new_trace_row, load_facts, refresh_session,
     rollup_from_row, update_trace_row,
@@ -68,11 +69,26 @@ struct PreparedChunk {
     summary: Option<TraceRow>,
     /// Evaluators that judged every span of the chunk at ingest (comma-separated ids).
     judged_by: Option<String>,
+    /// The passing verdicts given to its spans at ingest (`passes.rs`).
+    passes: Option<ChunkPasses>,
 }
 
 /// Groups spans by trace (keeping first-seen order), drops repeated span ids within the request,
-/// and prepares one chunk per trace.
-fn prepare_chunks(spans: Vec<Span>, verdicts: &IngestVerdicts) -> Result<Vec<PreparedChunk>> {
+/// and prepares one chunk per trace. The verdicts that can be stored with their spans go into
+/// their chunks; the others are returned, to be written as rows.
+fn prepare_chunks(
+    spans: Vec<Span>,
+    verdicts: IngestVerdicts,
+) -> Result<(Vec<PreparedChunk>, Vec<ScoreRow>)> {
+    let IngestVerdicts { scores, judged_by } = verdicts;
+    let mut passing: HashMap<TraceId, Vec<ScoreRow>> = HashMap::new();
+    let mut rows = Vec::new();
+    for score in scores {
+        match score.trace_id {
+            Some(trace) if passes::compact(&score) => passing.entry(trace).or_default().push(score),
+            _ => rows.push(score),
+        }
+    }
     let mut groups: Vec<(ProjectId, TraceId, HashSet<SpanId>, Vec<Span>)> = Vec::new();
     let mut index: HashMap<(ProjectId, TraceId), usize> = HashMap::new();
     for span in spans {
@@ -93,7 +109,19 @@ fn prepare_chunks(spans: Vec<Span>, verdicts: &IngestVerdicts) -> Result<Vec<Pre
     }
     let mut chunks = Vec::with_capacity(groups.len());
     for (project, trace_id, _, spans) in groups {
+        let mut trace_passes = passing.remove(&trace_id).unwrap_or_default();
         for part in spans.chunks(CHUNK_SPANS) {
+            // A trace of more than one chunk splits its verdicts by span.
+            let mine: Vec<ScoreRow> = if spans.len() <= CHUNK_SPANS {
+                std::mem::take(&mut trace_passes)
+            } else {
+                let ids: HashSet<SpanId> = part.iter().map(|s| s.span_id).collect();
+                let (mine, rest) = trace_passes
+                    .into_iter()
+                    .partition(|v| v.span_id.is_some_and(|id| ids.contains(&id)));
+                trace_passes = rest;
+                mine
+            };
             let facts: Vec<SpanFacts> = part.iter().map(SpanFacts::from).collect();
             // Each distinct piece once: the history and system prompt an agent resends in every
             // LLM call of a turn would otherwise be tokenised again for each call.
@@ -121,8 +149,12 @@ fn prepare_chunks(spans: Vec<Span>, verdicts: &IngestVerdicts) -> Result<Vec<Pre
                 summary: summarize(&project, trace_id, &facts),
                 facts_blob: body::encode_small(&facts)?,
                 body: body::encode_sized(part, part.len() * 4096)?,
-                judged_by: verdicts
-                    .judged_by
+                passes: passes::encode(
+                    mine.into_iter()
+                        .filter(|v| v.project_id == project)
+                        .collect(),
+                )?,
+                judged_by: judged_by
                     .get(&project)
                     .filter(|ids| !ids.is_empty())
                     .map(|ids| ids.join(",")),
@@ -132,8 +164,11 @@ fn prepare_chunks(spans: Vec<Span>, verdicts: &IngestVerdicts) -> Result<Vec<Pre
                 text,
             });
         }
+        // Verdicts on spans this request did not carry (none in practice) stay rows.
+        rows.extend(trace_passes);
     }
-    Ok(chunks)
+    rows.extend(passing.into_values().flatten());
+    Ok((chunks, rows))
 }
 
 enum Job {
@@ -355,13 +390,13 @@ impl WriterHandle {
         verdicts: IngestVerdicts,
         deadline: Option<Instant>,
     ) -> Result<WriteReceipt> {
-        let chunks = prepare_chunks(spans, &verdicts)?;
+        let (chunks, scores) = prepare_chunks(spans, verdicts)?;
         let n = chunks.iter().map(|c| c.facts.len()).sum();
         self.reserve(n, deadline).await?;
         let (ack, rx) = oneshot::channel();
         let job = Job::Spans {
             chunks,
-            scores: verdicts.scores,
+            scores,
             ack,
         };
         self.submit(job, deadline).await?;
@@ -730,7 +765,8 @@ fn write_chunk<'a>(
         return Ok(None);
     };
     // A new trace (the common case): its summary was computed by the caller.
-    let inserted = insert_new_trace_row(tx, summary, chunk.judged_by.as_deref())?;
+    let passed_by = chunk.passes.as_ref().map(|p| p.names.as_str());
+    let inserted = insert_new_trace_row(tx, summary, chunk.judged_by.as_deref(), passed_by)?;
     let existing = match inserted {
         Some(_) => None,
         None => get_trace_with_ref(tx, &chunk.project, chunk.trace_id)?,
@@ -782,7 +818,23 @@ fn write_chunk<'a>(
             let Some(row) = summarize(&chunk.project, chunk.trace_id, &all) else {
                 return Ok(Some((trace_ref, false)));
             };
-            update_trace_row(tx, trace_ref, &row, chunk.judged_by.as_deref())?;
+            // The names of evaluators that passed spans of this chunk join the trace's.
+            let passed_by = match passed_by {
+                Some(names) => {
+                    let old: Option<String> = tx
+                        .prepare_cached("SELECT passed_by FROM traces WHERE id = ?1")?
+                        .query_row([trace_ref], |r| r.get(0))?;
+                    Some(passes::union_names(old.as_deref(), names))
+                }
+                None => None,
+            };
+            update_trace_row(
+                tx,
+                trace_ref,
+                &row,
+                chunk.judged_by.as_deref(),
+                passed_by.as_deref(),
+            )?;
             (trace_ref, Cow::Owned(fresh), Some(old), row, Some(known))
         }
     };
@@ -794,14 +846,15 @@ fn write_chunk<'a>(
         Cow::Owned(body::encode_small(&fresh[..])?)
     };
     tx.prepare_cached(
-        "INSERT INTO span_chunks (trace_ref, span_count, facts, body, judged_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO span_chunks (trace_ref, span_count, facts, body, judged_by, passes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         trace_ref,
         fresh.len() as i64,
         facts_blob,
         chunk.body,
-        chunk.judged_by
+        chunk.judged_by,
+        chunk.passes.as_ref().map(|p| &p.blob[..])
     ])?;
     search.push((tx.last_insert_rowid(), &chunk.text));
     // Sessions are updated by difference, so a session of thousands of turns costs the same per
