@@ -668,6 +668,9 @@ mod layout_tests {
         // window, the latest ones are read in arrival order without sorting.
         let rate = plan(quality::RATE_SQL);
         assert!(rate.contains("traces_by_time"), "{rate}");
+        let queue = plan(quality::NEW_TRACES_SQL);
+        assert!(queue.contains("INTEGER PRIMARY KEY"), "{queue}");
+        assert!(!queue.contains("TEMP B-TREE"), "{queue}");
         let latest = plan(quality::LATEST_PASSES_SQL);
         assert!(!latest.contains("TEMP B-TREE"), "{latest}");
         assert!(latest.contains("span_chunks_by_trace"), "{latest}");

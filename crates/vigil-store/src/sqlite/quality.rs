@@ -130,6 +130,14 @@ pub(super) const RATE_SQL: &str = concat!(
     " AND (?5 IS NULL OR t.service_version = ?5) AND (?6 IS NULL OR t.service_version IS NOT ?6))"
 );
 
+/// The traces past an evaluator's cursor, by row key. A little behind the cursor too: a deleted
+/// newest trace frees its id for the next one (no AUTOINCREMENT); queuing is idempotent, so
+/// re-reading is safe. `+project_id` keeps the planner on the row-key range: through the time
+/// index (project, start) it read and sorted every trace of the project, every round, for every
+/// evaluator.
+pub(super) const NEW_TRACES_SQL: &str = "SELECT id, trace_id, judged_by FROM traces \
+     WHERE +project_id = ?1 AND id > ?2 - 100 AND id <= ?4 ORDER BY id LIMIT ?3";
+
 /// The passing verdicts stored with spans, newest trace first, of evaluator `?2` (or any): read
 /// in the order the traces arrived (row key), not sorted, so a caller stops after a page.
 pub(super) const LATEST_PASSES_SQL: &str = concat!(
@@ -226,11 +234,7 @@ impl QualityStore for SqliteStore {
                 };
                 type Found = (i64, Vec<u8>, Option<String>);
                 let found: Vec<Found> = {
-                    let mut stmt = tx.prepare_cached(
-                        // A little behind the cursor too: a deleted newest trace frees its id for the
-                        // next one (no AUTOINCREMENT); queuing is idempotent, so re-reading is safe.
-                        "SELECT id, trace_id, judged_by FROM traces WHERE project_id = ?1 AND id > ?2 - 100 AND id <= ?4 ORDER BY id LIMIT ?3",
-                    )?;
+                    let mut stmt = tx.prepare_cached(NEW_TRACES_SQL)?;
                     let rows = stmt.query_map(params![project, cursor, limit as i64, upto], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                     rows.collect::<rusqlite::Result<_>>()?
                 };
