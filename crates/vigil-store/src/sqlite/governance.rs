@@ -276,8 +276,11 @@ impl GovernanceStore for SqliteStore {
     ) -> Result<Vec<Approval>> {
         let p = project.clone();
         self.read(move |c| {
+            // With a status, `approvals_by_status` gives the order; `?2 IS NULL OR status = ?2`
+            // kept it from being used.
+            let status_filter = if status.is_some() { "status = ?2" } else { "?2 IS NULL" };
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE project_id = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY created_ns DESC LIMIT ?3"
+                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE project_id = ?1 AND {status_filter} ORDER BY created_ns DESC LIMIT ?3"
             ))?;
             let rows = stmt.query_map(
                 params![p.as_str(), status.map(|s| s.as_str()), limit as i64],

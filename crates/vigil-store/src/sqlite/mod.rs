@@ -250,6 +250,9 @@ struct Inner {
     writer: WriterHandle,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
+    /// Per project, each service version's first trace start, as of the trace row key read up to
+    /// (`quality::deployments` reads only the traces stored since).
+    deployments: Arc<Mutex<std::collections::HashMap<ProjectId, quality::Deployments>>>,
 }
 
 impl SqliteStore {
@@ -294,6 +297,7 @@ impl SqliteStore {
                 writer,
                 reader_permits: Semaphore::new(readers.len()),
                 readers: Mutex::new(readers),
+                deployments: Arc::default(),
             }),
         })
     }
@@ -668,6 +672,12 @@ mod layout_tests {
         // window, the latest ones are read in arrival order without sorting.
         let rate = plan(quality::RATE_SQL);
         assert!(rate.contains("traces_by_time"), "{rate}");
+        assert!(rate.contains("created_ns>?"), "{rate}");
+        for lease in [quality::LEASE_DUE_SQL, quality::LEASE_EXPIRED_SQL] {
+            let lease = plan(lease);
+            assert!(lease.contains("eval_jobs_ready"), "{lease}");
+            assert!(!lease.contains("TEMP B-TREE"), "{lease}");
+        }
         let queue = plan(quality::NEW_TRACES_SQL);
         assert!(queue.contains("INTEGER PRIMARY KEY"), "{queue}");
         assert!(!queue.contains("TEMP B-TREE"), "{queue}");
@@ -775,6 +785,46 @@ mod layout_tests {
         // Deleting the trace deletes its scores.
         assert_eq!(store.erase_user_traces(&project, "u1").await.unwrap(), 1);
         assert_eq!(linked(&store), (0, 0));
+    }
+
+    /// Deployments (each version's first trace) are kept between calls and brought up to date
+    /// from the traces stored since: a new version appears, and an earlier trace of a known
+    /// version stored later moves its first start back.
+    #[tokio::test]
+    async fn deployments_follow_new_traces() {
+        use crate::quality::QualityStore;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path())).unwrap();
+        let project = ProjectId::new("p");
+        let versioned = |i: u32, version: &str, start: i64| {
+            let mut s = sort_test_span(&project, i, 1, None);
+            s.service_version = Some(version.into());
+            s.start_time = start;
+            s.end_time = start + 10;
+            s
+        };
+        store
+            .write_spans(vec![versioned(0, "1.0", 100), versioned(1, "1.0", 50)])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.deployments(&project).await.unwrap(),
+            vec![("1.0".to_string(), 50)]
+        );
+        store
+            .write_spans(vec![versioned(2, "1.1", 200), versioned(3, "1.0", 20)])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.deployments(&project).await.unwrap(),
+            vec![("1.0".to_string(), 20), ("1.1".to_string(), 200)]
+        );
+        assert!(store
+            .deployments(&ProjectId::new("other"))
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     /// Passing span verdicts given at ingest are stored with their chunk, not as rows (migration

@@ -115,13 +115,16 @@ fn failure_mode_row(r: &Row) -> rusqlite::Result<FailureModeRow> {
 }
 
 /// Failing and scored sessions of an evaluator's trace verdicts (a span-scoped evaluator's trace
-/// fails if any of its spans failed). Its passing verdicts given at ingest are counted from the
+/// fails if any of its spans failed). A verdict is given after its trace started, so the window
+/// also bounds the scores read through `scores_by_name` (with a day's slack for clients whose clock
+/// runs ahead); without it every score the evaluator ever gave was read. Its passing verdicts given at ingest are counted from the
 /// traces that name it in `passed_by` (`passes.rs`).
 pub(super) const RATE_SQL: &str = concat!(
     "SELECT count(DISTINCT CASE WHEN passed = 0 THEN k END), count(DISTINCT k) FROM ( \
        SELECT COALESCE(t.session_id, hex(t.trace_id)) AS k, s.passed AS passed \
        FROM scores s JOIN traces t ON t.id = s.trace_ref \
        WHERE s.project_id = ?1 AND s.source = 'evaluator' AND s.name = ?2 AND s.passed IS NOT NULL \
+         AND s.created_ns >= ?3 - 86400000000000 \
          AND t.start_ns >= ?3 AND t.start_ns <= ?4 \
          AND (?5 IS NULL OR t.service_version = ?5) AND (?6 IS NULL OR t.service_version IS NOT ?6) \
        UNION ALL SELECT COALESCE(t.session_id, hex(t.trace_id)), 1 FROM traces t \
@@ -138,11 +141,26 @@ pub(super) const RATE_SQL: &str = concat!(
 pub(super) const NEW_TRACES_SQL: &str = "SELECT id, trace_id, judged_by FROM traces \
      WHERE +project_id = ?1 AND id > ?2 - 100 AND id <= ?4 ORDER BY id LIMIT ?3";
 
+/// Each service version's first trace start, as read up to a trace row key.
+pub(super) type Deployments = (i64, std::collections::HashMap<String, i64>);
+
+/// Leased jobs whose lease ran out (`?1` now, `?2` at most), in the order of `eval_jobs_ready`.
+pub(super) const LEASE_EXPIRED_SQL: &str = "SELECT id, project_id, evaluator_id, trace_id, attempts, not_before_ns \
+     FROM eval_jobs WHERE state = 'running' AND lease_until_ns < ?1 \
+       AND evaluator_id IN (SELECT id FROM evaluators WHERE enabled = 1) ORDER BY not_before_ns LIMIT ?2";
+
+/// Queued jobs that are due (`?1` now, `?2` at most), in the order of `eval_jobs_ready`.
+pub(super) const LEASE_DUE_SQL: &str = "SELECT id, project_id, evaluator_id, trace_id, attempts, not_before_ns \
+     FROM eval_jobs WHERE state = 'queued' AND not_before_ns <= ?1 \
+       AND evaluator_id IN (SELECT id FROM evaluators WHERE enabled = 1) ORDER BY not_before_ns LIMIT ?2";
+
 /// The passing verdicts stored with spans, newest trace first, of evaluator `?2` (or any): read
-/// in the order the traces arrived (row key), not sorted, so a caller stops after a page.
+/// in the order the traces arrived (row key), not sorted, so a caller stops after a page. Only the
+/// newest 200,000 traces are looked at, so a name nothing passed does not read the whole table.
 pub(super) const LATEST_PASSES_SQL: &str = concat!(
     "SELECT t.trace_id, c.passes FROM traces t JOIN span_chunks c ON c.trace_ref = t.id \
-     WHERE +t.project_id = ?1 AND t.passed_by IS NOT NULL AND (?2 IS NULL OR ",
+     WHERE t.id > (SELECT max(id) FROM traces) - 200000 \
+       AND +t.project_id = ?1 AND t.passed_by IS NOT NULL AND (?2 IS NULL OR ",
     passed_by_evaluator!(),
     ") AND c.passes IS NOT NULL ORDER BY t.id DESC"
 );
@@ -300,25 +318,31 @@ impl QualityStore for SqliteStore {
             .writer
             .exec(move |conn| {
                 let tx = conn.transaction()?;
-                let jobs: Vec<EvalJob> = {
-                    let mut stmt = tx.prepare_cached(
-                        "SELECT id, project_id, evaluator_id, trace_id, attempts FROM eval_jobs \
-                         WHERE ((state = 'queued' AND not_before_ns <= ?1) OR (state = 'running' AND lease_until_ns < ?1)) \
-                           AND evaluator_id IN (SELECT id FROM evaluators WHERE enabled = 1) \
-                         ORDER BY not_before_ns LIMIT ?2",
-                    )?;
+                // Jobs whose lease ran out (their worker died) and queued jobs that are due, the
+                // longest waiting first. Two statements, each in the order of `eval_jobs_ready`:
+                // as one `OR` the planner sorted every due job of the backlog, every round.
+                let mut jobs: Vec<(i64, EvalJob)> = Vec::new();
+                for sql in [LEASE_EXPIRED_SQL, LEASE_DUE_SQL] {
+                    let mut stmt = tx.prepare_cached(sql)?;
                     let rows = stmt.query_map(params![now_ns, limit as i64], |r| {
                         let trace: Vec<u8> = r.get(3)?;
-                        Ok(EvalJob {
-                            id: r.get(0)?,
-                            project_id: ProjectId(r.get(1)?),
-                            evaluator_id: r.get(2)?,
-                            trace_id: TraceId::from_bytes(&trace).unwrap_or_default(),
-                            attempts: r.get(4)?,
-                        })
+                        Ok((
+                            r.get(5)?,
+                            EvalJob {
+                                id: r.get(0)?,
+                                project_id: ProjectId(r.get(1)?),
+                                evaluator_id: r.get(2)?,
+                                trace_id: TraceId::from_bytes(&trace).unwrap_or_default(),
+                                attempts: r.get(4)?,
+                            },
+                        ))
                     })?;
-                    rows.collect::<rusqlite::Result<_>>()?
-                };
+                    for row in rows {
+                        jobs.push(row?);
+                    }
+                }
+                jobs.sort_by_key(|(due, job)| (*due, job.id));
+                let jobs: Vec<EvalJob> = jobs.into_iter().take(limit).map(|(_, j)| j).collect();
                 for j in &jobs {
                     tx.prepare_cached(
                         "UPDATE eval_jobs SET state = 'running', lease_until_ns = ?2, attempts = attempts + 1 WHERE id = ?1",
@@ -436,10 +460,17 @@ impl QualityStore for SqliteStore {
                        UNION ALL SELECT * FROM scores WHERE trace_ref IS NULL AND project_id = ?1 AND trace_id = ?2) \
                      WHERE (?3 IS NULL OR name = ?3) ORDER BY created_ns DESC, id DESC LIMIT ?4"
                 )
+            } else if name.is_some() {
+                // Its own statement: `?3 IS NULL OR name = ?3` kept `scores_by_name` from serving
+                // the name, and every score of the project was read and sorted.
+                format!(
+                    "SELECT {SCORE_COLUMNS} FROM scores WHERE project_id = ?1 AND name = ?3 \
+                     AND ?2 IS NULL ORDER BY created_ns DESC, id DESC LIMIT ?4"
+                )
             } else {
                 format!(
-                    "SELECT {SCORE_COLUMNS} FROM scores WHERE project_id = ?1 \
-                     AND (?3 IS NULL OR name = ?3) ORDER BY created_ns DESC, id DESC LIMIT ?4"
+                    "SELECT {SCORE_COLUMNS} FROM scores WHERE project_id = ?1 AND ?2 IS NULL \
+                     AND ?3 IS NULL ORDER BY created_ns DESC, id DESC LIMIT ?4"
                 )
             };
             let mut stmt = c.prepare_cached(&sql)?;
@@ -701,7 +732,7 @@ impl QualityStore for SqliteStore {
                    SELECT COALESCE(t.session_id, hex(t.trace_id)) AS k, s.passed AS passed, t.start_ns AS start_ns \
                    FROM scores s JOIN traces t ON t.id = s.trace_ref \
                    WHERE s.project_id = ?1 AND s.source = 'evaluator' AND s.name = ?2 AND s.passed IS NOT NULL \
-                     AND t.start_ns >= ?3 AND t.start_ns <= ?4 \
+                     AND s.created_ns >= ?3 - 86400000000000 AND t.start_ns >= ?3 AND t.start_ns <= ?4 \
                    UNION ALL SELECT COALESCE(t.session_id, hex(t.trace_id)), 1, t.start_ns FROM traces t \
                    WHERE t.project_id = ?1 AND t.start_ns >= ?3 AND t.start_ns <= ?4 AND t.passed_by IS NOT NULL AND ",
                     passed_by_evaluator!(),
@@ -1005,14 +1036,36 @@ impl QualityStore for SqliteStore {
     }
 
     async fn deployments(&self, project: &ProjectId) -> Result<Vec<(String, i64)>> {
-        let p = project.clone();
+        // The failure-mode lifecycle asks every couple of seconds; reading every trace of the
+        // project each time cost a reader a third of a second per million traces. The first start
+        // of each version is kept, and only the traces stored since are read (by row key).
+        let (p, cache) = (project.clone(), self.inner.deployments.clone());
         self.read(move |c| {
+            let (seen_upto, mut first) = cache
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&p).cloned())
+                .unwrap_or_default();
+            let upto: i64 =
+                c.query_row("SELECT coalesce(max(id), 0) FROM traces", [], |r| r.get(0))?;
             let mut stmt = c.prepare_cached(
-                "SELECT service_version, min(start_ns) FROM traces WHERE project_id = ?1 AND service_version IS NOT NULL \
-                 GROUP BY service_version ORDER BY 2",
+                "SELECT service_version, start_ns FROM traces \
+                 WHERE id > ?2 AND id <= ?3 AND +project_id = ?1 AND service_version IS NOT NULL",
             )?;
-            let rows = stmt.query_map([p.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            let rows = stmt.query_map(params![p.as_str(), seen_upto, upto], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (version, start) = row?;
+                let at = first.entry(version).or_insert(start);
+                *at = (*at).min(start);
+            }
+            let mut out: Vec<(String, i64)> = first.iter().map(|(v, t)| (v.clone(), *t)).collect();
+            out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            if let Ok(mut m) = cache.lock() {
+                m.insert(p, (upto, first));
+            }
+            Ok(out)
         })
         .await
     }

@@ -998,6 +998,21 @@ fn merge_rollups(
 
 const GC_CHUNK: usize = 1000;
 
+/// Every project with stored data: the registered ones and any other a trace names (spans written
+/// by tools for a project id alone), found by hopping from one project to the next in the trace
+/// table's time index instead of reading it.
+fn project_ids(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM projects UNION \
+         SELECT id FROM (WITH RECURSIVE p(id) AS ( \
+             SELECT (SELECT min(project_id) FROM traces) \
+             UNION ALL SELECT (SELECT min(project_id) FROM traces WHERE project_id > p.id) FROM p WHERE p.id IS NOT NULL) \
+           SELECT id FROM p WHERE id IS NOT NULL)",
+    )?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 fn gc(conn: &mut Connection, retention: &Retention) -> Result<GcReport> {
     let mut report = GcReport {
         bytes_before: used_bytes(conn)?,
@@ -1010,26 +1025,59 @@ fn gc(conn: &mut Connection, retention: &Retention) -> Result<GcReport> {
                 .unwrap_or(i64::MAX / 1_000_000_000)
                 .saturating_mul(1_000_000_000),
         );
-        loop {
-            let n = delete_traces(
-                conn,
-                "SELECT id, project_id, trace_id, session_id, span_count FROM traces WHERE start_ns < ?1 LIMIT ?2",
-                &[&cutoff, &(GC_CHUNK as i64)],
-                &mut report,
-            )?;
-            if n == 0 {
-                break;
+        // Project by project, so that each statement is a range of an index that leads with the
+        // project: without it, each pass (and the last, empty one) read the whole trace table on
+        // the writer, holding up ingest.
+        for project in project_ids(conn)? {
+            loop {
+                let n = delete_traces(
+                    conn,
+                    "SELECT id, project_id, trace_id, session_id, span_count FROM traces \
+                     WHERE project_id = ?3 AND start_ns < ?1 ORDER BY start_ns LIMIT ?2",
+                    &[&cutoff, &(GC_CHUNK as i64), &project],
+                    &mut report,
+                )?;
+                if n == 0 {
+                    break;
+                }
             }
+            conn.execute(
+                "DELETE FROM log_records WHERE project_id = ?1 AND time_ns < ?2",
+                params![project, cutoff],
+            )?;
+            conn.execute(
+                "DELETE FROM span_rollups WHERE project_id = ?1 AND minute < ?2",
+                params![project, cutoff.div_euclid(60_000_000_000)],
+            )?;
         }
-        conn.execute("DELETE FROM log_records WHERE time_ns < ?1", [cutoff])?;
-        conn.execute(
-            "DELETE FROM span_rollups WHERE minute < ?1",
-            [cutoff.div_euclid(60_000_000_000)],
-        )?;
     }
     if let Some(max) = retention.max_size_bytes {
         while used_bytes(conn)? > max {
-            let n = delete_traces(conn, "SELECT id, project_id, trace_id, session_id, span_count FROM traces WHERE start_ns < ?1 ORDER BY start_ns LIMIT ?2", &[&i64::MAX, &(GC_CHUNK as i64)], &mut report)?;
+            // The oldest traces of the store: each project's oldest, in the order of its time
+            // index, then the oldest of those (a sort of the whole table per pass, before).
+            let mut oldest: Vec<(i64, i64)> = Vec::new();
+            for project in project_ids(conn)? {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT start_ns, id FROM traces WHERE project_id = ?1 ORDER BY start_ns LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![project, GC_CHUNK as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+                for row in rows {
+                    oldest.push(row?);
+                }
+            }
+            oldest.sort_unstable();
+            oldest.truncate(GC_CHUNK);
+            let ids = serde_json::to_string(&oldest.iter().map(|(_, id)| id).collect::<Vec<_>>())
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
+            let n = delete_traces(
+                conn,
+                "SELECT id, project_id, trace_id, session_id, span_count FROM traces \
+                 WHERE id IN (SELECT value FROM json_each(?1))",
+                &[&ids],
+                &mut report,
+            )?;
             if n == 0 {
                 break;
             }
@@ -1082,8 +1130,11 @@ pub(crate) fn delete_traces(
             "DELETE FROM scores WHERE trace_ref IS NULL AND project_id = ?1 AND trace_id = ?2",
         )?
         .execute(params![project, trace])?;
-        tx.prepare_cached("DELETE FROM eval_jobs WHERE project_id = ?1 AND trace_id = ?2")?
-            .execute(params![project, trace])?;
+        // Through the (evaluator, trace) key: no index leads with the trace id alone.
+        tx.prepare_cached(
+            "DELETE FROM eval_jobs WHERE evaluator_id IN (SELECT id FROM evaluators WHERE project_id = ?1) AND trace_id = ?2",
+        )?
+        .execute(params![project, trace])?;
         tx.prepare_cached(
             "DELETE FROM failure_mode_examples WHERE trace_id = ?2 AND failure_mode_id IN (SELECT id FROM failure_modes WHERE project_id = ?1)",
         )?
