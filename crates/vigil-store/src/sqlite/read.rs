@@ -383,7 +383,14 @@ pub(super) fn find_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage
         || q.user_id.is_some()
         || matches!(q.sort, TraceSortField::Cost | TraceSortField::Duration);
     let mut traces = if deferred {
-        let indexed = select("traces t", " AND t.indexed = 1")?;
+        // A session holds few traces: sorted by cost or duration, the planner would rather walk
+        // that sort's index over the whole project (and all of it when nothing matches).
+        let indexed_from = if q.session_id.is_some() {
+            "traces t INDEXED BY traces_by_session"
+        } else {
+            "traces t"
+        };
+        let indexed = select(indexed_from, " AND t.indexed = 1")?;
         let recent = select("traces t INDEXED BY traces_unindexed", " AND t.indexed = 0")?;
         merge_sorted(indexed, recent, |a, b| {
             let order = sort_order(q.sort, a, b);
