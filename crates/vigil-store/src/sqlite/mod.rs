@@ -250,8 +250,8 @@ struct Inner {
     writer: WriterHandle,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
-    /// Per project, each service version's first trace start, as of the trace row key read up to
-    /// (`quality::deployments` reads only the traces stored since).
+    /// Per project, each service version's first trace start, reused for a minute
+    /// (`quality::deployments`).
     deployments: Arc<Mutex<std::collections::HashMap<ProjectId, quality::Deployments>>>,
 }
 
@@ -682,6 +682,7 @@ mod layout_tests {
         assert!(queue.contains("INTEGER PRIMARY KEY"), "{queue}");
         assert!(!queue.contains("TEMP B-TREE"), "{queue}");
         let latest = plan(quality::LATEST_PASSES_SQL);
+        assert!(latest.contains("traces_by_time"), "{latest}");
         assert!(!latest.contains("TEMP B-TREE"), "{latest}");
         assert!(latest.contains("span_chunks_by_trace"), "{latest}");
         let index =
@@ -787,9 +788,52 @@ mod layout_tests {
         assert_eq!(linked(&store), (0, 0));
     }
 
-    /// Deployments (each version's first trace) are kept between calls and brought up to date
-    /// from the traces stored since: a new version appears, and an earlier trace of a known
-    /// version stored later moves its first start back.
+    /// An evaluator of a quiet project moves its cursor past the other projects' new traces once
+    /// it has looked at them, instead of reading them again every round.
+    #[tokio::test]
+    async fn a_quiet_projects_queue_cursor_moves_past_other_projects_traces() {
+        use crate::quality::QualityStore;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path())).unwrap();
+        let (quiet, busy) = (ProjectId::new("quiet"), ProjectId::new("busy"));
+        let e = store
+            .put_evaluator(
+                &quiet,
+                "rule",
+                serde_json::json!({"rule": {"type": "refusal"}}),
+                true,
+            )
+            .await
+            .unwrap();
+        let spans = (0..30).map(|i| sort_test_span(&busy, i, 1, None)).collect();
+        store.write_spans(spans).await.unwrap();
+        let upto = store.max_trace_ref().await.unwrap();
+        assert_eq!(
+            store.eval_enqueue_new(&e.id, 100, 0, upto).await.unwrap(),
+            0
+        );
+        let cursor = |store: &SqliteStore| {
+            let conn = Connection::open(store.inner.path.clone()).unwrap();
+            conn.query_row("SELECT cursor FROM evaluators", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        assert_eq!(cursor(&store), upto);
+        // Its own traces are still found, past the others'.
+        store
+            .write_spans(vec![sort_test_span(&quiet, 40, 1, None)])
+            .await
+            .unwrap();
+        let upto = store.max_trace_ref().await.unwrap();
+        assert_eq!(
+            store.eval_enqueue_new(&e.id, 100, 0, upto).await.unwrap(),
+            1
+        );
+        assert_eq!(cursor(&store), upto);
+    }
+
+    /// Deployments (each version's first trace) are reused for a minute, then read again: a new
+    /// version appears, and an earlier trace of a known version moves its first start back.
     #[tokio::test]
     async fn deployments_follow_new_traces() {
         use crate::quality::QualityStore;
@@ -816,6 +860,12 @@ mod layout_tests {
             .write_spans(vec![versioned(2, "1.1", 200), versioned(3, "1.0", 20)])
             .await
             .unwrap();
+        assert_eq!(
+            store.deployments(&project).await.unwrap(),
+            vec![("1.0".to_string(), 50)],
+            "reused within the minute"
+        );
+        store.inner.deployments.lock().unwrap().clear();
         assert_eq!(
             store.deployments(&project).await.unwrap(),
             vec![("1.0".to_string(), 20), ("1.1".to_string(), 200)]

@@ -141,8 +141,11 @@ pub(super) const RATE_SQL: &str = concat!(
 pub(super) const NEW_TRACES_SQL: &str = "SELECT id, trace_id, judged_by FROM traces \
      WHERE +project_id = ?1 AND id > ?2 - 100 AND id <= ?4 ORDER BY id LIMIT ?3";
 
-/// Each service version's first trace start, as read up to a trace row key.
-pub(super) type Deployments = (i64, std::collections::HashMap<String, i64>);
+/// Each service version's first trace start, and when that was computed.
+pub(super) type Deployments = (std::time::Instant, Vec<(String, i64)>);
+
+/// How long a project's deployments are reused before they are read again.
+const DEPLOYMENTS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Leased jobs whose lease ran out (`?1` now, `?2` at most), in the order of `eval_jobs_ready`.
 pub(super) const LEASE_EXPIRED_SQL: &str = "SELECT id, project_id, evaluator_id, trace_id, attempts, not_before_ns \
@@ -154,15 +157,16 @@ pub(super) const LEASE_DUE_SQL: &str = "SELECT id, project_id, evaluator_id, tra
      FROM eval_jobs WHERE state = 'queued' AND not_before_ns <= ?1 \
        AND evaluator_id IN (SELECT id FROM evaluators WHERE enabled = 1) ORDER BY not_before_ns LIMIT ?2";
 
-/// The passing verdicts stored with spans, newest trace first, of evaluator `?2` (or any): read
-/// in the order the traces arrived (row key), not sorted, so a caller stops after a page. Only the
-/// newest 200,000 traces are looked at, so a name nothing passed does not read the whole table.
+/// The passing verdicts stored with spans, of evaluator `?2` (or any), newest traces first: the
+/// project's newest 200,000 traces in the order of its time index, so that a caller can stop
+/// after a page and a name nothing passed does not read the whole project.
 pub(super) const LATEST_PASSES_SQL: &str = concat!(
-    "SELECT t.trace_id, c.passes FROM traces t JOIN span_chunks c ON c.trace_ref = t.id \
-     WHERE t.id > (SELECT max(id) FROM traces) - 200000 \
-       AND +t.project_id = ?1 AND t.passed_by IS NOT NULL AND (?2 IS NULL OR ",
+    "SELECT t.trace_id, c.passes FROM \
+       (SELECT id, trace_id, passed_by FROM traces WHERE project_id = ?1 ORDER BY start_ns DESC LIMIT 200000) t \
+     JOIN span_chunks c ON c.trace_ref = t.id \
+     WHERE t.passed_by IS NOT NULL AND (?2 IS NULL OR ",
     passed_by_evaluator!(),
-    ") AND c.passes IS NOT NULL ORDER BY t.id DESC"
+    ") AND c.passes IS NOT NULL"
 );
 
 /// A run from `SELECT id, dataset_id, name, model, prompt, summary, created_ns`.
@@ -283,8 +287,15 @@ impl QualityStore for SqliteStore {
                         )?
                         .execute(params![project, id, trace, not_before_ns])?;
                 }
-                if let Some((last, ..)) = found.last() {
-                    tx.execute("UPDATE evaluators SET cursor = ?2 WHERE id = ?1", params![id, last])?;
+                // A short page means every trace up to `upto` was looked at: the cursor moves there,
+                // so that a quiet project does not read other projects' new traces again each round.
+                let next = if found.len() < limit {
+                    Some(upto.max(cursor))
+                } else {
+                    found.last().map(|(last, ..)| *last)
+                };
+                if let Some(next) = next.filter(|n| *n != cursor) {
+                    tx.execute("UPDATE evaluators SET cursor = ?2 WHERE id = ?1", params![id, next])?;
                 }
                 tx.commit()?;
                 Ok(queued)
@@ -498,7 +509,8 @@ impl QualityStore for SqliteStore {
                     // not a sort), until `limit` of them are found.
                     let mut stmt = c.prepare_cached(LATEST_PASSES_SQL)?;
                     let mut blobs = stmt.query(params![p.as_str(), name])?;
-                    while stored.len() < limit {
+                    // Some may repeat a row (a verdict the queue gave again): read enough.
+                    while stored.len() < limit + rows.len() {
                         let Some(r) = blobs.next()? else { break };
                         let trace = TraceId::from_bytes(r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?)
                             .map_err(|e| Error::Corrupt(e.to_string()))?;
@@ -1036,34 +1048,26 @@ impl QualityStore for SqliteStore {
     }
 
     async fn deployments(&self, project: &ProjectId) -> Result<Vec<(String, i64)>> {
-        // The failure-mode lifecycle asks every couple of seconds; reading every trace of the
-        // project each time cost a reader a third of a second per million traces. The first start
-        // of each version is kept, and only the traces stored since are read (by row key).
+        // The failure-mode lifecycle asks every couple of seconds, and the answer reads every
+        // trace of the project (a third of a second per million traces): it is recomputed at most
+        // once a minute. Deployments are rare; a new one is seen within the minute.
         let (p, cache) = (project.clone(), self.inner.deployments.clone());
+        if let Some(fresh) = cache.lock().ok().and_then(|m| {
+            m.get(&p)
+                .filter(|(at, _)| at.elapsed() < DEPLOYMENTS_TTL)
+                .map(|(_, d)| d.clone())
+        }) {
+            return Ok(fresh);
+        }
         self.read(move |c| {
-            let (seen_upto, mut first) = cache
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&p).cloned())
-                .unwrap_or_default();
-            let upto: i64 =
-                c.query_row("SELECT coalesce(max(id), 0) FROM traces", [], |r| r.get(0))?;
             let mut stmt = c.prepare_cached(
-                "SELECT service_version, start_ns FROM traces \
-                 WHERE id > ?2 AND id <= ?3 AND +project_id = ?1 AND service_version IS NOT NULL",
+                "SELECT service_version, min(start_ns) FROM traces WHERE project_id = ?1 AND service_version IS NOT NULL \
+                 GROUP BY service_version ORDER BY 2",
             )?;
-            let rows = stmt.query_map(params![p.as_str(), seen_upto, upto], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })?;
-            for row in rows {
-                let (version, start) = row?;
-                let at = first.entry(version).or_insert(start);
-                *at = (*at).min(start);
-            }
-            let mut out: Vec<(String, i64)> = first.iter().map(|(v, t)| (v.clone(), *t)).collect();
-            out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            let rows = stmt.query_map([p.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let out: Vec<(String, i64)> = rows.collect::<rusqlite::Result<_>>()?;
             if let Ok(mut m) = cache.lock() {
-                m.insert(p, (upto, first));
+                m.insert(p, (std::time::Instant::now(), out.clone()));
             }
             Ok(out)
         })

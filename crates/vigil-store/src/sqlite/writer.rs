@@ -122,6 +122,10 @@ fn prepare_chunks(
                 trace_passes = rest;
                 mine
             };
+            // The same trace id in another project of the batch: those verdicts stay rows.
+            let (mine, others): (Vec<ScoreRow>, Vec<ScoreRow>) =
+                mine.into_iter().partition(|v| v.project_id == project);
+            rows.extend(others);
             let facts: Vec<SpanFacts> = part.iter().map(SpanFacts::from).collect();
             // Each distinct piece once: the history and system prompt an agent resends in every
             // LLM call of a turn would otherwise be tokenised again for each call.
@@ -149,11 +153,7 @@ fn prepare_chunks(
                 summary: summarize(&project, trace_id, &facts),
                 facts_blob: body::encode_small(&facts)?,
                 body: body::encode_sized(part, part.len() * 4096)?,
-                passes: passes::encode(
-                    mine.into_iter()
-                        .filter(|v| v.project_id == project)
-                        .collect(),
-                )?,
+                passes: passes::encode(mine)?,
                 judged_by: judged_by
                     .get(&project)
                     .filter(|ids| !ids.is_empty())
@@ -998,19 +998,27 @@ fn merge_rollups(
 
 const GC_CHUNK: usize = 1000;
 
-/// Every project with stored data: the registered ones and any other a trace names (spans written
-/// by tools for a project id alone), found by hopping from one project to the next in the trace
-/// table's time index instead of reading it.
+/// Every project with stored data: the registered ones and any other that traces, log records or
+/// rollups name (spans written by tools for a project id alone), found by hopping from one project
+/// to the next in each table's index that leads with the project, instead of reading the table.
 fn project_ids(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id FROM projects UNION \
-         SELECT id FROM (WITH RECURSIVE p(id) AS ( \
-             SELECT (SELECT min(project_id) FROM traces) \
-             UNION ALL SELECT (SELECT min(project_id) FROM traces WHERE project_id > p.id) FROM p WHERE p.id IS NOT NULL) \
-           SELECT id FROM p WHERE id IS NOT NULL)",
-    )?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut ids: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut stmt = conn.prepare_cached("SELECT id FROM projects")?;
+    for id in stmt.query_map([], |r| r.get(0))? {
+        ids.insert(id?);
+    }
+    for table in ["traces", "log_records", "span_rollups"] {
+        let mut stmt = conn.prepare_cached(&format!(
+            "WITH RECURSIVE p(id) AS ( \
+               SELECT (SELECT min(project_id) FROM {table}) \
+               UNION ALL SELECT (SELECT min(project_id) FROM {table} WHERE project_id > p.id) FROM p WHERE p.id IS NOT NULL) \
+             SELECT id FROM p WHERE id IS NOT NULL"
+        ))?;
+        for id in stmt.query_map([], |r| r.get(0))? {
+            ids.insert(id?);
+        }
+    }
+    Ok(ids.into_iter().collect())
 }
 
 fn gc(conn: &mut Connection, retention: &Retention) -> Result<GcReport> {
