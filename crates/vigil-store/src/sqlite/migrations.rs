@@ -50,6 +50,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         14,
         include_str!("../../migrations/sqlite/0014_chunk_passes.sql"),
     ),
+    (
+        15,
+        include_str!("../../migrations/sqlite/0015_eval_jobs_by_project.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

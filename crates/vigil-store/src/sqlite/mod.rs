@@ -678,6 +678,12 @@ mod layout_tests {
             assert!(lease.contains("eval_jobs_ready"), "{lease}");
             assert!(!lease.contains("TEMP B-TREE"), "{lease}");
         }
+        let stats =
+            plan("SELECT state, count(*) FROM eval_jobs WHERE project_id = 'p' GROUP BY state");
+        assert!(
+            stats.contains("COVERING INDEX eval_jobs_by_project"),
+            "{stats}"
+        );
         let queue = plan(quality::NEW_TRACES_SQL);
         assert!(queue.contains("INTEGER PRIMARY KEY"), "{queue}");
         assert!(!queue.contains("TEMP B-TREE"), "{queue}");
