@@ -248,19 +248,20 @@ impl Runner {
                 .map_err(|e| e.to_string())?;
             slot.insert(d.map(|d| d.spans));
         }
-        let Some(Some(spans)) = traces.get(&key) else {
+        let Some(Some(trace_spans)) = traces.get(&key) else {
             // Deleted (retention, erasure) before it was evaluated.
             return Ok(Vec::new());
         };
         // The quality loop's own calls (LLM judges, experiments) are not production traffic:
         // judging them would make judges judge their own calls without end.
-        if spans.iter().any(is_own_call) {
+        if trace_spans.iter().any(is_own_call) {
             return Ok(Vec::new());
         }
-        let spans = spans.clone();
-        // A session verdict looks at every turn of the session so far (the latest 50).
-        let mut spans = spans;
+        // A session verdict looks at every turn of the session so far (the latest 50); the others
+        // judge the trace as read for the round, without a copy per evaluator.
+        let mut session_spans: Option<Vec<Span>> = None;
         if def.scope == Scope::Session {
+            let mut spans = trace_spans.clone();
             if let Some(session) = spans.iter().find_map(|s| s.session_id.clone()) {
                 let turns = self
                     .store
@@ -290,8 +291,9 @@ impl Runner {
                 all.extend(std::mem::take(&mut spans));
                 spans = all;
             }
+            session_spans = Some(spans);
         }
-        let detail_spans = spans;
+        let detail_spans: &[Span] = session_spans.as_deref().unwrap_or(trace_spans);
         let scores = match &def.rule {
             crate::Rule::LlmJudge {
                 model,
@@ -311,11 +313,11 @@ impl Runner {
                         threshold: *pass_threshold,
                     },
                     job.trace_id,
-                    &detail_spans,
+                    detail_spans,
                 )
                 .await?
             }
-            _ => evaluate(e, &def, &rule, job.trace_id, &detail_spans),
+            _ => evaluate(e, &def, &rule, job.trace_id, detail_spans),
         };
         Ok(scores)
     }
