@@ -114,23 +114,43 @@ fn failure_mode_row(r: &Row) -> rusqlite::Result<FailureModeRow> {
     })
 }
 
-/// Failing and scored sessions of an evaluator's trace verdicts (a span-scoped evaluator's trace
-/// fails if any of its spans failed). A verdict is given after its trace started, so the window
-/// also bounds the scores read through `scores_by_name` (with a day's slack for clients whose clock
-/// runs ahead); without it every score the evaluator ever gave was read. Its passing verdicts given at ingest are counted from the
+/// SQL: the session (or lone trace) `k` of each of evaluator `?2`'s trace verdicts in the window
+/// `?3..=?4` of traces' start, with `passed` and the trace's `start_ns`, optionally only on service
+/// version `?5` or not on `?6` (a span-scoped evaluator's trace fails if any of its spans failed).
+/// A verdict is given after its trace started, so the window also bounds the scores read through
+/// `scores_by_name` (with a day's slack for clients whose clock runs ahead); without it every score
+/// the evaluator ever gave was read. Its passing verdicts given at ingest are counted from the
 /// traces that name it in `passed_by` (`passes.rs`).
+macro_rules! verdict_sessions {
+    () => {
+        concat!(
+            "SELECT COALESCE(t.session_id, hex(t.trace_id)) AS k, s.passed AS passed, t.start_ns AS start_ns \
+             FROM scores s JOIN traces t ON t.id = s.trace_ref \
+             WHERE s.project_id = ?1 AND s.source = 'evaluator' AND s.name = ?2 AND s.passed IS NOT NULL \
+               AND s.created_ns >= ?3 - 86400000000000 \
+               AND t.start_ns >= ?3 AND t.start_ns <= ?4 \
+               AND (?5 IS NULL OR t.service_version = ?5) AND (?6 IS NULL OR t.service_version IS NOT ?6) \
+             UNION ALL SELECT COALESCE(t.session_id, hex(t.trace_id)), 1, t.start_ns FROM traces t \
+             WHERE t.project_id = ?1 AND t.start_ns >= ?3 AND t.start_ns <= ?4 AND t.passed_by IS NOT NULL AND ",
+            passed_by_evaluator!(),
+            " AND (?5 IS NULL OR t.service_version = ?5) AND (?6 IS NULL OR t.service_version IS NOT ?6)"
+        )
+    };
+}
+
+/// Failing and scored sessions of an evaluator's trace verdicts (`verdict_sessions`).
 pub(super) const RATE_SQL: &str = concat!(
-    "SELECT count(DISTINCT CASE WHEN passed = 0 THEN k END), count(DISTINCT k) FROM ( \
-       SELECT COALESCE(t.session_id, hex(t.trace_id)) AS k, s.passed AS passed \
-       FROM scores s JOIN traces t ON t.id = s.trace_ref \
-       WHERE s.project_id = ?1 AND s.source = 'evaluator' AND s.name = ?2 AND s.passed IS NOT NULL \
-         AND s.created_ns >= ?3 - 86400000000000 \
-         AND t.start_ns >= ?3 AND t.start_ns <= ?4 \
-         AND (?5 IS NULL OR t.service_version = ?5) AND (?6 IS NULL OR t.service_version IS NOT ?6) \
-       UNION ALL SELECT COALESCE(t.session_id, hex(t.trace_id)), 1 FROM traces t \
-       WHERE t.project_id = ?1 AND t.start_ns >= ?3 AND t.start_ns <= ?4 AND t.passed_by IS NOT NULL AND ",
-    passed_by_evaluator!(),
-    " AND (?5 IS NULL OR t.service_version = ?5) AND (?6 IS NULL OR t.service_version IS NOT ?6))"
+    "SELECT count(DISTINCT CASE WHEN passed = 0 THEN k END), count(DISTINCT k) FROM (",
+    verdict_sessions!(),
+    ")"
+);
+
+/// `RATE_SQL` per day of the traces' start (`?5` and `?6` unbound: every version).
+const RATE_BY_DAY_SQL: &str = concat!(
+    "SELECT strftime('%Y-%m-%d', start_ns / 1000000000, 'unixepoch') AS day, \
+       count(DISTINCT CASE WHEN passed = 0 THEN k END), count(DISTINCT k) FROM (",
+    verdict_sessions!(),
+    ") GROUP BY day ORDER BY day"
 );
 
 /// The traces past an evaluator's cursor, by row key. A little behind the cursor too: a deleted
@@ -505,8 +525,8 @@ impl QualityStore for SqliteStore {
                     }
                 }
                 None => {
-                    // The newest traces with such verdicts (by row key: the order they arrived,
-                    // not a sort), until `limit` of them are found.
+                    // The newest traces with such verdicts (`LATEST_PASSES_SQL`), until enough
+                    // are found.
                     let mut stmt = c.prepare_cached(LATEST_PASSES_SQL)?;
                     let mut blobs = stmt.query(params![p.as_str(), name])?;
                     // Some may repeat a row (a verdict the queue gave again): read enough.
@@ -737,29 +757,20 @@ impl QualityStore for SqliteStore {
     ) -> Result<Vec<(String, RateWindow)>> {
         let (p, e) = (project.clone(), evaluator.to_string());
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                concat!(
-                    "SELECT strftime('%Y-%m-%d', start_ns / 1000000000, 'unixepoch') AS day, \
-                        count(DISTINCT CASE WHEN passed = 0 THEN k END), count(DISTINCT k) FROM ( \
-                   SELECT COALESCE(t.session_id, hex(t.trace_id)) AS k, s.passed AS passed, t.start_ns AS start_ns \
-                   FROM scores s JOIN traces t ON t.id = s.trace_ref \
-                   WHERE s.project_id = ?1 AND s.source = 'evaluator' AND s.name = ?2 AND s.passed IS NOT NULL \
-                     AND s.created_ns >= ?3 - 86400000000000 AND t.start_ns >= ?3 AND t.start_ns <= ?4 \
-                   UNION ALL SELECT COALESCE(t.session_id, hex(t.trace_id)), 1, t.start_ns FROM traces t \
-                   WHERE t.project_id = ?1 AND t.start_ns >= ?3 AND t.start_ns <= ?4 AND t.passed_by IS NOT NULL AND ",
-                    passed_by_evaluator!(),
-                    ") GROUP BY day ORDER BY day"
-                ),
+            let mut stmt = c.prepare_cached(RATE_BY_DAY_SQL)?;
+            let (version, exclude): (Option<&str>, Option<&str>) = (None, None);
+            let rows = stmt.query_map(
+                params![p.as_str(), e, from_ns, to_ns, version, exclude],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        RateWindow {
+                            failing: r.get::<_, i64>(1)?.max(0) as u64,
+                            sessions: r.get::<_, i64>(2)?.max(0) as u64,
+                        },
+                    ))
+                },
             )?;
-            let rows = stmt.query_map(params![p.as_str(), e, from_ns, to_ns], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    RateWindow {
-                        failing: r.get::<_, i64>(1)?.max(0) as u64,
-                        sessions: r.get::<_, i64>(2)?.max(0) as u64,
-                    },
-                ))
-            })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await

@@ -102,6 +102,11 @@ fn trace_params(t: &TraceRow) -> [Sql; 24] {
     ]
 }
 
+/// An optional text parameter.
+fn opt_text(v: Option<&str>) -> Sql {
+    v.map_or(Sql::Null, |v| Sql::Text(v.to_string()))
+}
+
 /// Inserts the row of a trace not stored yet and returns its internal key (`traces.id`); `None`
 /// when the trace exists. One index descent for the common case of a new trace. The row starts
 /// waiting: the writer adds it to the deferred indexes later, together with other new traces.
@@ -117,11 +122,10 @@ pub(super) fn insert_new_trace_row(
             ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, 0, ?25, ?26)
          ON CONFLICT (project_id, trace_id) DO NOTHING"
     );
-    let text = |v: Option<&str>| v.map_or(Sql::Null, |j| Sql::Text(j.to_string()));
     let n = conn.prepare_cached(&sql)?.execute(params_from_iter(
         trace_params(t)
             .into_iter()
-            .chain([text(judged_by), text(passed_by)]),
+            .chain([opt_text(judged_by), opt_text(passed_by)]),
     ))?;
     Ok((n == 1).then(|| conn.last_insert_rowid()))
 }
@@ -148,8 +152,8 @@ pub(super) fn update_trace_row(
     );
     let mut args = trace_params(t).to_vec();
     args.push(Sql::Integer(trace_ref));
-    args.push(judged_by.map_or(Sql::Null, |j| Sql::Text(j.to_string())));
-    args.push(passed_by.map_or(Sql::Null, |j| Sql::Text(j.to_string())));
+    args.push(opt_text(judged_by));
+    args.push(opt_text(passed_by));
     conn.prepare_cached(&sql)?.execute(params_from_iter(args))?;
     Ok(())
 }

@@ -111,21 +111,19 @@ fn prepare_chunks(
     for (project, trace_id, _, spans) in groups {
         let mut trace_passes = passing.remove(&trace_id).unwrap_or_default();
         for part in spans.chunks(CHUNK_SPANS) {
-            // A trace of more than one chunk splits its verdicts by span.
-            let mine: Vec<ScoreRow> = if spans.len() <= CHUNK_SPANS {
-                std::mem::take(&mut trace_passes)
-            } else {
-                let ids: HashSet<SpanId> = part.iter().map(|s| s.span_id).collect();
-                let (mine, rest) = trace_passes
-                    .into_iter()
-                    .partition(|v| v.span_id.is_some_and(|id| ids.contains(&id)));
-                trace_passes = rest;
-                mine
-            };
-            // The same trace id in another project of the batch: those verdicts stay rows.
-            let (mine, others): (Vec<ScoreRow>, Vec<ScoreRow>) =
-                mine.into_iter().partition(|v| v.project_id == project);
-            rows.extend(others);
+            // A chunk takes its project's verdicts on its spans (a trace of more than one chunk
+            // splits them by span); those of the same trace id in another project of the batch
+            // stay rows (below).
+            let ids: Option<HashSet<SpanId>> =
+                (spans.len() > CHUNK_SPANS).then(|| part.iter().map(|s| s.span_id).collect());
+            let (mine, rest): (Vec<ScoreRow>, Vec<ScoreRow>) =
+                trace_passes.into_iter().partition(|v| {
+                    v.project_id == project
+                        && ids
+                            .as_ref()
+                            .is_none_or(|ids| v.span_id.is_some_and(|id| ids.contains(&id)))
+                });
+            trace_passes = rest;
             let facts: Vec<SpanFacts> = part.iter().map(SpanFacts::from).collect();
             // Each distinct piece once: the history and system prompt an agent resends in every
             // LLM call of a turn would otherwise be tokenised again for each call.
@@ -164,7 +162,7 @@ fn prepare_chunks(
                 text,
             });
         }
-        // Verdicts on spans this request did not carry (none in practice) stay rows.
+        // Verdicts of another project, or on spans this request did not carry, stay rows.
         rows.extend(trace_passes);
     }
     rows.extend(passing.into_values().flatten());
