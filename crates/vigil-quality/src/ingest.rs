@@ -1,15 +1,20 @@
-//! Evaluation at ingest: span-scoped rule evaluators judge spans on their way into the store, and
+//! Evaluation at ingest: rule evaluators judge spans and traces on their way into the store, and
 //! the scores commit in the same transaction as the spans.
 //!
 //! A span is immutable once sent, so a span-scoped rule needs nothing but the span: judging it
 //! while it is in memory costs a few microseconds, where the queue (`runner`) would read the trace
-//! back, decompress and parse it after a settling delay. The chunks record which evaluators judged
-//! them (and with which version of their definition), and once a trace has settled the queue skips
-//! it for an evaluator that judged all its chunks. Trace- and session-scoped evaluators and LLM
-//! judges (slow, paid, retried) stay on the queue. So does any trace with a chunk nobody judged at
-//! ingest: spans written by other processes (`vigil import`, `vigil demo`) make the queue read the
-//! trace back and judge it whole; scores already given are not given twice. Guardrail and approval
-//! spans are judged by their sink like gateway spans.
+//! back, decompress and parse it after a settling delay. A trace-scoped rule needs the whole trace,
+//! and most traces arrive whole in one export (`is_whole`): those it judges at ingest too. The
+//! chunks record which evaluators judged them (and with which version of their definition), and
+//! once a trace has settled the queue skips it for an evaluator that judged all its chunks.
+//!
+//! Everything else stays on the queue: session-scoped evaluators (they read the session's other
+//! traces), LLM judges (slow, paid, retried), traces that came in several exports, and any trace
+//! with a chunk nobody judged at ingest (spans written by other processes, `vigil import` and
+//! `vigil demo`). The queue reads such a trace back and judges it whole; a span's verdict already
+//! given is not given twice, and the queue's verdict on a trace replaces the one ingest gave it from
+//! an export that looked whole but was not all of it. Guardrail and approval spans are judged by
+//! their sink like gateway spans.
 //!
 //! Two things are decided from the spans of one export rather than the whole trace: whether the
 //! trace is one of the quality loop's own calls (tagged on its spans), and a score's `session_id`
@@ -21,10 +26,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use vigil_model::{ProjectId, Span, TraceId};
+use vigil_model::{ProjectId, Span, SpanId, TraceId};
 use vigil_store::{EvaluatorRow, IngestVerdicts, Store};
 
-use crate::runner::{compile, evaluate_spans, is_own_call, Usable};
+use crate::runner::{compile, evaluate_spans, evaluate_whole, is_own_call, Usable};
 use crate::{Rule, Scope};
 
 /// How often the evaluator definitions are re-read from the store.
@@ -138,21 +143,38 @@ impl IngestEvaluators {
             if group.iter().any(|s| is_own_call(s)) {
                 continue;
             }
+            let whole = is_whole(group);
+            let mut judged_whole = Vec::new();
             for (row, (def, rule)) in evaluators {
-                if def.samples(trace_id) {
-                    out.scores
-                        .extend(evaluate_spans(row, def, rule, *trace_id, group));
+                let sampled = def.samples(trace_id);
+                match def.scope {
+                    Scope::Span if sampled => out
+                        .scores
+                        .extend(evaluate_spans(row, def, rule, *trace_id, group)),
+                    Scope::Trace if whole => {
+                        if sampled {
+                            out.scores
+                                .extend(evaluate_whole(row, def, rule, *trace_id, group));
+                        }
+                        judged_whole.push(judged_as(row));
+                    }
+                    _ => {}
                 }
             }
+            if !judged_whole.is_empty() {
+                out.judged_whole
+                    .insert(((*project).clone(), *trace_id), judged_whole);
+            }
         }
-        // Each as `id@version`: after a definition changes, the queue no longer trusts these marks.
+        // Span-scoped evaluators judged every span of the write.
         for project in projects {
             if let Some(evaluators) = current.get(project) {
                 out.judged_by.insert(
                     project.clone(),
                     evaluators
                         .iter()
-                        .map(|(row, _)| format!("{}@{}", row.id, row.updated_ns))
+                        .filter(|(_, (def, _))| def.scope == Scope::Span)
+                        .map(|(row, _)| judged_as(row))
                         .collect(),
                 );
             }
@@ -161,9 +183,29 @@ impl IngestEvaluators {
     }
 }
 
-/// Span-scoped rules judge one span at a time and need nothing else: they run at ingest.
+/// A judge's mark, `id@version`: after a definition changes, the queue no longer trusts it.
+fn judged_as(row: &EvaluatorRow) -> String {
+    format!("{}@{}", row.id, row.updated_ns)
+}
+
+/// Whether the spans of a trace in one export are all of it: they hold its root and the parent of
+/// every other span. An instrumented process ends a trace's child spans before their parent and
+/// exports spans as they end, so an export holding the root and a closed tree holds the trace as
+/// that process recorded it. A trace spread over exports or services (a parent elsewhere, spans
+/// that came before) is judged by the queue once it has settled.
+fn is_whole(spans: &[&Span]) -> bool {
+    let ids: std::collections::HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
+    spans.iter().any(|s| s.parent_span_id.is_none())
+        && spans
+            .iter()
+            .all(|s| s.parent_span_id.is_none_or(|p| ids.contains(&p)))
+}
+
+/// Rules run at ingest: span-scoped ones on every span, trace-scoped ones on every trace an export
+/// carries whole (`is_whole`). Session-scoped rules read other traces and LLM judges are slow and
+/// paid: they stay on the queue.
 fn runs_at_ingest((def, _): &Usable) -> bool {
-    def.scope == Scope::Span && !matches!(def.rule, Rule::LlmJudge { .. })
+    matches!(def.scope, Scope::Span | Scope::Trace) && !matches!(def.rule, Rule::LlmJudge { .. })
 }
 
 /// As a sink filter: judging only (for spans already redacted where they were made, such as
@@ -172,5 +214,30 @@ fn runs_at_ingest((def, _): &Usable) -> bool {
 impl vigil_store::sink::SpanFilter for IngestEvaluators {
     async fn filter(&self, spans: &mut [Span]) -> IngestVerdicts {
         self.judge(spans)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(id: u8, parent: Option<u8>) -> Span {
+        Span {
+            span_id: SpanId([id; 8]),
+            parent_span_id: parent.map(|p| SpanId([p; 8])),
+            ..Span::default()
+        }
+    }
+
+    #[test]
+    fn a_trace_is_whole_with_its_root_and_every_parent() {
+        let whole = [span(1, None), span(2, Some(1)), span(3, Some(2))];
+        assert!(is_whole(&whole.iter().collect::<Vec<_>>()));
+        // Its children came in an earlier export, or a service below it sends its own spans.
+        let root_only_of_part = [span(1, None), span(3, Some(2))];
+        assert!(!is_whole(&root_only_of_part.iter().collect::<Vec<_>>()));
+        // A service called by another: its local root's parent is elsewhere.
+        let remote_parent = [span(5, Some(9)), span(6, Some(5))];
+        assert!(!is_whole(&remote_parent.iter().collect::<Vec<_>>()));
     }
 }

@@ -2,6 +2,8 @@
 //! (pass or fail, with a reason a human reads). A rule that does not apply to a target (no output
 //! to check, no tool span) gives no verdict rather than a fake pass.
 
+use std::borrow::Borrow;
+
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -205,18 +207,21 @@ impl CompiledRule {
         }
     }
 
-    /// The verdict on a whole trace (spans in any order).
-    pub fn on_trace(&self, spans: &[Span]) -> Option<Verdict> {
+    /// The verdict on a whole trace (spans in any order, owned or borrowed).
+    pub fn on_trace<S: Borrow<Span>>(&self, spans: &[S]) -> Option<Verdict> {
+        fn span<S: Borrow<Span>>(s: &S) -> &Span {
+            s.borrow()
+        }
         match &self.rule {
             Rule::SilentToolFailure => flag_verdict(spans, FlagKind::SilentToolFailure),
             Rule::HallucinatedTool => flag_verdict(spans, FlagKind::HallucinatedTool),
             Rule::MaxLatencyMs { max } => {
-                let start = spans.iter().map(|s| s.start_time).min()?;
-                let end = spans.iter().map(|s| s.end_time).max()?;
+                let start = spans.iter().map(|s| span(s).start_time).min()?;
+                let end = spans.iter().map(|s| span(s).end_time).max()?;
                 threshold("trace duration", (end - start) as f64 / 1e6, *max, "ms")
             }
             Rule::MaxCostUsd { max } => {
-                let costs: Vec<f64> = spans.iter().filter_map(|s| s.cost_usd).collect();
+                let costs: Vec<f64> = spans.iter().filter_map(|s| span(s).cost_usd).collect();
                 if costs.is_empty() {
                     return None;
                 }
@@ -304,17 +309,18 @@ fn threshold(what: &str, value: f64, max: f64, unit: &str) -> Option<Verdict> {
     }
 }
 
-fn flag_verdict(spans: &[Span], flag: FlagKind) -> Option<Verdict> {
+fn flag_verdict<S: Borrow<Span>>(spans: &[S], flag: FlagKind) -> Option<Verdict> {
     let relevant = match flag {
         FlagKind::SilentToolFailure => SpanKind::Tool,
         FlagKind::HallucinatedTool => SpanKind::Llm,
     };
-    if !spans.iter().any(|s| s.kind == relevant) {
+    if !spans.iter().any(|s| s.borrow().kind == relevant) {
         return None;
     }
     let flagged: Vec<String> = spans
         .iter()
-        .filter_map(|s| {
+        .map(Borrow::borrow)
+        .filter_map(|s: &Span| {
             s.flags
                 .iter()
                 .find(|f| f.name == flag)
@@ -358,14 +364,15 @@ pub fn span_text(s: &Span, field: Field) -> Option<String> {
 
 /// A trace's text: its root span's (what the agent answered), else the last model call's. With
 /// several roots (a session's turns), the input is the first turn's and the output the last's.
-pub fn trace_text(spans: &[Span], field: Field) -> Option<String> {
-    let roots = spans.iter().filter(|s| s.parent_span_id.is_none());
+pub fn trace_text<S: Borrow<Span>>(spans: &[S], field: Field) -> Option<String> {
+    let spans = || spans.iter().map(Borrow::borrow);
+    let roots = spans().filter(|s: &&Span| s.parent_span_id.is_none());
     let root = match field {
         Field::Input => roots.min_by_key(|s| s.start_time),
         Field::Output => roots.max_by_key(|s| s.end_time),
     };
     root.and_then(|r| span_text(r, field)).or_else(|| {
-        let mut llm: Vec<&Span> = spans.iter().filter(|s| s.kind == SpanKind::Llm).collect();
+        let mut llm: Vec<&Span> = spans().filter(|s| s.kind == SpanKind::Llm).collect();
         llm.sort_by_key(|s| s.end_time);
         let pick = match field {
             Field::Output => llm.last(),

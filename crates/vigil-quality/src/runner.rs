@@ -402,39 +402,45 @@ pub fn evaluate(
     trace_id: vigil_model::TraceId,
     spans: &[Span],
 ) -> Vec<ScoreRow> {
-    let now = now_unix_nanos();
-    let session = spans.iter().find_map(|s| s.session_id.clone());
-    let score = |s: Option<&Span>, passed: bool, reason: String| ScoreRow {
+    let spans: Vec<&Span> = spans.iter().collect();
+    match def.scope {
+        Scope::Trace | Scope::Session => evaluate_whole(e, def, rule, trace_id, &spans)
+            .into_iter()
+            .collect(),
+        Scope::Span => evaluate_spans(e, def, rule, trace_id, &spans),
+    }
+}
+
+/// The verdict of a trace- or session-scoped evaluator on the spans it looks at as a whole (a
+/// trace, or a session's turns), as a score on the trace.
+pub fn evaluate_whole(
+    e: &EvaluatorRow,
+    def: &EvaluatorDef,
+    rule: &CompiledRule,
+    trace_id: vigil_model::TraceId,
+    spans: &[&Span],
+) -> Option<ScoreRow> {
+    let unfiltered = def.filter == crate::Filter::default();
+    if !unfiltered && !spans.iter().any(|s| def.filter.matches(s)) {
+        return None;
+    }
+    let v = rule.on_trace(spans)?;
+    Some(ScoreRow {
         id: 0,
         project_id: e.project_id.clone(),
         trace_id: Some(trace_id),
-        span_id: s.map(|s| s.span_id),
-        session_id: session.clone(),
+        span_id: None,
+        session_id: spans.iter().find_map(|s| s.session_id.clone()),
         name: e.name.clone(),
-        value: Some(if passed { 1.0 } else { 0.0 }),
-        passed: Some(passed),
-        label: Some(if passed { "pass" } else { "fail" }.into()),
-        reason: Some(reason),
+        value: Some(if v.passed { 1.0 } else { 0.0 }),
+        passed: Some(v.passed),
+        label: Some(if v.passed { "pass" } else { "fail" }.into()),
+        reason: Some(v.reason),
         source: ScoreSource::Evaluator,
         source_id: Some(e.id.clone()),
-        created_ns: now,
+        created_ns: now_unix_nanos(),
         cost_usd: None,
-    };
-    let unfiltered = def.filter == crate::Filter::default();
-    match def.scope {
-        Scope::Trace | Scope::Session => {
-            if !unfiltered && !spans.iter().any(|s| def.filter.matches(s)) {
-                return Vec::new();
-            }
-            rule.on_trace(spans)
-                .map(|v| vec![score(None, v.passed, v.reason)])
-                .unwrap_or_default()
-        }
-        Scope::Span => {
-            let spans: Vec<&Span> = spans.iter().collect();
-            evaluate_spans(e, def, rule, trace_id, &spans)
-        }
-    }
+    })
 }
 
 /// The scores a span-scoped evaluator gives the spans of one trace (`evaluate` for

@@ -70,6 +70,9 @@ pub struct IngestVerdicts {
     /// Per project, the evaluators that judged every span of it in this write (so the queue need
     /// not read those traces back for them).
     pub judged_by: std::collections::HashMap<vigil_model::ProjectId, Vec<String>>,
+    /// Per trace, the trace-scoped evaluators that judged it whole from this write (its export
+    /// carried every span of it): marks its chunk carries besides its project's.
+    pub judged_whole: std::collections::HashMap<(vigil_model::ProjectId, TraceId), Vec<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

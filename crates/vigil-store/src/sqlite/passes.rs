@@ -1,12 +1,13 @@
-//! Passing span verdicts given at ingest, stored with the spans they judge (migration 0014).
+//! Passing verdicts given at ingest, stored with the spans they judge (migration 0014): verdicts
+//! on spans, and on traces an export carried whole.
 //!
-//! A span-scoped rule passes most of the spans it judges, and a row of `scores` per passing verdict
-//! (with its three indexes) was most of what judging at ingest cost the single writer. Each chunk
-//! carries its spans' passing verdicts in one small blob instead, and its trace's row names the
-//! evaluators that passed any of them (`traces.passed_by`). Failing verdicts stay rows: they are
-//! what the annotation queue, the failure clusters and alignment read. Verdicts the queue gives
-//! (trace- and session-scoped evaluators, judges, traces re-read because a chunk was not judged at
-//! ingest) stay rows too.
+//! A rule passes most of what it judges, and a row of `scores` per passing verdict (with its three
+//! indexes) was most of what judging at ingest cost the single writer. Each chunk carries its
+//! passing verdicts in one small blob instead, and its trace's row names the evaluators that passed
+//! any of them (`traces.passed_by`). Failing verdicts stay rows: they are what the annotation
+//! queue, the failure clusters and alignment read. Verdicts the queue gives (session-scoped
+//! evaluators, judges, traces re-read because a chunk was not judged at ingest) stay rows too, and
+//! a row given by the queue on a trace supersedes what ingest said of it.
 //!
 //! Readers put the two back together: a trace's scores (rows and its chunks' blobs, a verdict
 //! given both at ingest and by the queue listed once), the latest scores by name (traces whose
@@ -29,8 +30,8 @@ macro_rules! passed_by_evaluator {
 }
 pub(super) use passed_by_evaluator;
 
-/// Whether a verdict can be stored with its span: a passing rule verdict on one span, shaped as a
-/// span-scoped rule gives it (so it reads back identical). Anything else stays a row.
+/// Whether a verdict can be stored with its spans: a passing rule verdict on one span or on the
+/// whole trace, shaped as a rule gives it (so it reads back identical). Anything else stays a row.
 pub(super) fn compact(s: &ScoreRow) -> bool {
     s.source == ScoreSource::Evaluator
         && s.passed == Some(true)
@@ -38,7 +39,6 @@ pub(super) fn compact(s: &ScoreRow) -> bool {
         && s.label.as_deref() == Some("pass")
         && s.cost_usd.is_none()
         && s.trace_id.is_some()
-        && s.span_id.is_some()
         && s.source_id.is_some()
         && !s.name.is_empty()
         && !s.name.contains('\n')
@@ -51,8 +51,9 @@ struct Group {
     name: String,
     created_ns: i64,
     session_id: Option<String>,
-    /// Each judged span with the verdict's reason.
-    spans: Vec<(SpanId, Option<String>)>,
+    /// Each judged span (none: the trace as a whole) with the verdict's reason. Blobs written
+    /// before trace verdicts were stored here hold only spans, which read back as `Some`.
+    spans: Vec<(Option<SpanId>, Option<String>)>,
 }
 
 /// A chunk's passing verdicts in their stored form.
@@ -67,7 +68,7 @@ pub(super) struct ChunkPasses {
 pub(super) fn encode(verdicts: Vec<ScoreRow>) -> Result<Option<ChunkPasses>> {
     let mut groups: Vec<Group> = Vec::new();
     for s in verdicts {
-        let (Some(source_id), Some(span)) = (s.source_id, s.span_id) else {
+        let (Some(source_id), span) = (s.source_id, s.span_id) else {
             continue;
         };
         let at = groups
@@ -115,7 +116,7 @@ pub(super) fn expand(
                 id: 0,
                 project_id: project.clone(),
                 trace_id: Some(trace),
-                span_id: Some(span),
+                span_id: span,
                 session_id: g.session_id.clone(),
                 name: g.name.clone(),
                 value: Some(1.0),
@@ -214,6 +215,41 @@ mod tests {
         let mut only_a = Vec::new();
         expand(&stored.blob, &project, trace, Some("a"), &mut only_a).unwrap();
         assert_eq!(only_a, vec![given[1].clone()]);
+    }
+
+    #[test]
+    fn trace_verdicts_and_blobs_from_before_them_read_back() {
+        let mut whole = verdict("t", 1, true);
+        whole.span_id = None;
+        assert!(compact(&whole));
+        let stored = encode(vec![whole.clone(), verdict("a", 2, true)])
+            .unwrap()
+            .unwrap();
+        let (project, trace) = (ProjectId("p".into()), whole.trace_id.unwrap());
+        let mut back = Vec::new();
+        expand(&stored.blob, &project, trace, Some("t"), &mut back).unwrap();
+        assert_eq!(back, vec![whole]);
+        // The layout before trace verdicts: a span id where there is now an optional one.
+        #[derive(Serialize)]
+        struct Before {
+            source_id: String,
+            name: String,
+            created_ns: i64,
+            session_id: Option<String>,
+            spans: Vec<(SpanId, Option<String>)>,
+        }
+        let old = verdict("a", 3, true);
+        let blob = body::encode_small(&vec![Before {
+            source_id: old.source_id.clone().unwrap(),
+            name: "a".into(),
+            created_ns: old.created_ns,
+            session_id: old.session_id.clone(),
+            spans: vec![(old.span_id.unwrap(), old.reason.clone())],
+        }])
+        .unwrap();
+        let mut back = Vec::new();
+        expand(&blob, &project, trace, None, &mut back).unwrap();
+        assert_eq!(back, vec![old]);
     }
 
     #[test]

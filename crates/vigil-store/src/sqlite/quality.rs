@@ -62,6 +62,15 @@ fn score_row(r: &Row) -> rusqlite::Result<ScoreRow> {
 pub(crate) const INSERT_SCORE: &str = "INSERT OR IGNORE INTO scores (project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns, cost_usd, trace_ref) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, COALESCE(?14, (SELECT id FROM traces WHERE project_id = ?1 AND trace_id = ?2)))";
 
+/// `INSERT_SCORE` for the queue's verdict on a whole trace: it replaces a verdict the evaluator
+/// gave the trace at ingest (from the export that seemed to carry all of it, before more spans
+/// came), in place, so the row keeps its id. The queue runs a job once, so this never counts twice.
+const SUPERSEDE_TRACE_SCORE: &str = "INSERT INTO scores (project_id, trace_id, span_id, session_id, name, value, passed, label, reason, source, source_id, created_ns, cost_usd, trace_ref) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, COALESCE(?14, (SELECT id FROM traces WHERE project_id = ?1 AND trace_id = ?2))) \
+     ON CONFLICT (trace_ref, source_id, name, COALESCE(span_id, x'')) WHERE source = 'evaluator' DO UPDATE SET \
+       session_id = excluded.session_id, value = excluded.value, passed = excluded.passed, label = excluded.label, \
+       reason = excluded.reason, created_ns = excluded.created_ns, cost_usd = excluded.cost_usd";
+
 pub(crate) fn insert_score(conn: &rusqlite::Connection, s: &ScoreRow) -> rusqlite::Result<usize> {
     let mut stmt = conn.prepare_cached(INSERT_SCORE)?;
     insert_score_with(&mut stmt, s, None)
@@ -401,7 +410,12 @@ impl QualityStore for SqliteStore {
                 let tx = conn.transaction()?;
                 for (job_id, scores) in &jobs {
                     for s in scores {
-                        insert_score(&tx, s)?;
+                        if s.span_id.is_none() && s.source == ScoreSource::Evaluator {
+                            let mut stmt = tx.prepare_cached(SUPERSEDE_TRACE_SCORE)?;
+                            insert_score_with(&mut stmt, s, None)?;
+                        } else {
+                            insert_score(&tx, s)?;
+                        }
                     }
                     tx.prepare_cached(
                         "UPDATE eval_jobs SET state = 'done', lease_until_ns = NULL, error = NULL WHERE id = ?1",

@@ -80,7 +80,11 @@ fn prepare_chunks(
     spans: Vec<Span>,
     verdicts: IngestVerdicts,
 ) -> Result<(Vec<PreparedChunk>, Vec<ScoreRow>)> {
-    let IngestVerdicts { scores, judged_by } = verdicts;
+    let IngestVerdicts {
+        scores,
+        judged_by,
+        judged_whole,
+    } = verdicts;
     let mut passing: HashMap<TraceId, Vec<ScoreRow>> = HashMap::new();
     let mut rows = Vec::new();
     for score in scores {
@@ -152,10 +156,10 @@ fn prepare_chunks(
                 facts_blob: body::encode_small(&facts)?,
                 body: body::encode_sized(part, part.len() * 4096)?,
                 passes: passes::encode(mine)?,
-                judged_by: judged_by
-                    .get(&project)
-                    .filter(|ids| !ids.is_empty())
-                    .map(|ids| ids.join(",")),
+                judged_by: judged_mark(
+                    judged_by.get(&project),
+                    judged_whole.get(&(project.clone(), trace_id)),
+                ),
                 project: project.clone(),
                 trace_id,
                 facts,
@@ -167,6 +171,17 @@ fn prepare_chunks(
     }
     rows.extend(passing.into_values().flatten());
     Ok((chunks, rows))
+}
+
+/// A chunk's `judged_by`: its project's span-scoped evaluators and those that judged its trace whole.
+fn judged_mark(project: Option<&Vec<String>>, whole: Option<&Vec<String>>) -> Option<String> {
+    let marks: Vec<&str> = project
+        .into_iter()
+        .chain(whole)
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    (!marks.is_empty()).then(|| marks.join(","))
 }
 
 enum Job {

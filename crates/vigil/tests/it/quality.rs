@@ -881,7 +881,7 @@ rule = {{ type = "llm_judge", model = "mockoai/gpt-4o-mini", prompt = '{{"score"
 }
 
 #[test]
-fn span_rules_judge_spans_as_they_are_ingested_and_the_queue_skips_them() {
+fn rules_judge_spans_and_whole_traces_as_they_are_ingested_and_the_queue_skips_them() {
     let tmp = tempfile::tempdir().unwrap();
     let mock = MockLlm::start();
     let cfg = tmp.path().join("vigil.toml");
@@ -929,6 +929,13 @@ fn span_rules_judge_spans_as_they_are_ingested_and_the_queue_skips_them() {
     assert!(at_once
         .iter()
         .all(|x| x["span_id"].is_string() && x["passed"] == true && x["source"] == "evaluator"));
+    // Each of the fixture's traces came whole in the export (its root and every parent): the
+    // trace-scoped rule judged it at ingest too.
+    let whole_at_once = scores(&s, "trace-tools");
+    assert_eq!(whole_at_once.len(), traces.len(), "{whole_at_once:?}");
+    assert!(whole_at_once
+        .iter()
+        .all(|x| x["span_id"].is_null() && x["source"] == "evaluator"));
     // The trace page shows them: on the trace, and on the span they judge.
     let page = s
         .client()
@@ -943,8 +950,8 @@ fn span_rules_judge_spans_as_they_are_ingested_and_the_queue_skips_them() {
         "{page}"
     );
     // A late LLM span of the first trace, written by another process (`vigil import`), which
-    // judges nothing: within the settling delay, so the queue reads that trace back and judges
-    // the new span too; the spans judged at ingest keep their one verdict.
+    // judges nothing: within the settling delay, so the queue reads that trace back, judges the new
+    // span too and judges the trace again, whole; the spans judged at ingest keep their one verdict.
     let first = hex::decode(&traces[0]).unwrap();
     let late = request(vec![span(
         first.as_slice().try_into().unwrap(),
@@ -980,12 +987,81 @@ fn span_rules_judge_spans_as_they_are_ingested_and_the_queue_skips_them() {
             }
         }
     }
-    // The queue judged each trace for the trace-scoped evaluator, and for the span evaluator only
-    // the trace with the chunk nobody judged: the others are not read back for it.
-    let q = drained(&s, traces.len() as u64 + 1);
-    assert_eq!(q["queue"]["done"], traces.len() as u64 + 1, "{q}");
-    assert_eq!(scores(&s, "trace-tools").len(), traces.len());
+    // A trace in two exports: a tool call that came back with an error body, then the root with a
+    // tool call that went well. The second export looks whole on its own (a root and its child), so
+    // ingest passes the trace; once it has settled the queue judges it with all its spans, and its
+    // verdict replaces the one given at ingest.
+    let split = [0x5a; 16];
+    let mut failed_tool = span(
+        split,
+        2,
+        "lookup_order",
+        vec![
+            kv("openinference.span.kind", sv("TOOL")),
+            kv("tool.name", sv("lookup_order")),
+            kv("output.value", sv(r#"{"error": "upstream timeout"}"#)),
+        ],
+    );
+    failed_tool.parent_span_id = span(split, 1, "", vec![]).span_id;
+    let mut good_tool = span(
+        split,
+        3,
+        "get_weather",
+        vec![
+            kv("openinference.span.kind", sv("TOOL")),
+            kv("tool.name", sv("get_weather")),
+            kv("output.value", sv(r#"{"temp_c": 21}"#)),
+        ],
+    );
+    good_tool.parent_span_id = failed_tool.parent_span_id.clone();
+    let root = span(
+        split,
+        1,
+        "agent",
+        vec![kv("openinference.span.kind", sv("AGENT"))],
+    );
+    for part in [vec![failed_tool], vec![root, good_tool]] {
+        let body = prost::Message::encode_to_vec(&request(part));
+        assert_eq!(
+            s.post_otlp("/v1/traces", "application/x-protobuf", body)
+                .status(),
+            200
+        );
+    }
+    let split_hex = hex::encode(split);
+    let verdicts_of_split = |s: &TestServer| -> Vec<Value> {
+        scores(s, "trace-tools")
+            .into_iter()
+            .filter(|x| x["trace_id"] == split_hex.as_str())
+            .collect()
+    };
+    let at_ingest = verdicts_of_split(&s);
+    assert_eq!(at_ingest.len(), 1, "{at_ingest:?}");
+    assert_eq!(at_ingest[0]["passed"], true, "{at_ingest:?}");
+    // The queue judged again only what ingest could not judge whole: the first trace for both
+    // evaluators (its late chunk was judged by neither) and the split trace for the trace-scoped one.
+    let q = drained(&s, 3);
+    assert_eq!(q["queue"]["done"], 3, "{q}");
+    assert_eq!(scores(&s, "trace-tools").len(), traces.len() + 1);
     assert_eq!(scores(&s, "llm-in-time").len(), llm_spans + 1);
+    let settled = verdicts_of_split(&s);
+    assert_eq!(settled.len(), 1, "{settled:?}");
+    assert_eq!(settled[0]["passed"], false, "{settled:?}");
+    assert!(
+        settled[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("lookup_order")),
+        "{settled:?}"
+    );
+    let first_verdicts: Vec<Value> = scores(&s, "trace-tools")
+        .into_iter()
+        .filter(|x| x["trace_id"] == traces[0].as_str())
+        .collect();
+    assert_eq!(first_verdicts.len(), 1, "{first_verdicts:?}");
+    assert_ne!(
+        first_verdicts[0]["id"], 0,
+        "the queue's row is the verdict listed"
+    );
     // An exporter's retry of the same batch, then a crash: still one verdict per span.
     assert_eq!(
         s.post_otlp("/v1/traces", "application/x-protobuf", body)
@@ -994,10 +1070,10 @@ fn span_rules_judge_spans_as_they_are_ingested_and_the_queue_skips_them() {
     );
     let s = s.crash_and_restart();
     std::thread::sleep(Duration::from_millis(4000));
-    let q = drained(&s, traces.len() as u64 + 1);
-    assert_eq!(q["queue"]["done"], traces.len() as u64 + 1, "{q}");
+    let q = drained(&s, 3);
+    assert_eq!(q["queue"]["done"], 3, "{q}");
     assert_eq!(scores(&s, "llm-in-time").len(), llm_spans + 1);
-    assert_eq!(scores(&s, "trace-tools").len(), traces.len());
+    assert_eq!(scores(&s, "trace-tools").len(), traces.len() + 1);
     // A gateway call's span is judged on its way into the store too.
     let r = s
         .client()
