@@ -48,6 +48,13 @@ pub struct Round {
     pub failed: usize,
 }
 
+/// The sessions a round has read for session-scoped jobs: per (project, session id), the traces
+/// of its latest turns and their spans.
+type SessionsRead = HashMap<
+    (vigil_model::ProjectId, String),
+    (std::collections::HashSet<vigil_model::TraceId>, Vec<Span>),
+>;
+
 /// An evaluator ready to run: its definition and compiled rule.
 pub(crate) type Usable = (EvaluatorDef, Arc<CompiledRule>);
 
@@ -169,10 +176,14 @@ impl Runner {
                 }
             }
         }
+        let mut sessions = SessionsRead::new();
         let mut finished = Vec::with_capacity(jobs.len());
         for job in jobs {
             let evaluator = by_id.get(job.evaluator_id.as_str()).copied();
-            match self.scores_for(&job, evaluator, &mut traces).await {
+            match self
+                .scores_for(&job, evaluator, &mut traces, &mut sessions)
+                .await
+            {
                 Ok(scores) => {
                     r.evaluated += 1;
                     r.scores += scores.len();
@@ -229,6 +240,7 @@ impl Runner {
         job: &EvalJob,
         e: Option<&EvaluatorRow>,
         traces: &mut HashMap<(vigil_model::ProjectId, vigil_model::TraceId), Option<Vec<Span>>>,
+        sessions: &mut SessionsRead,
     ) -> Result<Vec<ScoreRow>, String> {
         let Some(e) = e.filter(|e| e.enabled) else {
             return Ok(Vec::new());
@@ -257,43 +269,58 @@ impl Runner {
         if trace_spans.iter().any(is_own_call) {
             return Ok(Vec::new());
         }
-        // A session verdict looks at every turn of the session so far (the latest 50); the others
-        // judge the trace as read for the round, without a copy per evaluator.
+        // A session verdict looks at every turn of the session so far (the latest 50), read once per
+        // round for all the session's jobs (turns the round read already are not read again); the
+        // others judge the trace as read for the round, without a copy per evaluator.
         let mut session_spans: Option<Vec<Span>> = None;
+        let mut detail_spans: &[Span] = trace_spans;
         if def.scope == Scope::Session {
-            let mut spans = trace_spans.clone();
-            if let Some(session) = spans.iter().find_map(|s| s.session_id.clone()) {
-                let turns = self
-                    .store
-                    .get_session(&job.project_id, &session)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let mut all = Vec::new();
-                for t in turns
-                    .map(|d| d.traces)
-                    .unwrap_or_default()
-                    .iter()
-                    .rev()
-                    .take(50)
-                {
-                    if t.trace_id == job.trace_id {
-                        continue;
-                    }
-                    if let Some(d) = self
+            if let Some(session) = trace_spans.iter().find_map(|s| s.session_id.clone()) {
+                let at = (job.project_id.clone(), session);
+                if !sessions.contains_key(&at) {
+                    let turns = self
                         .store
-                        .get_trace(&job.project_id, t.trace_id)
+                        .get_session(&job.project_id, &at.1)
                         .await
                         .map_err(|e| e.to_string())?
-                    {
-                        all.extend(d.spans);
+                        .map(|d| d.traces)
+                        .unwrap_or_default();
+                    let latest = &turns[turns.len().saturating_sub(50)..];
+                    let mut ids = std::collections::HashSet::new();
+                    let mut all = Vec::new();
+                    for t in latest {
+                        ids.insert(t.trace_id);
+                        match traces.get(&(job.project_id.clone(), t.trace_id)) {
+                            Some(Some(spans)) => all.extend(spans.iter().cloned()),
+                            Some(None) => {}
+                            None => {
+                                if let Some(d) = self
+                                    .store
+                                    .get_trace(&job.project_id, t.trace_id)
+                                    .await
+                                    .map_err(|e| e.to_string())?
+                                {
+                                    all.extend(d.spans);
+                                }
+                            }
+                        }
                     }
+                    sessions.insert(at.clone(), (ids, all));
                 }
-                all.extend(std::mem::take(&mut spans));
-                spans = all;
+                let (ids, all) = &sessions[&at];
+                if ids.contains(&job.trace_id) {
+                    detail_spans = all;
+                } else {
+                    // A turn the session's list did not show yet (or older than its latest 50).
+                    let mut spans = all.clone();
+                    spans.extend(trace_spans.iter().cloned());
+                    session_spans = Some(spans);
+                }
             }
-            session_spans = Some(spans);
         }
-        let detail_spans: &[Span] = session_spans.as_deref().unwrap_or(trace_spans);
+        if let Some(spans) = &session_spans {
+            detail_spans = spans;
+        }
         let scores = match &def.rule {
             crate::Rule::LlmJudge {
                 model,
