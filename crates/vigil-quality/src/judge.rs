@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use vigil_model::{PriceTable, ProjectId, Span, Usage};
 
+use std::borrow::Borrow;
+
 use crate::rules::{span_text, trace_text, Field};
 
 /// How the judge is reached: the gateway's base URL and the in-process token.
@@ -163,20 +165,21 @@ pub fn parse(text: &str) -> Option<(f64, String)> {
 
 /// Fills `{{input}}`, `{{output}}`, `{{name}}`, `{{agent}}`, `{{error}}`, `{{tool_calls}}` and
 /// `{{session_id}}` from the trace (`span = None`) or one span.
-pub fn render(template: &str, spans: &[Span], span: Option<&Span>) -> String {
+pub fn render<S: Borrow<Span>>(template: &str, spans: &[S], span: Option<&Span>) -> String {
+    let spans: Vec<&Span> = spans.iter().map(Borrow::borrow).collect();
     let first = span
-        .or_else(|| spans.iter().find(|s| s.parent_span_id.is_none()))
-        .or(spans.first());
+        .or_else(|| spans.iter().copied().find(|s| s.parent_span_id.is_none()))
+        .or(spans.first().copied());
     let (input, output) = match span {
         Some(s) => (span_text(s, Field::Input), span_text(s, Field::Output)),
         None => (
-            trace_text(spans, Field::Input),
-            trace_text(spans, Field::Output),
+            trace_text(&spans, Field::Input),
+            trace_text(&spans, Field::Output),
         ),
     };
     let scope: Vec<&Span> = match span {
         Some(s) => vec![s],
-        None => spans.iter().collect(),
+        None => spans.clone(),
     };
     let tools: Vec<String> = scope
         .iter()

@@ -52,7 +52,10 @@ pub struct Round {
 /// of its latest turns and their spans.
 type SessionsRead = HashMap<
     (vigil_model::ProjectId, String),
-    (std::collections::HashSet<vigil_model::TraceId>, Vec<Span>),
+    (
+        std::collections::HashSet<vigil_model::TraceId>,
+        Vec<Arc<Vec<Span>>>,
+    ),
 >;
 
 /// An evaluator ready to run: its definition and compiled rule.
@@ -155,8 +158,10 @@ impl Runner {
         // Each trace is read once per round, however many evaluators judge it, and every finished
         // job of the round is committed in one transaction.
         // Keyed by project too: two projects may hold the same trace id.
-        let mut traces: HashMap<(vigil_model::ProjectId, vigil_model::TraceId), Option<Vec<Span>>> =
-            HashMap::new();
+        let mut traces: HashMap<
+            (vigil_model::ProjectId, vigil_model::TraceId),
+            Option<Arc<Vec<Span>>>,
+        > = HashMap::new();
         // Reads run on the store's reader pool: fetch the round's traces several at a time.
         let mut wanted: Vec<(vigil_model::ProjectId, vigil_model::TraceId)> = jobs
             .iter()
@@ -172,7 +177,7 @@ impl Runner {
             });
             for (k, d) in futures_util::future::join_all(loads).await {
                 if let Ok(d) = d {
-                    traces.insert(k, d.map(|d| d.spans));
+                    traces.insert(k, d.map(|d| Arc::new(d.spans)));
                 }
             }
         }
@@ -239,7 +244,10 @@ impl Runner {
         &mut self,
         job: &EvalJob,
         e: Option<&EvaluatorRow>,
-        traces: &mut HashMap<(vigil_model::ProjectId, vigil_model::TraceId), Option<Vec<Span>>>,
+        traces: &mut HashMap<
+            (vigil_model::ProjectId, vigil_model::TraceId),
+            Option<Arc<Vec<Span>>>,
+        >,
         sessions: &mut SessionsRead,
     ) -> Result<Vec<ScoreRow>, String> {
         let Some(e) = e.filter(|e| e.enabled) else {
@@ -258,7 +266,7 @@ impl Runner {
                 .get_trace(&job.project_id, job.trace_id)
                 .await
                 .map_err(|e| e.to_string())?;
-            slot.insert(d.map(|d| d.spans));
+            slot.insert(d.map(|d| Arc::new(d.spans)));
         }
         let Some(Some(trace_spans)) = traces.get(&key) else {
             // Deleted (retention, erasure) before it was evaluated.
@@ -272,8 +280,7 @@ impl Runner {
         // A session verdict looks at every turn of the session so far (the latest 50), read once per
         // round for all the session's jobs (turns the round read already are not read again); the
         // others judge the trace as read for the round, without a copy per evaluator.
-        let mut session_spans: Option<Vec<Span>> = None;
-        let mut detail_spans: &[Span] = trace_spans;
+        let mut detail_spans: Vec<&Span> = trace_spans.iter().collect();
         if def.scope == Scope::Session {
             if let Some(session) = trace_spans.iter().find_map(|s| s.session_id.clone()) {
                 let at = (job.project_id.clone(), session);
@@ -291,7 +298,7 @@ impl Runner {
                     for t in latest {
                         ids.insert(t.trace_id);
                         match traces.get(&(job.project_id.clone(), t.trace_id)) {
-                            Some(Some(spans)) => all.extend(spans.iter().cloned()),
+                            Some(Some(spans)) => all.push(spans.clone()),
                             Some(None) => {}
                             None => {
                                 if let Some(d) = self
@@ -300,7 +307,7 @@ impl Runner {
                                     .await
                                     .map_err(|e| e.to_string())?
                                 {
-                                    all.extend(d.spans);
+                                    all.push(Arc::new(d.spans));
                                 }
                             }
                         }
@@ -308,18 +315,12 @@ impl Runner {
                     sessions.insert(at.clone(), (ids, all));
                 }
                 let (ids, all) = &sessions[&at];
-                if ids.contains(&job.trace_id) {
-                    detail_spans = all;
-                } else {
-                    // A turn the session's list did not show yet (or older than its latest 50).
-                    let mut spans = all.clone();
-                    spans.extend(trace_spans.iter().cloned());
-                    session_spans = Some(spans);
+                detail_spans = all.iter().flat_map(|t| t.iter()).collect();
+                // A turn the session's list did not show yet (or older than its latest 50).
+                if !ids.contains(&job.trace_id) {
+                    detail_spans.extend(trace_spans.iter());
                 }
             }
-        }
-        if let Some(spans) = &session_spans {
-            detail_spans = spans;
         }
         let scores = match &def.rule {
             crate::Rule::LlmJudge {
@@ -340,11 +341,11 @@ impl Runner {
                         threshold: *pass_threshold,
                     },
                     job.trace_id,
-                    detail_spans,
+                    &detail_spans,
                 )
                 .await?
             }
-            _ => evaluate(e, &def, &rule, job.trace_id, detail_spans),
+            _ => evaluate_borrowed(e, &def, &rule, job.trace_id, &detail_spans),
         };
         Ok(scores)
     }
@@ -374,7 +375,7 @@ async fn judge_scores(
     def: &EvaluatorDef,
     spec: JudgeSpec<'_>,
     trace_id: vigil_model::TraceId,
-    spans: &[Span],
+    spans: &[&Span],
 ) -> Result<Vec<ScoreRow>, String> {
     let JudgeSpec {
         model,
@@ -391,6 +392,7 @@ async fn judge_scores(
         }
         Scope::Span => spans
             .iter()
+            .copied()
             .filter(|s| def.filter.matches(s))
             .take(MAX_JUDGED_SPANS)
             .map(Some)
@@ -430,11 +432,22 @@ pub fn evaluate(
     spans: &[Span],
 ) -> Vec<ScoreRow> {
     let spans: Vec<&Span> = spans.iter().collect();
+    evaluate_borrowed(e, def, rule, trace_id, &spans)
+}
+
+/// `evaluate` on borrowed spans.
+pub fn evaluate_borrowed(
+    e: &EvaluatorRow,
+    def: &EvaluatorDef,
+    rule: &CompiledRule,
+    trace_id: vigil_model::TraceId,
+    spans: &[&Span],
+) -> Vec<ScoreRow> {
     match def.scope {
-        Scope::Trace | Scope::Session => evaluate_whole(e, def, rule, trace_id, &spans)
+        Scope::Trace | Scope::Session => evaluate_whole(e, def, rule, trace_id, spans)
             .into_iter()
             .collect(),
-        Scope::Span => evaluate_spans(e, def, rule, trace_id, &spans),
+        Scope::Span => evaluate_spans(e, def, rule, trace_id, spans),
     }
 }
 
