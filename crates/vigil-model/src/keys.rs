@@ -84,6 +84,16 @@ pub mod openllmetry {
     pub const ENTITY_OUTPUT: &str = "traceloop.entity.output";
     pub const WORKFLOW_NAME: &str = "traceloop.workflow.name";
     pub const ASSOCIATION_PREFIX: &str = "traceloop.association.properties.";
+    /// The association properties that name a session or a user, in the order they are tried.
+    pub const ASSOCIATION_SESSION: [&str; 3] = [
+        "traceloop.association.properties.session_id",
+        "traceloop.association.properties.session.id",
+        "traceloop.association.properties.conversation_id",
+    ];
+    pub const ASSOCIATION_USER: [&str; 2] = [
+        "traceloop.association.properties.user_id",
+        "traceloop.association.properties.user.id",
+    ];
     pub const REQUEST_TYPE: &str = "llm.request.type";
     pub const PROMPT_PREFIX: &str = "gen_ai.prompt";
     pub const COMPLETION_PREFIX: &str = "gen_ai.completion";
@@ -94,4 +104,16 @@ pub mod openllmetry {
     pub const LLM_USAGE_PROMPT_TOKENS: &str = "llm.usage.prompt_tokens";
     pub const LLM_USAGE_COMPLETION_TOKENS: &str = "llm.usage.completion_tokens";
     pub const LLM_USAGE_REASONING_TOKENS: &str = "llm.usage.reasoning_tokens";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openllmetry as ol;
+
+    #[test]
+    fn association_keys_are_association_properties() {
+        for key in ol::ASSOCIATION_SESSION.iter().chain(&ol::ASSOCIATION_USER) {
+            assert!(key.starts_with(ol::ASSOCIATION_PREFIX), "{key}");
+        }
+    }
 }

@@ -10,7 +10,7 @@ use crate::query::TraceRow;
 
 /// The columns of a span that a summary needs. Stored beside each chunk of spans (short field
 /// names: it is written once per span), so a trace can be re-summarised without decoding bodies.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SpanFacts {
     #[serde(rename = "i")]
     pub span_id: SpanId,
@@ -77,6 +77,35 @@ impl From<&vigil_model::Span> for SpanFacts {
             status: s.status,
             flags: s.flag_mask(),
             tool_name: s.tool_name.clone(),
+        }
+    }
+}
+
+/// The facts of a span that is no longer needed: its strings move instead of being copied.
+impl From<vigil_model::Span> for SpanFacts {
+    fn from(s: vigil_model::Span) -> Self {
+        let flags = s.flag_mask();
+        SpanFacts {
+            span_id: s.span_id,
+            parent_span_id: s.parent_span_id,
+            kind: s.kind,
+            name: s.name,
+            service_name: s.service_name,
+            service_version: s.service_version,
+            environment: s.environment,
+            agent_name: s.agent_name,
+            session_id: s.session_id,
+            user_id: s.user_id,
+            model: s.model,
+            provider: s.provider,
+            input_tokens: s.input_tokens,
+            output_tokens: s.output_tokens,
+            cost_usd: s.cost_usd,
+            start_ns: s.start_time,
+            end_ns: s.end_time,
+            status: s.status,
+            flags,
+            tool_name: s.tool_name,
         }
     }
 }
@@ -200,6 +229,33 @@ mod tests {
             end_ns: i64::from(id) * 10 + 5,
             ..SpanFacts::default()
         }
+    }
+
+    #[test]
+    fn facts_moved_out_of_a_span_are_the_facts_copied_from_it() {
+        let s = vigil_model::Span {
+            span_id: SpanId([7; 8]),
+            parent_span_id: Some(SpanId([6; 8])),
+            kind: SpanKind::Tool,
+            name: "lookup".into(),
+            service_name: Some("svc".into()),
+            service_version: Some("1.2".into()),
+            environment: Some("prod".into()),
+            agent_name: Some("support".into()),
+            session_id: Some("s1".into()),
+            user_id: Some("u1".into()),
+            model: Some("gpt-4o".into()),
+            provider: Some("openai".into()),
+            input_tokens: Some(3),
+            output_tokens: Some(4),
+            cost_usd: Some(0.5),
+            start_time: 10,
+            end_time: 20,
+            status: SpanStatus::Error,
+            tool_name: Some("lookup".into()),
+            ..vigil_model::Span::default()
+        };
+        assert_eq!(SpanFacts::from(&s), SpanFacts::from(s.clone()));
     }
 
     #[test]

@@ -36,15 +36,13 @@ pub fn apply(a: &Attrs, span: &mut Span, raw_tool_result: &mut Option<Value>) {
             ol::LLM_USAGE_REASONING_TOKENS,
         ])
     });
-    let prop = |k: &str| a.text(&format!("{}{k}", ol::ASSOCIATION_PREFIX));
+    // Keys spelled out, not formatted: most spans name no session, and formatting five keys for
+    // each of them was a few per cent of ingest.
+    let first_text = |keys: &[&str]| keys.iter().find_map(|k| a.text(k));
     fill(&mut span.session_id, || {
-        prop("session_id")
-            .or_else(|| prop("session.id"))
-            .or_else(|| prop("conversation_id"))
+        first_text(&ol::ASSOCIATION_SESSION)
     });
-    fill(&mut span.user_id, || {
-        prop("user_id").or_else(|| prop("user.id"))
-    });
+    fill(&mut span.user_id, || first_text(&ol::ASSOCIATION_USER));
     if tl_kind == Some("agent") {
         fill(&mut span.agent_name, || a.text(ol::ENTITY_NAME));
     }

@@ -112,14 +112,17 @@ fn prepare_chunks(
         }
     }
     let mut chunks = Vec::with_capacity(groups.len());
-    for (project, trace_id, _, spans) in groups {
+    for (project, trace_id, _, mut spans) in groups {
         let mut trace_passes = passing.remove(&trace_id).unwrap_or_default();
-        for part in spans.chunks(CHUNK_SPANS) {
+        let split = spans.len() > CHUNK_SPANS;
+        while !spans.is_empty() {
+            let rest = spans.split_off(spans.len().min(CHUNK_SPANS));
+            let part = std::mem::replace(&mut spans, rest);
             // A chunk takes its project's verdicts on its spans (a trace of more than one chunk
             // splits them by span); those of the same trace id in another project of the batch
             // stay rows (below).
             let ids: Option<HashSet<SpanId>> =
-                (spans.len() > CHUNK_SPANS).then(|| part.iter().map(|s| s.span_id).collect());
+                split.then(|| part.iter().map(|s| s.span_id).collect());
             let (mine, rest): (Vec<ScoreRow>, Vec<ScoreRow>) =
                 trace_passes.into_iter().partition(|v| {
                     v.project_id == project
@@ -128,14 +131,13 @@ fn prepare_chunks(
                             .is_none_or(|ids| v.span_id.is_some_and(|id| ids.contains(&id)))
                 });
             trace_passes = rest;
-            let facts: Vec<SpanFacts> = part.iter().map(SpanFacts::from).collect();
             // Each distinct piece once: the history and system prompt an agent resends in every
             // LLM call of a turn would otherwise be tokenised again for each call.
             let mut text = String::new();
             let mut seen: HashSet<u64> = HashSet::new();
             // Seeded per chunk: crafted text cannot make two pieces collide on purpose.
             let hasher = foldhash::fast::RandomState::default();
-            for s in part {
+            for s in &part {
                 let start = text.len();
                 s.for_each_search_text(|piece| {
                     if text.len() - start < FTS_TEXT_LIMIT && seen.insert(hasher.hash_one(piece)) {
@@ -151,10 +153,13 @@ fn prepare_chunks(
                     text.truncate(cut);
                 }
             }
+            let body = body::encode_sized(&part, part.len() * 4096)?;
+            // Last, from the spans themselves: their strings move into the facts, uncopied.
+            let facts: Vec<SpanFacts> = part.into_iter().map(SpanFacts::from).collect();
             chunks.push(PreparedChunk {
                 summary: summarize(&project, trace_id, &facts),
                 facts_blob: body::encode_small(&facts)?,
-                body: body::encode_sized(part, part.len() * 4096)?,
+                body,
                 passes: passes::encode(mine)?,
                 judged_by: judged_mark(
                     judged_by.get(&project),
