@@ -12,9 +12,11 @@
 //! traces), LLM judges (slow, paid, retried), traces that came in several exports, and any trace
 //! with a chunk nobody judged at ingest (spans written by other processes, `vigil import` and
 //! `vigil demo`). The queue reads such a trace back and judges it whole; a span's verdict already
-//! given is not given twice, and the queue's verdict on a trace replaces the one ingest gave it from
-//! an export that looked whole but was not all of it. Guardrail and approval spans are judged by
-//! their sink like gateway spans.
+//! given is not given twice. An export can look whole and not be all of its trace (a child exported
+//! after its parent, a guardrail span sent with only a trace id): when the trace was stored already
+//! its verdict on the whole is dropped by the writer, and when more spans come later the queue's
+//! verdict replaces the one ingest gave. Guardrail and approval spans are judged by their sink like
+//! gateway spans.
 //!
 //! Two things are decided from the spans of one export rather than the whole trace: whether the
 //! trace is one of the quality loop's own calls (tagged on its spans), and a score's `session_id`

@@ -1022,4 +1022,188 @@ mod layout_tests {
             "the row is the one listed"
         );
     }
+
+    /// Verdicts on a whole trace given at ingest: a pass is stored with the chunk and still pairs
+    /// with a human label (alignment); an export judged whole that turns out not to be the trace's
+    /// first loses its trace marks and verdicts (the queue judges the trace again); the queue's
+    /// verdict replaces a failing one from ingest in place.
+    #[tokio::test]
+    async fn whole_trace_verdicts_at_ingest() {
+        use crate::quality::{IngestVerdicts, QualityStore, ScoreRow, ScoreSource};
+        use vigil_model::SpanId;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path())).unwrap();
+        let project = ProjectId::new("p");
+        let verdict = |span: &Span, passed: bool| ScoreRow {
+            id: 0,
+            project_id: project.clone(),
+            trace_id: Some(span.trace_id),
+            span_id: None,
+            session_id: None,
+            name: "whole".into(),
+            value: Some(if passed { 1.0 } else { 0.0 }),
+            passed: Some(passed),
+            label: Some(if passed { "pass" } else { "fail" }.into()),
+            reason: Some("judged whole".into()),
+            source: ScoreSource::Evaluator,
+            source_id: Some("ev_whole".into()),
+            created_ns: 10,
+            cost_usd: None,
+        };
+        let judged = |span: &Span, passed: bool| IngestVerdicts {
+            scores: vec![verdict(span, passed)],
+            judged_by: [(project.clone(), vec!["ev_span@1".to_string()])].into(),
+            judged_whole: [(
+                (project.clone(), span.trace_id),
+                vec!["ev_whole@1".to_string()],
+            )]
+            .into(),
+        };
+        let (a, b) = (
+            sort_test_span(&project, 0, 1, None),
+            sort_test_span(&project, 1, 1, None),
+        );
+        store
+            .write_spans_judged(vec![a.clone()], judged(&a, true))
+            .await
+            .unwrap();
+        store
+            .write_spans_judged(vec![b.clone()], judged(&b, false))
+            .await
+            .unwrap();
+        let conn = Connection::open(store.inner.path.clone()).unwrap();
+        let rows = |trace: TraceId| -> Vec<(i64, i64)> {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT id, passed FROM scores WHERE trace_id = ?1 AND source = 'evaluator'",
+                )
+                .unwrap();
+            stmt.query_map([trace.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert!(
+            rows(a.trace_id).is_empty(),
+            "the pass is stored with the spans"
+        );
+        assert_eq!(rows(b.trace_id).len(), 1, "the failure is a row");
+        // Humans label both traces bad: the evaluator agrees on b, not on a.
+        for t in [a.trace_id, b.trace_id] {
+            store
+                .insert_score(ScoreRow {
+                    source: ScoreSource::Human,
+                    name: "annotation".into(),
+                    source_id: Some("alice".into()),
+                    passed: Some(false),
+                    value: Some(0.0),
+                    label: Some("bad".into()),
+                    trace_id: Some(t),
+                    created_ns: 20 + i64::from(t.as_bytes()[0]),
+                    ..verdict(&a, false)
+                })
+                .await
+                .unwrap();
+        }
+        let mut pairs = store
+            .score_pairs(&project, "whole", "annotation")
+            .await
+            .unwrap();
+        pairs.sort();
+        assert_eq!(pairs, vec![(false, false), (true, false)]);
+        // A second export of trace a that looks whole on its own (another parentless span): its
+        // failing verdict judged part of the trace and is dropped, and it carries only its span
+        // marks, so the queue will judge the trace.
+        let a2 = sort_test_span(&project, 0, 2, None);
+        store
+            .write_spans_judged(vec![a2.clone()], judged(&a2, false))
+            .await
+            .unwrap();
+        assert!(rows(a.trace_id).is_empty());
+        let marks: Vec<Option<String>> = conn
+            .prepare("SELECT c.judged_by FROM span_chunks c JOIN traces t ON t.id = c.trace_ref WHERE t.trace_id = ?1 ORDER BY c.id")
+            .unwrap()
+            .query_map([a.trace_id.as_bytes()], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            marks,
+            vec![
+                Some("ev_span@1,ev_whole@1".into()),
+                Some("ev_span@1".into())
+            ]
+        );
+        // Another such export whose verdicts pass: its span's verdict is kept, its verdict on
+        // the whole is not (the trace's one stored pass stays the first export's).
+        let a3 = sort_test_span(&project, 0, 3, None);
+        let mut both = judged(&a3, true);
+        both.scores.push(ScoreRow {
+            span_id: Some(a3.span_id),
+            name: "span-rule".into(),
+            source_id: Some("ev_span".into()),
+            ..verdict(&a3, true)
+        });
+        store
+            .write_spans_judged(vec![a3.clone()], both)
+            .await
+            .unwrap();
+        let listed = store
+            .list_scores(&project, Some(a.trace_id), None, 10)
+            .await
+            .unwrap();
+        let mut listed: Vec<(String, Option<SpanId>)> = listed
+            .into_iter()
+            .filter(|v| v.source == ScoreSource::Evaluator)
+            .map(|v| (v.name, v.span_id))
+            .collect();
+        listed.sort();
+        assert_eq!(
+            listed,
+            vec![
+                ("span-rule".to_string(), Some(a3.span_id)),
+                ("whole".to_string(), None)
+            ]
+        );
+        let mut stored = Vec::new();
+        let blobs: Vec<Vec<u8>> = conn
+            .prepare("SELECT c.passes FROM span_chunks c JOIN traces t ON t.id = c.trace_ref WHERE t.trace_id = ?1 AND c.passes IS NOT NULL")
+            .unwrap()
+            .query_map([a.trace_id.as_bytes()], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for blob in &blobs {
+            passes::expand(blob, &project, a.trace_id, None, &mut stored).unwrap();
+        }
+        assert_eq!(
+            stored.iter().filter(|v| v.span_id.is_none()).count(),
+            1,
+            "only the first export's verdict on the whole is stored"
+        );
+        // The queue's verdict on b replaces ingest's failing row in place.
+        let before = rows(b.trace_id);
+        let b_trace = b.trace_id;
+        store
+            .inner
+            .writer
+            .exec(move |conn| {
+                conn.execute(
+                    "INSERT INTO eval_jobs (project_id, evaluator_id, trace_id, state, not_before_ns) VALUES ('p', 'ev_whole', ?1, 'running', 0)",
+                    [b_trace.as_bytes()],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let job_id: i64 = conn
+            .query_row("SELECT id FROM eval_jobs", [], |r| r.get(0))
+            .unwrap();
+        store
+            .eval_finish(vec![(job_id, vec![verdict(&b, true)])])
+            .await
+            .unwrap();
+        assert_eq!(rows(b.trace_id), vec![(before[0].0, 1)]);
+    }
 }

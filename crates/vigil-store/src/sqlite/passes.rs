@@ -5,14 +5,15 @@
 //! indexes) was most of what judging at ingest cost the single writer. Each chunk carries its
 //! passing verdicts in one small blob instead, and its trace's row names the evaluators that passed
 //! any of them (`traces.passed_by`). Failing verdicts stay rows: they are what the annotation
-//! queue, the failure clusters and alignment read. Verdicts the queue gives (session-scoped
+//! queue and the failure clusters read. Verdicts the queue gives (session-scoped
 //! evaluators, judges, traces re-read because a chunk was not judged at ingest) stay rows too, and
 //! a row given by the queue on a trace supersedes what ingest said of it.
 //!
 //! Readers put the two back together: a trace's scores (rows and its chunks' blobs, a verdict
 //! given both at ingest and by the queue listed once), the latest scores by name (traces whose
-//! `passed_by` names the evaluator) and failure rates (whose denominators count the sessions the
-//! evaluator judged, passed or not). A stored verdict reads back as the row it would have been,
+//! `passed_by` names the evaluator), failure rates (whose denominators count the sessions the
+//! evaluator judged, passed or not) and alignment (an evaluator's verdict on a trace a human
+//! labelled). A stored verdict reads back as the row it would have been,
 //! with `id` 0.
 
 use serde::{Deserialize, Serialize};
@@ -86,16 +87,7 @@ pub(super) fn encode(verdicts: Vec<ScoreRow>) -> Result<Option<ChunkPasses>> {
             }),
         }
     }
-    if groups.is_empty() {
-        return Ok(None);
-    }
-    let mut names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    Ok(Some(ChunkPasses {
-        names: names.join("\n"),
-        blob: body::encode_small(&groups)?,
-    }))
+    stored_form(groups)
 }
 
 /// The verdicts of a stored blob as rows, optionally only those of the evaluator `name`.
@@ -131,6 +123,31 @@ pub(super) fn expand(
         }
     }
     Ok(())
+}
+
+/// Groups in their stored form (none when there are none).
+fn stored_form(groups: Vec<Group>) -> Result<Option<ChunkPasses>> {
+    if groups.is_empty() {
+        return Ok(None);
+    }
+    let mut names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    Ok(Some(ChunkPasses {
+        names: names.join("\n"),
+        blob: body::encode_small(&groups)?,
+    }))
+}
+
+/// `stored` without its verdicts on the whole trace (for a chunk whose export turned out not to be
+/// all of its trace; rare, so decoding it again costs nothing that matters).
+pub(super) fn without_trace_verdicts(stored: &ChunkPasses) -> Result<Option<ChunkPasses>> {
+    let mut groups: Vec<Group> = body::decode(&stored.blob)?;
+    for g in &mut groups {
+        g.spans.retain(|(span, _)| span.is_some());
+    }
+    groups.retain(|g| !g.spans.is_empty());
+    stored_form(groups)
 }
 
 /// `old` and `new` names (newline-separated) together, sorted, each once.

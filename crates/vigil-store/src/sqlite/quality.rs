@@ -198,6 +198,76 @@ pub(super) const LATEST_PASSES_SQL: &str = concat!(
     ") AND c.passes IS NOT NULL"
 );
 
+/// Each human-labelled trace's latest label beside the evaluator `name`'s verdict on the trace
+/// (scored once), oldest label first: `(evaluator passed, human passed, labelled at)`. The
+/// evaluator's verdict is its row, or a pass stored with the trace's spans at ingest (`passes.rs`).
+fn score_pairs_timed(
+    c: &rusqlite::Connection,
+    p: &ProjectId,
+    name: &str,
+    human: &str,
+) -> Result<Vec<(bool, bool, i64)>> {
+    // The latest human verdict per trace (an annotator may change their mind).
+    let labels: Vec<(Vec<u8>, bool, i64, Option<bool>)> = {
+        let mut stmt = c.prepare_cached(
+            "SELECT h.trace_id, h.passed, h.t, \
+               (SELECT e.passed FROM scores e \
+                  WHERE e.trace_ref = (SELECT t.id FROM traces t WHERE t.project_id = ?1 AND t.trace_id = h.trace_id) \
+                    AND e.source = 'evaluator' AND e.name = ?2 AND e.span_id IS NULL AND e.passed IS NOT NULL) \
+             FROM (SELECT trace_id, passed, max(created_ns) AS t FROM scores \
+                   WHERE project_id = ?1 AND source = 'human' AND name = ?3 AND passed IS NOT NULL \
+                     AND trace_id IS NOT NULL GROUP BY trace_id) h \
+             ORDER BY h.t",
+        )?;
+        let rows = stmt.query_map(params![p.as_str(), name, human], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, i64>(1)? != 0,
+                r.get(2)?,
+                r.get::<_, Option<i64>>(3)?.map(|v| v != 0),
+            ))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut out = Vec::with_capacity(labels.len());
+    for (trace, human_passed, at, evaluator) in labels {
+        let evaluator = match evaluator {
+            Some(passed) => Some(passed),
+            None => stored_trace_pass(c, p, &trace, name)?.then_some(true),
+        };
+        if let Some(passed) = evaluator {
+            out.push((passed, human_passed, at));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the evaluator `name` passed the trace as a whole at ingest (a verdict stored with its
+/// spans, not a row).
+fn stored_trace_pass(
+    c: &rusqlite::Connection,
+    p: &ProjectId,
+    trace: &[u8],
+    name: &str,
+) -> Result<bool> {
+    let Ok(trace_id) = TraceId::from_bytes(trace) else {
+        return Ok(false);
+    };
+    let mut stmt = c.prepare_cached(concat!(
+        "SELECT c.passes FROM traces t JOIN span_chunks c ON c.trace_ref = t.id \
+         WHERE t.project_id = ?1 AND t.trace_id = ?3 AND ",
+        passed_by_evaluator!(),
+        " AND c.passes IS NOT NULL"
+    ))?;
+    let mut rows = stmt.query(params![p.as_str(), name, trace])?;
+    let mut stored = Vec::new();
+    while let Some(r) = rows.next()? {
+        let blob = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+        passes::expand(blob, p, trace_id, Some(name), &mut stored)?;
+    }
+    Ok(stored.iter().any(|s| s.span_id.is_none()))
+}
+
 /// A run from `SELECT id, dataset_id, name, model, prompt, summary, created_ns`.
 fn experiment_row(r: &Row, project: &ProjectId) -> rusqlite::Result<ExperimentRun> {
     let summary: String = r.get(5)?;
@@ -566,19 +636,8 @@ impl QualityStore for SqliteStore {
     ) -> Result<Vec<(bool, bool)>> {
         let (p, name, human) = (project.clone(), name.to_string(), human_name.to_string());
         self.read(move |c| {
-            // The latest human verdict per trace (an annotator may change their mind); the
-            // evaluator's trace-level verdict (scored once).
-            let mut stmt = c.prepare_cached(
-                "SELECT e.passed, h.passed FROM scores e \
-                 JOIN (SELECT trace_id, passed, max(created_ns) FROM scores \
-                       WHERE project_id = ?1 AND source = 'human' AND name = ?3 AND passed IS NOT NULL GROUP BY trace_id) h \
-                   ON h.trace_id = e.trace_id \
-                 WHERE e.project_id = ?1 AND e.source = 'evaluator' AND e.name = ?2 AND e.span_id IS NULL AND e.passed IS NOT NULL",
-            )?;
-            let rows = stmt.query_map(params![p.as_str(), name, human], |r| {
-                Ok((r.get::<_, i64>(0)? != 0, r.get::<_, i64>(1)? != 0))
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            let pairs = score_pairs_timed(c, &p, &name, &human)?;
+            Ok(pairs.into_iter().map(|(e, h, _)| (e, h)).collect())
         })
         .await
     }
@@ -1106,20 +1165,7 @@ impl QualityStore for SqliteStore {
         human_name: &str,
     ) -> Result<Vec<(bool, bool, i64)>> {
         let (p, name, human) = (project.clone(), name.to_string(), human_name.to_string());
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT e.passed, h.passed, h.t FROM scores e \
-                 JOIN (SELECT trace_id, passed, max(created_ns) AS t FROM scores \
-                       WHERE project_id = ?1 AND source = 'human' AND name = ?3 AND passed IS NOT NULL GROUP BY trace_id) h \
-                   ON h.trace_id = e.trace_id \
-                 WHERE e.project_id = ?1 AND e.source = 'evaluator' AND e.name = ?2 AND e.span_id IS NULL AND e.passed IS NOT NULL \
-                 ORDER BY h.t",
-            )?;
-            let rows = stmt.query_map(params![p.as_str(), name, human], |r| {
-                Ok((r.get::<_, i64>(0)? != 0, r.get::<_, i64>(1)? != 0, r.get(2)?))
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-        .await
+        self.read(move |c| score_pairs_timed(c, &p, &name, &human))
+            .await
     }
 }

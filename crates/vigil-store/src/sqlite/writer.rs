@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use vigil_model::{LogEvent, ProjectId, Span, SpanId, SpanKind, SpanStatus, TraceId};
 
-use crate::quality::{IngestVerdicts, ScoreRow};
+use crate::quality::{IngestVerdicts, ScoreRow, ScoreSource};
 use crate::query::{GcReport, Retention, TraceRow, WriteReceipt};
 use crate::rollup::RollupTotals;
 use crate::summary::{summarize, SpanFacts};
@@ -71,6 +71,10 @@ struct PreparedChunk {
     judged_by: Option<String>,
     /// The passing verdicts given to its spans at ingest (`passes.rs`).
     passes: Option<ChunkPasses>,
+    /// When its export was judged a whole trace: the marks to store instead if the trace turns out
+    /// to be stored already (then the export was not all of it, its verdicts on the whole are
+    /// dropped, and the queue judges the trace again).
+    if_known: Option<Option<String>>,
 }
 
 /// Groups spans by trace (keeping first-seen order), drops repeated span ids within the request,
@@ -112,12 +116,13 @@ fn prepare_chunks(
         }
     }
     let mut chunks = Vec::with_capacity(groups.len());
-    for (project, trace_id, _, mut spans) in groups {
+    for (project, trace_id, _, spans) in groups {
         let mut trace_passes = passing.remove(&trace_id).unwrap_or_default();
         let split = spans.len() > CHUNK_SPANS;
-        while !spans.is_empty() {
-            let rest = spans.split_off(spans.len().min(CHUNK_SPANS));
-            let part = std::mem::replace(&mut spans, rest);
+        let whole = judged_whole.get(&(project.clone(), trace_id));
+        let mut spans = spans.into_iter();
+        while spans.len() > 0 {
+            let part: Vec<Span> = spans.by_ref().take(CHUNK_SPANS).collect();
             // A chunk takes its project's verdicts on its spans (a trace of more than one chunk
             // splits them by span); those of the same trace id in another project of the batch
             // stay rows (below).
@@ -156,15 +161,14 @@ fn prepare_chunks(
             let body = body::encode_sized(&part, part.len() * 4096)?;
             // Last, from the spans themselves: their strings move into the facts, uncopied.
             let facts: Vec<SpanFacts> = part.into_iter().map(SpanFacts::from).collect();
+            let if_known = whole.map(|_| judged_mark(judged_by.get(&project), None));
             chunks.push(PreparedChunk {
                 summary: summarize(&project, trace_id, &facts),
                 facts_blob: body::encode_small(&facts)?,
                 body,
                 passes: passes::encode(mine)?,
-                judged_by: judged_mark(
-                    judged_by.get(&project),
-                    judged_whole.get(&(project.clone(), trace_id)),
-                ),
+                judged_by: judged_mark(judged_by.get(&project), whole),
+                if_known,
                 project: project.clone(),
                 trace_id,
                 facts,
@@ -733,20 +737,32 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<(Vec<WriteReceipt
         match job {
             Job::Spans { chunks, scores, .. } => {
                 let mut trace_refs: HashMap<(&str, TraceId), i64> = HashMap::new();
+                let mut created: HashSet<(&str, TraceId)> = HashSet::new();
                 for chunk in chunks {
                     let stored = write_chunk(&tx, chunk, &mut receipt, &mut rollups, &mut search)?;
                     if let Some((trace_ref, new)) = stored {
-                        trace_refs.insert((chunk.project.as_str(), chunk.trace_id), trace_ref);
-                        new_traces += usize::from(new);
+                        let key = (chunk.project.as_str(), chunk.trace_id);
+                        trace_refs.insert(key, trace_ref);
+                        if new {
+                            created.insert(key);
+                            new_traces += 1;
+                        }
                     }
                 }
                 // Idempotent like the spans: a redelivered span's scores are already there.
                 let mut insert = tx.prepare_cached(super::quality::INSERT_SCORE)?;
                 for score in scores {
-                    let trace_ref = score
-                        .trace_id
-                        .and_then(|t| trace_refs.get(&(score.project_id.as_str(), t)).copied());
-                    super::quality::insert_score_with(&mut insert, score, trace_ref)?;
+                    let key = score.trace_id.map(|t| (score.project_id.as_str(), t));
+                    let trace_ref = key.and_then(|k| trace_refs.get(&k).copied());
+                    // A verdict on a whole trace from an export that turned out not to be the
+                    // trace's first judged only part of it (see `if_known`).
+                    let partial = score.span_id.is_none()
+                        && score.source == ScoreSource::Evaluator
+                        && trace_ref.is_some()
+                        && key.is_some_and(|k| !created.contains(&k));
+                    if !partial {
+                        super::quality::insert_score_with(&mut insert, score, trace_ref)?;
+                    }
                 }
             }
             Job::Logs {
@@ -785,6 +801,20 @@ fn write_chunk<'a>(
     // A new trace (the common case): its summary was computed by the caller.
     let passed_by = chunk.passes.as_ref().map(|p| p.names.as_str());
     let inserted = insert_new_trace_row(tx, summary, chunk.judged_by.as_deref(), passed_by)?;
+    // A chunk judged as a whole trace that is not the trace's first keeps only its span marks and
+    // verdicts: the trace as a whole is the queue's to judge.
+    let span_passes;
+    let (judged_by, passes) = match (&inserted, &chunk.if_known) {
+        (None, Some(judged_by)) => {
+            span_passes = match &chunk.passes {
+                Some(p) => passes::without_trace_verdicts(p)?,
+                None => None,
+            };
+            (judged_by.as_deref(), span_passes.as_ref())
+        }
+        _ => (chunk.judged_by.as_deref(), chunk.passes.as_ref()),
+    };
+    let passed_by = passes.map(|p| p.names.as_str());
     let existing = match inserted {
         Some(_) => None,
         None => get_trace_with_ref(tx, &chunk.project, chunk.trace_id)?,
@@ -846,13 +876,7 @@ fn write_chunk<'a>(
                 }
                 None => None,
             };
-            update_trace_row(
-                tx,
-                trace_ref,
-                &row,
-                chunk.judged_by.as_deref(),
-                passed_by.as_deref(),
-            )?;
+            update_trace_row(tx, trace_ref, &row, judged_by, passed_by.as_deref())?;
             (trace_ref, Cow::Owned(fresh), Some(old), row, Some(known))
         }
     };
@@ -871,8 +895,8 @@ fn write_chunk<'a>(
         fresh.len() as i64,
         facts_blob,
         chunk.body,
-        chunk.judged_by,
-        chunk.passes.as_ref().map(|p| &p.blob[..])
+        judged_by,
+        passes.map(|p| &p.blob[..])
     ])?;
     search.push((tx.last_insert_rowid(), &chunk.text));
     // Sessions are updated by difference, so a session of thousands of turns costs the same per
