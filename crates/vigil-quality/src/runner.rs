@@ -49,14 +49,15 @@ pub struct Round {
 }
 
 /// The sessions a round has read for session-scoped jobs: per (project, session id), the traces
-/// of its latest turns and their spans.
-type SessionsRead = HashMap<
-    (vigil_model::ProjectId, String),
-    (
-        std::collections::HashSet<vigil_model::TraceId>,
-        Vec<Arc<Vec<Span>>>,
-    ),
->;
+/// of its latest turns, their spans, and each rule's verdict on them by evaluator id (the same for
+/// every job of the session in the round: only the trace it is given to differs).
+type SessionsRead = HashMap<(vigil_model::ProjectId, String), SessionRead>;
+
+struct SessionRead {
+    turns: std::collections::HashSet<vigil_model::TraceId>,
+    spans: Vec<Arc<Vec<Span>>>,
+    verdicts: HashMap<String, Option<ScoreRow>>,
+}
 
 /// An evaluator ready to run: its definition and compiled rule.
 pub(crate) type Usable = (EvaluatorDef, Arc<CompiledRule>);
@@ -312,13 +313,38 @@ impl Runner {
                             }
                         }
                     }
-                    sessions.insert(at.clone(), (ids, all));
+                    sessions.insert(
+                        at.clone(),
+                        SessionRead {
+                            turns: ids,
+                            spans: all,
+                            verdicts: HashMap::new(),
+                        },
+                    );
                 }
-                let (ids, all) = &sessions[&at];
-                detail_spans = all.iter().flat_map(|t| t.iter()).collect();
+                let read = &sessions[&at];
+                detail_spans = read.spans.iter().flat_map(|t| t.iter()).collect();
                 // A turn the session's list did not show yet (or older than its latest 50).
-                if !ids.contains(&job.trace_id) {
+                if !read.turns.contains(&job.trace_id) {
                     detail_spans.extend(trace_spans.iter());
+                } else if !matches!(def.rule, crate::Rule::LlmJudge { .. }) {
+                    let memo = match read.verdicts.get(&e.id) {
+                        Some(v) => v.clone(),
+                        None => {
+                            let v = evaluate_whole(e, &def, &rule, job.trace_id, &detail_spans);
+                            if let Some(read) = sessions.get_mut(&at) {
+                                read.verdicts.insert(e.id.clone(), v.clone());
+                            }
+                            v
+                        }
+                    };
+                    return Ok(memo
+                        .map(|mut v| {
+                            v.trace_id = Some(job.trace_id);
+                            v
+                        })
+                        .into_iter()
+                        .collect());
                 }
             }
         }
