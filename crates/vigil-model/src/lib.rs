@@ -5,6 +5,7 @@
 
 mod ids;
 pub mod keys;
+pub mod lean;
 mod price;
 mod span;
 mod time_fmt;

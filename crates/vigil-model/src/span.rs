@@ -226,18 +226,27 @@ pub struct Span {
     pub finish_reasons: Vec<String>,
     #[serde(default)]
     pub flags: Vec<Flag>,
-    /// Every original span attribute, flattened to `key → JSON value`.
-    #[serde(default)]
+    /// Every original span attribute, flattened to `key → JSON value` (a few when decoded lean,
+    /// see `lean`).
+    #[serde(default, deserialize_with = "crate::lean::attributes")]
     pub attributes: Map<String, Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lean::attributes")]
     pub resource_attributes: Map<String, Value>,
     pub scope_name: Option<String>,
     pub scope_version: Option<String>,
     /// OTLP span kind (`internal`, `server`, `client`, `producer`, `consumer`).
     pub otel_kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::lean::skipped"
+    )]
     pub events: Vec<SpanEvent>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::lean::skipped"
+    )]
     pub links: Vec<SpanLink>,
 }
 

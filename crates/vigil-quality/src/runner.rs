@@ -156,8 +156,9 @@ impl Runner {
             .await?;
         let by_id: HashMap<&str, &EvaluatorRow> =
             evaluators.iter().map(|e| (e.id.as_str(), e)).collect();
-        // Each trace is read once per round, however many evaluators judge it, and every finished
-        // job of the round is committed in one transaction.
+        // Each trace is read once per round, however many evaluators judge it, decoded lean (only
+        // what rules and judges read), and every finished job of the round is committed in one
+        // transaction.
         // Keyed by project too: two projects may hold the same trace id.
         let mut traces: HashMap<
             (vigil_model::ProjectId, vigil_model::TraceId),
@@ -174,11 +175,11 @@ impl Runner {
             let loads = chunk.iter().map(|(p, t)| {
                 let store = self.store.clone();
                 let (p, t) = (p.clone(), *t);
-                async move { ((p.clone(), t), store.get_trace(&p, t).await) }
+                async move { ((p.clone(), t), store.get_trace_spans_lean(&p, t).await) }
             });
             for (k, d) in futures_util::future::join_all(loads).await {
                 if let Ok(d) = d {
-                    traces.insert(k, d.map(|d| Arc::new(d.spans)));
+                    traces.insert(k, d.map(Arc::new));
                 }
             }
         }
@@ -264,10 +265,10 @@ impl Runner {
         if let std::collections::hash_map::Entry::Vacant(slot) = traces.entry(key.clone()) {
             let d = self
                 .store
-                .get_trace(&job.project_id, job.trace_id)
+                .get_trace_spans_lean(&job.project_id, job.trace_id)
                 .await
                 .map_err(|e| e.to_string())?;
-            slot.insert(d.map(|d| Arc::new(d.spans)));
+            slot.insert(d.map(Arc::new));
         }
         let Some(Some(trace_spans)) = traces.get(&key) else {
             // Deleted (retention, erasure) before it was evaluated.
@@ -302,13 +303,13 @@ impl Runner {
                             Some(Some(spans)) => all.push(spans.clone()),
                             Some(None) => {}
                             None => {
-                                if let Some(d) = self
+                                if let Some(spans) = self
                                     .store
-                                    .get_trace(&job.project_id, t.trace_id)
+                                    .get_trace_spans_lean(&job.project_id, t.trace_id)
                                     .await
                                     .map_err(|e| e.to_string())?
                                 {
-                                    all.push(Arc::new(d.spans));
+                                    all.push(Arc::new(spans));
                                 }
                             }
                         }

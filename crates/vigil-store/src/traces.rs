@@ -43,6 +43,14 @@ pub trait TraceStore: Send + Sync {
         trace_id: TraceId,
     ) -> Result<Option<TraceDetail>>;
 
+    /// A trace's spans in tree order, decoded lean (`vigil_model::lean`: of the attribute maps,
+    /// only the keys rules read), for evaluators; `None` as for `get_trace`.
+    async fn get_trace_spans_lean(
+        &self,
+        project: &ProjectId,
+        trace_id: TraceId,
+    ) -> Result<Option<Vec<Span>>>;
+
     async fn find_sessions(&self, query: &SessionQuery) -> Result<SessionPage>;
 
     async fn get_session(

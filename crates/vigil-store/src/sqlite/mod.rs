@@ -446,6 +446,18 @@ impl TraceStore for SqliteStore {
         self.read(move |c| read::get_trace(c, &p, trace_id)).await
     }
 
+    async fn get_trace_spans_lean(
+        &self,
+        project: &ProjectId,
+        trace_id: TraceId,
+    ) -> Result<Option<Vec<Span>>> {
+        let p = project.clone();
+        self.read(move |c| {
+            vigil_model::lean::decoding_lean(|| read::get_trace_spans(c, &p, trace_id))
+        })
+        .await
+    }
+
     async fn find_sessions(&self, query: &SessionQuery) -> Result<SessionPage> {
         let q = query.clone();
         self.read(move |c| read::find_sessions(c, &q)).await

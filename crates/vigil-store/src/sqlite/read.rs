@@ -433,15 +433,7 @@ pub(super) fn get_trace(
     let Some((trace_ref, trace)) = get_trace_with_ref(conn, project, trace_id)? else {
         return Ok(None);
     };
-    let mut stmt =
-        conn.prepare_cached("SELECT body FROM span_chunks WHERE trace_ref = ?1 ORDER BY id")?;
-    let mut spans: Vec<Span> = Vec::new();
-    // A chunk may repeat a span a client redelivered together with new ones; the first copy wins.
-    let mut seen = std::collections::HashSet::new();
-    for blob in stmt.query_map([trace_ref], |r| r.get::<_, Vec<u8>>(0))? {
-        let chunk: Vec<Span> = super::body::decode(&blob?)?;
-        spans.extend(chunk.into_iter().filter(|s| seen.insert(s.span_id)));
-    }
+    let spans = chunk_spans(conn, trace_ref)?;
     let mut stmt = conn.prepare_cached(
         // By the trace's entries: ordered by time, the planner walked every log record of the
         // project through the time index to spare a sort of a few rows.
@@ -460,6 +452,36 @@ pub(super) fn get_trace(
         spans: tree_order(spans),
         log_events,
     }))
+}
+
+/// A trace's spans in tree order, without its row and log records (for evaluators).
+pub(super) fn get_trace_spans(
+    conn: &Connection,
+    project: &ProjectId,
+    trace_id: TraceId,
+) -> Result<Option<Vec<Span>>> {
+    let trace_ref: Option<i64> = conn
+        .prepare_cached("SELECT id FROM traces WHERE project_id = ?1 AND trace_id = ?2")?
+        .query_row(params![project.as_str(), trace_id.as_bytes()], |r| r.get(0))
+        .optional()?;
+    match trace_ref {
+        Some(trace_ref) => Ok(Some(tree_order(chunk_spans(conn, trace_ref)?))),
+        None => Ok(None),
+    }
+}
+
+/// The spans of a trace's chunks, in the order they were stored. A chunk may repeat a span a client
+/// redelivered together with new ones; the first copy wins.
+fn chunk_spans(conn: &Connection, trace_ref: i64) -> Result<Vec<Span>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT body FROM span_chunks WHERE trace_ref = ?1 ORDER BY id")?;
+    let mut spans: Vec<Span> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for blob in stmt.query_map([trace_ref], |r| r.get::<_, Vec<u8>>(0))? {
+        let chunk: Vec<Span> = super::body::decode(&blob?)?;
+        spans.extend(chunk.into_iter().filter(|s| seen.insert(s.span_id)));
+    }
+    Ok(spans)
 }
 
 /// Parents before children, siblings by start time; iterative, so deep traces cannot overflow.
