@@ -141,14 +141,13 @@ impl IngestEvaluators {
             let Some(evaluators) = current.get(*project) else {
                 continue;
             };
-            // The quality loop's own calls are never judged (the queue skips them the same way).
-            if group.iter().any(|s| is_own_call(s)) {
-                continue;
-            }
+            // The quality loop's own calls are never judged (the queue skips them the same way),
+            // but a whole one is marked judged, so that the queue does not read it back to skip it.
+            let own_call = group.iter().any(|s| is_own_call(s));
             let whole = is_whole(group);
             let mut judged_whole = Vec::new();
             for (row, (def, rule)) in evaluators {
-                let sampled = def.samples(trace_id);
+                let sampled = def.samples(trace_id) && !own_call;
                 match def.scope {
                     Scope::Span if sampled => out
                         .scores
@@ -241,5 +240,105 @@ mod tests {
         // A service called by another: its local root's parent is elsewhere.
         let remote_parent = [span(5, Some(9)), span(6, Some(5))];
         assert!(!is_whole(&remote_parent.iter().collect::<Vec<_>>()));
+    }
+
+    /// Span rules judge every span and mark every chunk; trace rules judge and mark only a trace
+    /// its export carries whole; the quality loop's own calls are marked but not judged.
+    #[test]
+    fn judging_at_ingest_marks_what_it_judged() {
+        let project = ProjectId::new("p");
+        let evaluator = |id: &str, definition: serde_json::Value| {
+            let row = EvaluatorRow {
+                id: id.into(),
+                project_id: project.clone(),
+                name: id.into(),
+                definition,
+                enabled: true,
+                cursor: 0,
+                created_ns: 1,
+                updated_ns: 1,
+            };
+            let usable = compile(&mut HashMap::new(), &row).unwrap();
+            (row, usable)
+        };
+        let evaluators = IngestEvaluators::none();
+        *evaluators.current.write().unwrap() = Arc::new(
+            [(
+                project.clone(),
+                vec![
+                    evaluator(
+                        "per-span",
+                        serde_json::json!({"scope": "span", "rule": {"type": "refusal"}}),
+                    ),
+                    evaluator("whole", serde_json::json!({"rule": {"type": "refusal"}})),
+                ],
+            )]
+            .into_iter()
+            .collect(),
+        );
+        let answer = |trace: u8, id: u8, parent: Option<u8>, text: &str| Span {
+            trace_id: TraceId::from_bytes(&[trace; 16]).unwrap(),
+            project_id: project.clone(),
+            attributes: [("output.value".to_string(), serde_json::json!(text))]
+                .into_iter()
+                .collect(),
+            ..span(id, parent)
+        };
+        let mut own = answer(3, 1, None, "I'm sorry, I can't help with that.");
+        own.attributes
+            .insert("vigil.tags".into(), serde_json::json!(["llm-judge"]));
+        let spans = vec![
+            answer(1, 1, None, "Your order ships Monday."),
+            answer(1, 2, Some(1), "I'm sorry, I can't help with that."),
+            answer(
+                2,
+                2,
+                Some(1),
+                "A child whose parent came in another export.",
+            ),
+            own,
+        ];
+        let v = evaluators.judge(&spans);
+        let verdicts: Vec<(u8, &str, bool, bool)> = v
+            .scores
+            .iter()
+            .map(|s| {
+                let trace = s.trace_id.unwrap().as_bytes()[0];
+                (
+                    trace,
+                    s.name.as_str(),
+                    s.span_id.is_some(),
+                    s.passed.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                (1, "per-span", true, true),
+                (1, "per-span", true, false),
+                (1, "whole", false, true),
+                (2, "per-span", true, true),
+            ]
+        );
+        assert_eq!(v.judged_by[&project], vec!["per-span@1".to_string()]);
+        let whole: Vec<u8> = {
+            let mut t: Vec<u8> = v
+                .judged_whole
+                .keys()
+                .map(|(_, t)| t.as_bytes()[0])
+                .collect();
+            t.sort_unstable();
+            t
+        };
+        assert_eq!(
+            whole,
+            vec![1, 3],
+            "trace 2 is not whole; the judge's own call is marked"
+        );
+        assert_eq!(
+            v.judged_whole[&(project.clone(), TraceId::from_bytes(&[1; 16]).unwrap())],
+            vec!["whole@1".to_string()]
+        );
     }
 }
