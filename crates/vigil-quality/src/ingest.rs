@@ -38,7 +38,22 @@ use crate::{Rule, Scope};
 const REFRESH: Duration = Duration::from_secs(1);
 
 /// Per project, the evaluators that run at ingest.
-type ByProject = HashMap<ProjectId, Vec<(EvaluatorRow, Usable)>>;
+type ByProject = HashMap<ProjectId, Vec<AtIngest>>;
+
+/// An evaluator that runs at ingest, compiled, with the mark its chunks carry.
+struct AtIngest {
+    row: EvaluatorRow,
+    usable: Usable,
+    /// `id@version`: after a definition changes, the queue no longer trusts the marks it left.
+    mark: String,
+}
+
+impl AtIngest {
+    fn new(row: EvaluatorRow, usable: Usable) -> Self {
+        let mark = format!("{}@{}", row.id, row.updated_ns);
+        Self { row, usable, mark }
+    }
+}
 
 /// The evaluators that run at ingest, per project, refreshed from the store in the background.
 pub struct IngestEvaluators {
@@ -101,7 +116,7 @@ impl IngestEvaluators {
             if runs_at_ingest(&usable) {
                 next.entry(row.project_id.clone())
                     .or_default()
-                    .push((row, usable));
+                    .push(AtIngest::new(row, usable));
             }
         }
         if let Ok(mut slot) = self.current.write() {
@@ -146,7 +161,12 @@ impl IngestEvaluators {
             let own_call = group.iter().any(|s| is_own_call(s));
             let whole = is_whole(group);
             let mut judged_whole = Vec::new();
-            for (row, (def, rule)) in evaluators {
+            for AtIngest {
+                row,
+                usable: (def, rule),
+                mark,
+            } in evaluators
+            {
                 let sampled = def.samples(trace_id) && !own_call;
                 match def.scope {
                     Scope::Span if sampled => out
@@ -157,7 +177,7 @@ impl IngestEvaluators {
                             out.scores
                                 .extend(evaluate_whole(row, def, rule, *trace_id, group));
                         }
-                        judged_whole.push(judged_as(row));
+                        judged_whole.push(mark.clone());
                     }
                     _ => {}
                 }
@@ -174,19 +194,14 @@ impl IngestEvaluators {
                     project.clone(),
                     evaluators
                         .iter()
-                        .filter(|(_, (def, _))| def.scope == Scope::Span)
-                        .map(|(row, _)| judged_as(row))
+                        .filter(|e| e.usable.0.scope == Scope::Span)
+                        .map(|e| e.mark.clone())
                         .collect(),
                 );
             }
         }
         out
     }
-}
-
-/// A judge's mark, `id@version`: after a definition changes, the queue no longer trusts it.
-fn judged_as(row: &EvaluatorRow) -> String {
-    format!("{}@{}", row.id, row.updated_ns)
 }
 
 /// Whether the spans of a trace in one export are all of it: they hold its root and the parent of
@@ -259,7 +274,7 @@ mod tests {
                 updated_ns: 1,
             };
             let usable = compile(&mut HashMap::new(), &row).unwrap();
-            (row, usable)
+            AtIngest::new(row, usable)
         };
         let evaluators = IngestEvaluators::none();
         *evaluators.current.write().unwrap() = Arc::new(

@@ -372,7 +372,7 @@ impl Runner {
                 )
                 .await?
             }
-            _ => evaluate_borrowed(e, &def, &rule, job.trace_id, &detail_spans),
+            _ => evaluate(e, &def, &rule, job.trace_id, &detail_spans),
         };
         Ok(scores)
     }
@@ -456,18 +456,6 @@ pub fn evaluate(
     def: &EvaluatorDef,
     rule: &CompiledRule,
     trace_id: vigil_model::TraceId,
-    spans: &[Span],
-) -> Vec<ScoreRow> {
-    let spans: Vec<&Span> = spans.iter().collect();
-    evaluate_borrowed(e, def, rule, trace_id, &spans)
-}
-
-/// `evaluate` on borrowed spans.
-pub fn evaluate_borrowed(
-    e: &EvaluatorRow,
-    def: &EvaluatorDef,
-    rule: &CompiledRule,
-    trace_id: vigil_model::TraceId,
     spans: &[&Span],
 ) -> Vec<ScoreRow> {
     match def.scope {
@@ -475,6 +463,33 @@ pub fn evaluate_borrowed(
             .into_iter()
             .collect(),
         Scope::Span => evaluate_spans(e, def, rule, trace_id, spans),
+    }
+}
+
+/// A rule's verdict as its evaluator's score on a trace, or on one of its spans.
+fn rule_score(
+    e: &EvaluatorRow,
+    trace_id: vigil_model::TraceId,
+    span_id: Option<vigil_model::SpanId>,
+    session_id: Option<String>,
+    v: crate::Verdict,
+    created_ns: i64,
+) -> ScoreRow {
+    ScoreRow {
+        id: 0,
+        project_id: e.project_id.clone(),
+        trace_id: Some(trace_id),
+        span_id,
+        session_id,
+        name: e.name.clone(),
+        value: Some(if v.passed { 1.0 } else { 0.0 }),
+        passed: Some(v.passed),
+        label: Some(if v.passed { "pass" } else { "fail" }.into()),
+        reason: Some(v.reason),
+        source: ScoreSource::Evaluator,
+        source_id: Some(e.id.clone()),
+        created_ns,
+        cost_usd: None,
     }
 }
 
@@ -492,22 +507,8 @@ pub fn evaluate_whole(
         return None;
     }
     let v = rule.on_trace(spans)?;
-    Some(ScoreRow {
-        id: 0,
-        project_id: e.project_id.clone(),
-        trace_id: Some(trace_id),
-        span_id: None,
-        session_id: spans.iter().find_map(|s| s.session_id.clone()),
-        name: e.name.clone(),
-        value: Some(if v.passed { 1.0 } else { 0.0 }),
-        passed: Some(v.passed),
-        label: Some(if v.passed { "pass" } else { "fail" }.into()),
-        reason: Some(v.reason),
-        source: ScoreSource::Evaluator,
-        source_id: Some(e.id.clone()),
-        created_ns: now_unix_nanos(),
-        cost_usd: None,
-    })
+    let session = spans.iter().find_map(|s| s.session_id.clone());
+    Some(rule_score(e, trace_id, None, session, v, now_unix_nanos()))
 }
 
 /// The scores a span-scoped evaluator gives the spans of one trace (`evaluate` for
@@ -526,22 +527,14 @@ pub fn evaluate_spans(
         .filter(|s| def.filter.matches(s))
         .filter_map(|s| {
             let v = rule.on_span(s)?;
-            Some(ScoreRow {
-                id: 0,
-                project_id: e.project_id.clone(),
-                trace_id: Some(trace_id),
-                span_id: Some(s.span_id),
-                session_id: session.clone(),
-                name: e.name.clone(),
-                value: Some(if v.passed { 1.0 } else { 0.0 }),
-                passed: Some(v.passed),
-                label: Some(if v.passed { "pass" } else { "fail" }.into()),
-                reason: Some(v.reason),
-                source: ScoreSource::Evaluator,
-                source_id: Some(e.id.clone()),
-                created_ns: now,
-                cost_usd: None,
-            })
+            Some(rule_score(
+                e,
+                trace_id,
+                Some(s.span_id),
+                session.clone(),
+                v,
+                now,
+            ))
         })
         .collect()
 }

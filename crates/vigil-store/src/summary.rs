@@ -54,34 +54,8 @@ pub struct SpanFacts {
     pub tool_name: Option<String>,
 }
 
-impl From<&vigil_model::Span> for SpanFacts {
-    fn from(s: &vigil_model::Span) -> Self {
-        SpanFacts {
-            span_id: s.span_id,
-            parent_span_id: s.parent_span_id,
-            kind: s.kind,
-            name: s.name.clone(),
-            service_name: s.service_name.clone(),
-            service_version: s.service_version.clone(),
-            environment: s.environment.clone(),
-            agent_name: s.agent_name.clone(),
-            session_id: s.session_id.clone(),
-            user_id: s.user_id.clone(),
-            model: s.model.clone(),
-            provider: s.provider.clone(),
-            input_tokens: s.input_tokens,
-            output_tokens: s.output_tokens,
-            cost_usd: s.cost_usd,
-            start_ns: s.start_time,
-            end_ns: s.end_time,
-            status: s.status,
-            flags: s.flag_mask(),
-            tool_name: s.tool_name.clone(),
-        }
-    }
-}
-
-/// The facts of a span that is no longer needed: its strings move instead of being copied.
+/// The facts of a span that is no longer needed (its body is encoded): its strings move instead of
+/// being copied.
 impl From<vigil_model::Span> for SpanFacts {
     fn from(s: vigil_model::Span) -> Self {
         let flags = s.flag_mask();
@@ -232,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn facts_moved_out_of_a_span_are_the_facts_copied_from_it() {
+    fn a_span_s_facts_are_its_summary_columns() {
         let s = vigil_model::Span {
             span_id: SpanId([7; 8]),
             parent_span_id: Some(SpanId([6; 8])),
@@ -253,9 +227,36 @@ mod tests {
             end_time: 20,
             status: SpanStatus::Error,
             tool_name: Some("lookup".into()),
+            flags: vec![vigil_model::Flag {
+                name: FlagKind::SilentToolFailure,
+                reason: "empty result".into(),
+            }],
             ..vigil_model::Span::default()
         };
-        assert_eq!(SpanFacts::from(&s), SpanFacts::from(s.clone()));
+        let want = SpanFacts {
+            span_id: SpanId([7; 8]),
+            parent_span_id: Some(SpanId([6; 8])),
+            kind: SpanKind::Tool,
+            name: "lookup".into(),
+            service_name: Some("svc".into()),
+            service_version: Some("1.2".into()),
+            environment: Some("prod".into()),
+            agent_name: Some("support".into()),
+            session_id: Some("s1".into()),
+            user_id: Some("u1".into()),
+            model: Some("gpt-4o".into()),
+            provider: Some("openai".into()),
+            input_tokens: Some(3),
+            output_tokens: Some(4),
+            cost_usd: Some(0.5),
+            start_ns: 10,
+            end_ns: 20,
+            status: SpanStatus::Error,
+            flags: s.flag_mask(),
+            tool_name: Some("lookup".into()),
+        };
+        assert_ne!(want.flags, 0);
+        assert_eq!(SpanFacts::from(s), want);
     }
 
     #[test]

@@ -1133,13 +1133,22 @@ mod layout_tests {
             .await
             .unwrap();
         assert!(rows(a.trace_id).is_empty());
-        let marks: Vec<Option<String>> = conn
-            .prepare("SELECT c.judged_by FROM span_chunks c JOIN traces t ON t.id = c.trace_ref WHERE t.trace_id = ?1 ORDER BY c.id")
+        // A column of a trace's chunks, in the order they were written.
+        fn chunks_of<T: rusqlite::types::FromSql>(
+            conn: &Connection,
+            column: &str,
+            trace: TraceId,
+        ) -> Vec<T> {
+            conn.prepare(&format!(
+                "SELECT c.{column} FROM span_chunks c JOIN traces t ON t.id = c.trace_ref WHERE t.trace_id = ?1 ORDER BY c.id"
+            ))
             .unwrap()
-            .query_map([a.trace_id.as_bytes()], |r| r.get(0))
+            .query_map([trace.as_bytes()], |r| r.get(0))
             .unwrap()
             .map(Result::unwrap)
-            .collect();
+            .collect()
+        }
+        let marks: Vec<Option<String>> = chunks_of(&conn, "judged_by", a.trace_id);
         assert_eq!(
             marks,
             vec![
@@ -1179,14 +1188,8 @@ mod layout_tests {
             ]
         );
         let mut stored = Vec::new();
-        let blobs: Vec<Vec<u8>> = conn
-            .prepare("SELECT c.passes FROM span_chunks c JOIN traces t ON t.id = c.trace_ref WHERE t.trace_id = ?1 AND c.passes IS NOT NULL")
-            .unwrap()
-            .query_map([a.trace_id.as_bytes()], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        for blob in &blobs {
+        let blobs: Vec<Option<Vec<u8>>> = chunks_of(&conn, "passes", a.trace_id);
+        for blob in blobs.iter().flatten() {
             passes::expand(blob, &project, a.trace_id, None, &mut stored).unwrap();
         }
         assert_eq!(

@@ -233,7 +233,14 @@ fn score_pairs_timed(
     for (trace, human_passed, at, evaluator) in labels {
         let evaluator = match evaluator {
             Some(passed) => Some(passed),
-            None => stored_trace_pass(c, p, &trace, name)?.then_some(true),
+            // Not a row: a pass stored with the trace's spans at ingest, if any.
+            None => {
+                let mut stored = Vec::new();
+                if let Ok(trace) = TraceId::from_bytes(&trace) {
+                    trace_passes(c, p, trace, Some(name), &mut stored)?;
+                }
+                stored.iter().any(|s| s.span_id.is_none()).then_some(true)
+            }
         };
         if let Some(passed) = evaluator {
             out.push((passed, human_passed, at));
@@ -242,30 +249,25 @@ fn score_pairs_timed(
     Ok(out)
 }
 
-/// Whether the evaluator `name` passed the trace as a whole at ingest (a verdict stored with its
-/// spans, not a row).
-fn stored_trace_pass(
+/// The passing verdicts stored with a trace's spans (`passes.rs`), optionally only evaluator
+/// `name`'s, added to `out`.
+fn trace_passes(
     c: &rusqlite::Connection,
     p: &ProjectId,
-    trace: &[u8],
-    name: &str,
-) -> Result<bool> {
-    let Ok(trace_id) = TraceId::from_bytes(trace) else {
-        return Ok(false);
-    };
-    let mut stmt = c.prepare_cached(concat!(
+    trace: TraceId,
+    name: Option<&str>,
+    out: &mut Vec<ScoreRow>,
+) -> Result<()> {
+    let mut stmt = c.prepare_cached(
         "SELECT c.passes FROM traces t JOIN span_chunks c ON c.trace_ref = t.id \
-         WHERE t.project_id = ?1 AND t.trace_id = ?3 AND ",
-        passed_by_evaluator!(),
-        " AND c.passes IS NOT NULL"
-    ))?;
-    let mut rows = stmt.query(params![p.as_str(), name, trace])?;
-    let mut stored = Vec::new();
-    while let Some(r) = rows.next()? {
+         WHERE t.project_id = ?1 AND t.trace_id = ?2 AND c.passes IS NOT NULL",
+    )?;
+    let mut blobs = stmt.query(params![p.as_str(), trace.as_bytes()])?;
+    while let Some(r) = blobs.next()? {
         let blob = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
-        passes::expand(blob, p, trace_id, Some(name), &mut stored)?;
+        passes::expand(blob, p, trace, name, out)?;
     }
-    Ok(stored.iter().any(|s| s.span_id.is_none()))
+    Ok(())
 }
 
 /// A run from `SELECT id, dataset_id, name, model, prompt, summary, created_ns`.
@@ -597,17 +599,7 @@ impl QualityStore for SqliteStore {
             // And the passing verdicts stored with the spans.
             let mut stored = Vec::new();
             match trace {
-                Some(trace) => {
-                    let mut stmt = c.prepare_cached(
-                        "SELECT c.passes FROM traces t JOIN span_chunks c ON c.trace_ref = t.id \
-                         WHERE t.project_id = ?1 AND t.trace_id = ?2 AND c.passes IS NOT NULL",
-                    )?;
-                    let mut blobs = stmt.query(params![p.as_str(), trace.as_bytes()])?;
-                    while let Some(r) = blobs.next()? {
-                        let blob = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
-                        passes::expand(blob, &p, trace, name.as_deref(), &mut stored)?;
-                    }
-                }
+                Some(trace) => trace_passes(c, &p, trace, name.as_deref(), &mut stored)?,
                 None => {
                     // The newest traces with such verdicts (`LATEST_PASSES_SQL`), until enough
                     // are found.

@@ -992,28 +992,23 @@ fn rules_judge_spans_and_whole_traces_as_they_are_ingested_and_the_queue_skips_t
     // but the trace was stored already: ingest's pass on that part is dropped, and once the trace
     // has settled the queue judges it with all its spans.
     let split = [0x5a; 16];
-    let mut failed_tool = span(
-        split,
-        2,
-        "lookup_order",
-        vec![
-            kv("openinference.span.kind", sv("TOOL")),
-            kv("tool.name", sv("lookup_order")),
-            kv("output.value", sv(r#"{"error": "upstream timeout"}"#)),
-        ],
-    );
-    failed_tool.parent_span_id = span(split, 1, "", vec![]).span_id;
-    let mut good_tool = span(
-        split,
-        3,
-        "get_weather",
-        vec![
-            kv("openinference.span.kind", sv("TOOL")),
-            kv("tool.name", sv("get_weather")),
-            kv("output.value", sv(r#"{"temp_c": 21}"#)),
-        ],
-    );
-    good_tool.parent_span_id = failed_tool.parent_span_id.clone();
+    // An OpenInference tool call, child of the root (span 1).
+    let tool = |id: u64, name: &str, result: &str| {
+        let mut s = span(
+            split,
+            id,
+            name,
+            vec![
+                kv("openinference.span.kind", sv("TOOL")),
+                kv("tool.name", sv(name)),
+                kv("output.value", sv(result)),
+            ],
+        );
+        s.parent_span_id = span(split, 1, "", vec![]).span_id;
+        s
+    };
+    let failed_tool = tool(2, "lookup_order", r#"{"error": "upstream timeout"}"#);
+    let good_tool = tool(3, "get_weather", r#"{"temp_c": 21}"#);
     let root = span(
         split,
         1,
